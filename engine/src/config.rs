@@ -1,0 +1,26 @@
+//! What the engine needs to know about its host; the binary fills it from file, env and flags.
+
+use std::path::PathBuf;
+
+use crate::ipam::{default_v4, default_v6, PoolSpec};
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The SQLite database file (created, and migrated, at start).
+    pub database: PathBuf,
+    /// Where runtime state lives: namespaces wasmnet creates are bind-mounted under `netns/`.
+    pub run_dir: PathBuf,
+    pub pools_v4: Vec<PoolSpec>,
+    pub pools_v6: Vec<PoolSpec>,
+}
+
+impl EngineConfig {
+    pub fn new(database: PathBuf, run_dir: PathBuf) -> Self {
+        EngineConfig {
+            database,
+            run_dir,
+            pools_v4: default_v4(),
+            pools_v6: default_v6(),
+        }
+    }
+}

@@ -1,0 +1,685 @@
+//! The operations. Every mutation runs under one writer lock: validate, plan (IPAM, ports),
+//! commit one store transaction, then update the in-memory view and publish an event. Reads
+//! take the view's read lock only for as long as it takes to clone a few `Arc`s.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use serde::Serialize;
+use tokio::sync::{broadcast, Mutex};
+
+use crate::config::EngineConfig;
+use crate::error::{Error, Kind, Result};
+use crate::events::Event;
+use crate::ids;
+use crate::ipam::{plan_family, AddressSpace, StaticRefusal, UsedSubnet};
+use crate::model::*;
+use crate::store::Store;
+use crate::view::{resolve_prefix, View};
+
+/// Host ports handed out when a mapping asks for none (Docker's fallback range).
+const EPHEMERAL_PORTS: std::ops::RangeInclusive<u16> = 49153..=65535;
+
+pub struct Engine {
+    cfg: EngineConfig,
+    store: Store,
+    view: RwLock<View>,
+    writer: Mutex<()>,
+    events: broadcast::Sender<Event>,
+    seq: AtomicU64,
+}
+
+/// Which objects a list returns: all `labels` must match (`key` alone: the label exists);
+/// `name` is a substring of the name; `network`/`sandbox` restrict endpoints.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub labels: Vec<(String, Option<String>)>,
+    pub name: Option<String>,
+    pub network: Option<String>,
+    pub sandbox: Option<String>,
+}
+
+impl Filter {
+    fn labels_match(&self, labels: &Labels) -> bool {
+        self.labels.iter().all(|(k, v)| match (labels.get(k), v) {
+            (Some(have), Some(want)) => have == want,
+            (Some(_), None) => true,
+            (None, _) => false,
+        })
+    }
+
+    fn name_matches(&self, name: &str) -> bool {
+        self.name.as_deref().is_none_or(|n| name.contains(n))
+    }
+}
+
+/// A page of a list: `next` is the cursor to pass as `after` for the following page.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<Arc<T>>,
+    pub next: Option<String>,
+}
+
+/// One page out of an ordered iterator; `key` gives an item's cursor.
+fn page<'a, T: 'a>(
+    items: impl Iterator<Item = &'a Arc<T>>,
+    limit: usize,
+    key: impl Fn(&T) -> String,
+) -> Page<T> {
+    let mut items: Vec<Arc<T>> = items.take(limit + 1).cloned().collect();
+    let next = (items.len() > limit).then(|| {
+        items.truncate(limit);
+        key(items.last().expect("limit >= 1"))
+    });
+    Page { items, next }
+}
+
+/// A network with what concerns it: its endpoints and how full its subnets are.
+#[derive(Debug, Serialize)]
+pub struct NetworkDetail {
+    #[serde(flatten)]
+    pub network: Arc<Network>,
+    pub endpoints: Vec<Arc<Endpoint>>,
+    pub usage: Usage,
+}
+
+/// Addresses in use (the gateway counts) out of the subnet's host addresses, per family.
+#[derive(Debug, Serialize)]
+pub struct Usage {
+    pub ipv4: UsageCount,
+    pub ipv6: Option<UsageCount>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UsageCount {
+    pub used: u128,
+    pub total: u128,
+}
+
+impl From<&AddressSpace> for UsageCount {
+    fn from(s: &AddressSpace) -> Self {
+        let (used, total) = s.usage();
+        UsageCount { used, total }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SandboxDetail {
+    #[serde(flatten)]
+    pub sandbox: Arc<Sandbox>,
+    pub endpoints: Vec<Arc<Endpoint>>,
+}
+
+/// Counts for the health endpoint and the dashboard's overview.
+#[derive(Debug, Serialize)]
+pub struct Counts {
+    pub networks: usize,
+    pub sandboxes: usize,
+    pub endpoints: usize,
+}
+
+impl Engine {
+    /// Opens the store, migrates it and loads the committed state into memory.
+    pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>> {
+        for pool in cfg.pools_v4.iter().chain(&cfg.pools_v6) {
+            pool.check()
+                .map_err(|m| Error::invalid("default_address_pools", m))?;
+        }
+        let store = Store::open(&cfg.database).await?;
+        let snapshot = store.load().await?;
+        let mut view = View::default();
+        snapshot
+            .networks
+            .into_iter()
+            .for_each(|n| view.add_network(Arc::new(n)));
+        snapshot
+            .sandboxes
+            .into_iter()
+            .for_each(|s| view.sandboxes.insert(Arc::new(s)));
+        snapshot
+            .endpoints
+            .into_iter()
+            .for_each(|e| view.add_endpoint(Arc::new(e)));
+        let (events, _) = broadcast::channel(1024);
+        Ok(Arc::new(Engine {
+            cfg,
+            store,
+            view: RwLock::new(view),
+            writer: Mutex::new(()),
+            events,
+            seq: AtomicU64::new(0),
+        }))
+    }
+
+    pub async fn close(&self) {
+        let _writer = self.writer.lock().await;
+        self.store.close().await;
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, View> {
+        self.view.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn publish<T: Serialize>(&self, action: &'static str, id: &str, object: &T) {
+        let event = Event {
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            time: ids::now(),
+            action,
+            id: id.to_string(),
+            object: serde_json::to_value(object).unwrap_or_default(),
+        };
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+
+    pub fn counts(&self) -> Counts {
+        let v = self.read();
+        Counts {
+            networks: v.networks.len(),
+            sandboxes: v.sandboxes.len(),
+            endpoints: v.endpoints.len(),
+        }
+    }
+
+    // ---- networks ----
+
+    pub fn list_networks(&self, f: &Filter, after: Option<&str>, limit: usize) -> Page<Network> {
+        let v = self.read();
+        let it = v
+            .networks
+            .iter_from(after)
+            .filter(|n| f.labels_match(&n.labels) && f.name_matches(&n.name));
+        page(it, limit, |n| n.name.clone())
+    }
+
+    pub fn network(&self, reference: &str) -> Result<NetworkDetail> {
+        let v = self.read();
+        let network = v.networks.resolve(reference)?;
+        let spaces = &v.spaces[&network.id];
+        Ok(NetworkDetail {
+            endpoints: v.endpoints_of_network(&network.id).cloned().collect(),
+            usage: Usage {
+                ipv4: (&spaces.v4).into(),
+                ipv6: spaces.v6.as_ref().map(Into::into),
+            },
+            network,
+        })
+    }
+
+    pub async fn create_network(&self, req: NetworkCreate) -> Result<Arc<Network>> {
+        validate_name("name", &req.name)?;
+        validate_labels("labels", &req.labels)?;
+        validate_options(&req.options)?;
+        if req.driver == Driver::Overlay {
+            return Err(Error::invalid(
+                "driver",
+                "overlay networks need a cluster store (wasmnet serve --cluster), which this build does not support yet",
+            ));
+        }
+        let _writer = self.writer.lock().await;
+        let network = {
+            let v = self.read();
+            if v.networks.has_name(&req.name) {
+                return Err(Error::conflict(
+                    "name_in_use",
+                    format!("network name {:?} is already in use", req.name),
+                ));
+            }
+            let used = |v6: bool| -> Vec<UsedSubnet<'_>> {
+                v.networks
+                    .iter_from(None)
+                    .filter_map(|n| {
+                        if v6 { n.ipv6.as_ref() } else { Some(&n.ipv4) }.map(|c| (c, &n.name))
+                    })
+                    .map(|(c, name)| UsedSubnet {
+                        subnet: c.subnet,
+                        network: name,
+                    })
+                    .collect()
+            };
+            let ipv4 = plan_family("ipv4", &req.ipv4, false, &self.cfg.pools_v4, &used(false))?;
+            let ipv6 = match (&req.ipv6, req.enable_ipv6) {
+                (None, false) => None,
+                (r, _) => Some(plan_family(
+                    "ipv6",
+                    &r.clone().unwrap_or_default(),
+                    true,
+                    &self.cfg.pools_v6,
+                    &used(true),
+                )?),
+            };
+            Arc::new(Network {
+                id: ids::new_id(),
+                name: req.name,
+                driver: req.driver,
+                ipv4,
+                ipv6,
+                internal: req.internal,
+                labels: req.labels,
+                options: req.options,
+                created: ids::now(),
+            })
+        };
+        self.store.insert_network(&network).await?;
+        self.write().add_network(network.clone());
+        self.publish("network.create", &network.id, &network);
+        Ok(network)
+    }
+
+    pub async fn delete_network(&self, reference: &str) -> Result<Arc<Network>> {
+        let _writer = self.writer.lock().await;
+        let network = {
+            let v = self.read();
+            let network = v.networks.resolve(reference)?;
+            let count = v.endpoints_of_network(&network.id).count();
+            if count > 0 {
+                return Err(Error::conflict(
+                    "has_endpoints",
+                    format!(
+                        "network {:?} has {count} endpoint(s); disconnect them first",
+                        network.name
+                    ),
+                ));
+            }
+            network
+        };
+        self.store.delete_networks(&[&network.id]).await?;
+        self.write().remove_network(&network.id);
+        self.publish("network.delete", &network.id, &network);
+        Ok(network)
+    }
+
+    /// Removes every network without endpoints that matches the filter's labels.
+    pub async fn prune_networks(&self, f: &Filter) -> Result<Vec<Arc<Network>>> {
+        let _writer = self.writer.lock().await;
+        let unused: Vec<Arc<Network>> = {
+            let v = self.read();
+            v.networks
+                .iter_from(None)
+                .filter(|n| {
+                    f.labels_match(&n.labels) && v.endpoints_of_network(&n.id).next().is_none()
+                })
+                .cloned()
+                .collect()
+        };
+        let ids: Vec<&str> = unused.iter().map(|n| n.id.as_str()).collect();
+        self.store.delete_networks(&ids).await?;
+        let mut v = self.write();
+        for n in &unused {
+            v.remove_network(&n.id);
+        }
+        drop(v);
+        for n in &unused {
+            self.publish("network.delete", &n.id, n);
+        }
+        Ok(unused)
+    }
+
+    // ---- sandboxes ----
+
+    pub fn list_sandboxes(&self, f: &Filter, after: Option<&str>, limit: usize) -> Page<Sandbox> {
+        let v = self.read();
+        let it = v
+            .sandboxes
+            .iter_from(after)
+            .filter(|s| f.labels_match(&s.labels) && f.name_matches(&s.name));
+        page(it, limit, |s| s.name.clone())
+    }
+
+    pub fn sandbox(&self, reference: &str) -> Result<SandboxDetail> {
+        let v = self.read();
+        let sandbox = v.sandboxes.resolve(reference)?;
+        Ok(SandboxDetail {
+            endpoints: v.endpoints_of_sandbox(&sandbox.id).cloned().collect(),
+            sandbox,
+        })
+    }
+
+    pub async fn create_sandbox(&self, req: SandboxCreate) -> Result<Arc<Sandbox>> {
+        let id = ids::new_id();
+        let name = req.name.unwrap_or_else(|| format!("sandbox-{}", &id[..12]));
+        validate_name("name", &name)?;
+        validate_labels("labels", &req.labels)?;
+        let (netns, netns_owned) = match req.netns {
+            Some(path) => (check_adopted_netns(&path).await?, false),
+            None => (
+                self.cfg
+                    .run_dir
+                    .join("netns")
+                    .join(&id)
+                    .to_string_lossy()
+                    .into_owned(),
+                true,
+            ),
+        };
+        let _writer = self.writer.lock().await;
+        {
+            let v = self.read();
+            if v.sandboxes.has_name(&name) {
+                return Err(Error::conflict(
+                    "name_in_use",
+                    format!("sandbox name {name:?} is already in use"),
+                ));
+            }
+            let other = v
+                .sandboxes
+                .iter_from(None)
+                .find(|s| s.netns == netns)
+                .cloned();
+            if let Some(other) = other {
+                return Err(Error::conflict(
+                    "netns_in_use",
+                    format!("{netns} is already sandbox {:?}", other.name),
+                ));
+            }
+        }
+        let sandbox = Arc::new(Sandbox {
+            id,
+            name,
+            labels: req.labels,
+            netns,
+            netns_owned,
+            created: ids::now(),
+        });
+        self.store.insert_sandbox(&sandbox).await?;
+        self.write().sandboxes.insert(sandbox.clone());
+        self.publish("sandbox.create", &sandbox.id, &sandbox);
+        Ok(sandbox)
+    }
+
+    /// Removes a sandbox and disconnects its endpoints, in one transaction.
+    pub async fn delete_sandbox(&self, reference: &str) -> Result<SandboxDetail> {
+        let _writer = self.writer.lock().await;
+        let detail = self.sandbox(reference)?;
+        self.store.delete_sandbox(&detail.sandbox.id).await?;
+        let mut v = self.write();
+        for e in &detail.endpoints {
+            v.remove_endpoint(&e.id);
+        }
+        v.sandboxes.remove(&detail.sandbox.id);
+        drop(v);
+        for e in &detail.endpoints {
+            self.publish("endpoint.disconnect", &e.id, e);
+        }
+        self.publish("sandbox.delete", &detail.sandbox.id, &detail.sandbox);
+        Ok(detail)
+    }
+
+    // ---- endpoints ----
+
+    pub fn list_endpoints(
+        &self,
+        f: &Filter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Endpoint>> {
+        let v = self.read();
+        let network = f
+            .network
+            .as_deref()
+            .map(|r| v.networks.resolve(r))
+            .transpose()?;
+        let sandbox = f
+            .sandbox
+            .as_deref()
+            .map(|r| v.sandboxes.resolve(r))
+            .transpose()?;
+        let start = match after {
+            Some(a) => std::ops::Bound::Excluded(a.to_string()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let it = v
+            .endpoints
+            .range((start, std::ops::Bound::Unbounded))
+            .map(|(_, e)| e)
+            .filter(|e| {
+                network.as_ref().is_none_or(|n| n.id == e.network_id)
+                    && sandbox.as_ref().is_none_or(|s| s.id == e.sandbox_id)
+                    && f.labels_match(&e.labels)
+            });
+        Ok(page(it, limit, |e| e.id.clone()))
+    }
+
+    pub fn endpoint(&self, reference: &str) -> Result<Arc<Endpoint>> {
+        let v = self.read();
+        resolve_prefix(&v.endpoints, Kind::Endpoint, reference)
+    }
+
+    pub async fn connect(&self, mut req: EndpointCreate) -> Result<Arc<Endpoint>> {
+        validate_endpoint_request(&mut req)?;
+        let _writer = self.writer.lock().await;
+        let endpoint = Arc::new(self.plan_endpoint(req)?);
+        self.store.insert_endpoint(&endpoint).await?;
+        self.write().add_endpoint(endpoint.clone());
+        self.publish("endpoint.connect", &endpoint.id, &endpoint);
+        Ok(endpoint)
+    }
+
+    /// Resolves references and allocates addresses and ports for a new endpoint, against the
+    /// committed state (the caller holds the writer lock, so nothing changes meanwhile).
+    fn plan_endpoint(&self, req: EndpointCreate) -> Result<Endpoint> {
+        let v = self.read();
+        let network = v.networks.resolve(&req.network)?;
+        let sandbox = v.sandboxes.resolve(&req.sandbox)?;
+        if let Some(e) = v
+            .endpoints_of_sandbox(&sandbox.id)
+            .find(|e| e.network_id == network.id)
+        {
+            return Err(Error::conflict(
+                "already_connected",
+                format!(
+                    "sandbox {:?} is already connected to network {:?} (endpoint {})",
+                    sandbox.name, network.name, e.id
+                ),
+            ));
+        }
+        let taken: Vec<&str> = v
+            .endpoints_of_sandbox(&sandbox.id)
+            .map(|e| e.interface.as_str())
+            .collect();
+        let interface = match req.interface {
+            Some(name) if taken.contains(&name.as_str()) => {
+                return Err(Error::conflict(
+                    "interface_in_use",
+                    format!("sandbox {:?} already has an interface {name}", sandbox.name),
+                ))
+            }
+            Some(name) => name,
+            None => (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !taken.contains(&n.as_str()))
+                .expect("unbounded"),
+        };
+        let spaces = &v.spaces[&network.id];
+        let ipv4 = Some(pick_address("ipv4", &network.name, &spaces.v4, req.ipv4)?);
+        let ipv6 = match (&spaces.v6, req.ipv6) {
+            (Some(space), want) => Some(pick_address("ipv6", &network.name, space, want)?),
+            (None, Some(_)) => {
+                return Err(Error::invalid(
+                    "ipv6",
+                    format!("network {:?} has no IPv6 subnet", network.name),
+                ))
+            }
+            (None, None) => None,
+        };
+        let ports = plan_ports(&v, &req.ports)?;
+        Ok(Endpoint {
+            id: ids::new_id(),
+            network_id: network.id.clone(),
+            network_name: network.name.clone(),
+            sandbox_id: sandbox.id.clone(),
+            sandbox_name: sandbox.name.clone(),
+            interface,
+            mac: req.mac.unwrap_or_else(|| ids::derive_mac(ipv4)),
+            ipv4,
+            ipv6,
+            aliases: req.aliases,
+            ports,
+            labels: req.labels,
+            created: ids::now(),
+        })
+    }
+
+    pub async fn disconnect(&self, reference: &str) -> Result<Arc<Endpoint>> {
+        let _writer = self.writer.lock().await;
+        let endpoint = self.endpoint(reference)?;
+        self.store.delete_endpoint(&endpoint.id).await?;
+        self.write().remove_endpoint(&endpoint.id);
+        self.publish("endpoint.disconnect", &endpoint.id, &endpoint);
+        Ok(endpoint)
+    }
+}
+
+fn validate_endpoint_request(req: &mut EndpointCreate) -> Result<()> {
+    if let Some(i) = &req.interface {
+        validate_interface("interface", i)?;
+    }
+    if let Some(mac) = &req.mac {
+        req.mac = Some(validate_mac("mac", mac)?);
+    }
+    for (field, addr, v6) in [("ipv4", req.ipv4, false), ("ipv6", req.ipv6, true)] {
+        if addr.is_some_and(|a| a.is_ipv6() != v6) {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "{} is not an {} address",
+                    addr.unwrap(),
+                    if v6 { "IPv6" } else { "IPv4" }
+                ),
+            ));
+        }
+    }
+    for (i, alias) in req.aliases.iter().enumerate() {
+        validate_name(&format!("aliases[{i}]"), alias)?;
+    }
+    validate_labels("labels", &req.labels)?;
+    for (i, p) in req.ports.iter().enumerate() {
+        if p.container_port == 0 {
+            return Err(Error::invalid(
+                format!("ports[{i}].container_port"),
+                "must be between 1 and 65535",
+            ));
+        }
+        if p.host_ip
+            .is_some_and(|ip| ip.is_multicast() || ip.is_unspecified())
+        {
+            return Err(Error::invalid(
+                format!("ports[{i}].host_ip"),
+                "must be a unicast address; leave it out to publish on every address",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A static address if asked for (checked), else the next free one.
+fn pick_address(
+    field: &str,
+    network: &str,
+    space: &AddressSpace,
+    want: Option<IpAddr>,
+) -> Result<IpAddr> {
+    let Some(addr) = want else {
+        return space.next_free().ok_or_else(|| {
+            Error::conflict(
+                "address_exhausted",
+                format!("network {network:?} has no free {field} address left"),
+            )
+        });
+    };
+    match space.check_static(addr) {
+        Ok(()) => Ok(addr),
+        Err(StaticRefusal::OutsideSubnet) => Err(Error::invalid(
+            field,
+            format!("{addr} is not inside the subnet of network {network:?}"),
+        )),
+        Err(StaticRefusal::Reserved) => Err(Error::invalid(
+            field,
+            format!("{addr} is reserved (network, broadcast or gateway address)"),
+        )),
+        Err(StaticRefusal::InUse) => Err(Error::conflict(
+            "address_in_use",
+            format!("{addr} is already in use on network {network:?}"),
+        )),
+    }
+}
+
+/// Host ports for the requested mappings: given ones must be free, absent ones are picked.
+fn plan_ports(v: &View, requests: &[PortRequest]) -> Result<Vec<PortMapping>> {
+    let mut planned: Vec<PortMapping> = Vec::with_capacity(requests.len());
+    let clashes = |m: &PortMapping, planned: &[PortMapping]| {
+        v.port_taken(m)
+            || planned.iter().any(|o| {
+                o.protocol == m.protocol
+                    && o.host_port == m.host_port
+                    && (o.host_ip.is_none() || m.host_ip.is_none() || o.host_ip == m.host_ip)
+            })
+    };
+    for (i, r) in requests.iter().enumerate() {
+        let mut m = PortMapping {
+            host_ip: r.host_ip,
+            host_port: r.host_port,
+            container_port: r.container_port,
+            protocol: r.protocol,
+        };
+        if r.host_port == 0 {
+            m.host_port = EPHEMERAL_PORTS
+                .clone()
+                .find(|&port| {
+                    !clashes(
+                        &PortMapping {
+                            host_port: port,
+                            ..m
+                        },
+                        &planned,
+                    )
+                })
+                .ok_or_else(|| {
+                    Error::conflict(
+                        "port_exhausted",
+                        format!("ports[{i}]: no free host port left in 49153-65535"),
+                    )
+                })?;
+        } else if clashes(&m, &planned) {
+            let on = m
+                .host_ip
+                .map_or("every address".to_string(), |ip| ip.to_string());
+            return Err(Error::conflict(
+                "port_in_use",
+                format!(
+                    "ports[{i}]: host port {}/{} on {on} is already published",
+                    m.host_port, m.protocol
+                ),
+            ));
+        }
+        planned.push(m);
+    }
+    Ok(planned)
+}
+
+/// An adopted namespace must be an absolute path that exists.
+async fn check_adopted_netns(path: &str) -> Result<String> {
+    if !path.starts_with('/') || path.contains('\0') {
+        return Err(Error::invalid(
+            "netns",
+            format!("{path:?} is not an absolute path"),
+        ));
+    }
+    match tokio::fs::metadata(path).await {
+        Ok(_) => Ok(path.to_string()),
+        Err(e) => Err(Error::invalid("netns", format!("{path}: {e}"))),
+    }
+}

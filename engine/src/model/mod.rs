@@ -1,0 +1,233 @@
+//! The Container Network Model as plain data: what is stored, served and validated.
+//! Requests (`*Create`) are what clients send; `validate` turns them into checked specs.
+
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+pub use validate::{
+    validate_interface, validate_labels, validate_mac, validate_name, validate_options, MAX_LABELS,
+    MAX_NAME_LEN,
+};
+
+pub type Labels = BTreeMap<String, String>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    #[default]
+    Bridge,
+    /// Reserved for VXLAN networks spanning hosts; refused until that driver exists.
+    Overlay,
+}
+
+impl Driver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Bridge => "bridge",
+            Driver::Overlay => "overlay",
+        }
+    }
+}
+
+impl FromStr for Driver {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "bridge" => Ok(Driver::Bridge),
+            "overlay" => Ok(Driver::Overlay),
+            _ => Err(format!("unknown driver {s:?} (expected bridge or overlay)")),
+        }
+    }
+}
+
+/// The addressing of one IP family of a network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpConfig {
+    pub subnet: IpNet,
+    pub gateway: IpAddr,
+    /// Dynamic addresses come from this sub-range only; static ones from the whole subnet.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ip_range: Option<IpNet>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub driver: Driver,
+    pub ipv4: IpConfig,
+    pub ipv6: Option<IpConfig>,
+    pub internal: bool,
+    pub labels: Labels,
+    pub options: Labels,
+    pub created: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sandbox {
+    pub id: String,
+    pub name: String,
+    pub labels: Labels,
+    /// The network namespace: under wasmnet's run dir when wasmnet creates it, else adopted.
+    pub netns: String,
+    /// True when wasmnet created the namespace (and so will remove it); false when adopted.
+    pub netns_owned: bool,
+    pub created: String,
+}
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            "sctp" => Ok(Protocol::Sctp),
+            _ => Err(format!(
+                "unknown protocol {s:?} (expected tcp, udp or sctp)"
+            )),
+        }
+    }
+}
+
+/// A published port. `host_ip` None means every host address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PortMapping {
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: String,
+    pub network_id: String,
+    pub network_name: String,
+    pub sandbox_id: String,
+    pub sandbox_name: String,
+    /// The interface name inside the sandbox (`eth0`, `eth1`, …).
+    pub interface: String,
+    pub mac: String,
+    pub ipv4: Option<IpAddr>,
+    pub ipv6: Option<IpAddr>,
+    pub aliases: Vec<String>,
+    pub ports: Vec<PortMapping>,
+    pub labels: Labels,
+    pub created: String,
+}
+
+/// The addressing a client asks for in one family; every field optional.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpConfigRequest {
+    #[serde(default)]
+    pub subnet: Option<IpNet>,
+    #[serde(default)]
+    pub gateway: Option<IpAddr>,
+    #[serde(default)]
+    pub ip_range: Option<IpNet>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkCreate {
+    pub name: String,
+    #[serde(default)]
+    pub driver: Driver,
+    #[serde(default)]
+    pub ipv4: IpConfigRequest,
+    /// Give the network an IPv6 subnet too (from the IPv6 pools unless `ipv6.subnet` is set).
+    #[serde(default)]
+    pub enable_ipv6: bool,
+    #[serde(default)]
+    pub ipv6: Option<IpConfigRequest>,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub options: Labels,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxCreate {
+    /// Defaults to a name derived from the id.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub labels: Labels,
+    /// Adopt this existing namespace (`/proc/PID/ns/net`, `/run/netns/NAME`) instead of creating one.
+    #[serde(default)]
+    pub netns: Option<String>,
+}
+
+/// A port to publish; `host_port` 0 or absent picks a free port from the ephemeral range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortRequest {
+    #[serde(default)]
+    pub host_ip: Option<IpAddr>,
+    #[serde(default)]
+    pub host_port: u16,
+    pub container_port: u16,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointCreate {
+    /// Network id, unique id prefix, or name.
+    pub network: String,
+    /// Sandbox id, unique id prefix, or name.
+    pub sandbox: String,
+    #[serde(default)]
+    pub interface: Option<String>,
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub ipv4: Option<IpAddr>,
+    #[serde(default)]
+    pub ipv6: Option<IpAddr>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub ports: Vec<PortRequest>,
+    #[serde(default)]
+    pub labels: Labels,
+}
