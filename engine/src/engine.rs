@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::Serialize;
 use tokio::sync::{broadcast, Mutex};
+use utoipa::ToSchema;
 
 use crate::config::EngineConfig;
 use crate::error::{Error, Kind, Result};
@@ -55,7 +56,7 @@ impl Filter {
 }
 
 /// A page of a list: `next` is the cursor to pass as `after` for the following page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<Arc<T>>,
     pub next: Option<String>,
@@ -76,7 +77,7 @@ fn page<'a, T: 'a>(
 }
 
 /// A network with what concerns it: its endpoints and how full its subnets are.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct NetworkDetail {
     #[serde(flatten)]
     pub network: Arc<Network>,
@@ -85,15 +86,17 @@ pub struct NetworkDetail {
 }
 
 /// Addresses in use (the gateway counts) out of the subnet's host addresses, per family.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Usage {
     pub ipv4: UsageCount,
     pub ipv6: Option<UsageCount>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UsageCount {
+    #[schema(value_type = u64)]
     pub used: u128,
+    #[schema(value_type = u64)]
     pub total: u128,
 }
 
@@ -104,7 +107,7 @@ impl From<&AddressSpace> for UsageCount {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SandboxDetail {
     #[serde(flatten)]
     pub sandbox: Arc<Sandbox>,
@@ -112,7 +115,7 @@ pub struct SandboxDetail {
 }
 
 /// Counts for the health endpoint and the dashboard's overview.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Counts {
     pub networks: usize,
     pub sandboxes: usize,
@@ -504,7 +507,8 @@ impl Engine {
                 .expect("unbounded"),
         };
         let spaces = &v.spaces[&network.id];
-        let ipv4 = Some(pick_address("ipv4", &network.name, &spaces.v4, req.ipv4)?);
+        // IPv6 first: asking for an IPv6 address on a v4-only network is the caller's mistake,
+        // to be reported as such even when the IPv4 space is full.
         let ipv6 = match (&spaces.v6, req.ipv6) {
             (Some(space), want) => Some(pick_address("ipv6", &network.name, space, want)?),
             (None, Some(_)) => {
@@ -515,6 +519,7 @@ impl Engine {
             }
             (None, None) => None,
         };
+        let ipv4 = Some(pick_address("ipv4", &network.name, &spaces.v4, req.ipv4)?);
         let ports = plan_ports(&v, &req.ports)?;
         Ok(Endpoint {
             id: ids::new_id(),

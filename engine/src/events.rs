@@ -1,8 +1,9 @@
 //! Change events: every committed mutation publishes one, for `GET /v1/events` and the dashboard.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Event {
     /// Increases by one per event since the daemon started.
     pub seq: u64,

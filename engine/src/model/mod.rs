@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub use validate::{
     validate_interface, validate_labels, validate_mac, validate_name, validate_options, MAX_LABELS,
@@ -18,7 +19,7 @@ pub use validate::{
 
 pub type Labels = BTreeMap<String, String>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Driver {
     #[default]
@@ -48,16 +49,19 @@ impl FromStr for Driver {
 }
 
 /// The addressing of one IP family of a network.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct IpConfig {
+    #[schema(value_type = String, example = "10.1.0.0/24")]
     pub subnet: IpNet,
+    #[schema(value_type = String)]
     pub gateway: IpAddr,
     /// Dynamic addresses come from this sub-range only; static ones from the whole subnet.
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(value_type = Option<String>, example = "10.1.0.0/24")]
     pub ip_range: Option<IpNet>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Network {
     pub id: String,
     pub name: String,
@@ -70,7 +74,7 @@ pub struct Network {
     pub created: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Sandbox {
     pub id: String,
     pub name: String,
@@ -83,7 +87,18 @@ pub struct Sandbox {
 }
 
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -124,15 +139,16 @@ impl FromStr for Protocol {
 }
 
 /// A published port. `host_ip` None means every host address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct PortMapping {
+    #[schema(value_type = Option<String>)]
     pub host_ip: Option<IpAddr>,
     pub host_port: u16,
     pub container_port: u16,
     pub protocol: Protocol,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Endpoint {
     pub id: String,
     pub network_id: String,
@@ -142,7 +158,9 @@ pub struct Endpoint {
     /// The interface name inside the sandbox (`eth0`, `eth1`, …).
     pub interface: String,
     pub mac: String,
+    #[schema(value_type = Option<String>)]
     pub ipv4: Option<IpAddr>,
+    #[schema(value_type = Option<String>)]
     pub ipv6: Option<IpAddr>,
     pub aliases: Vec<String>,
     pub ports: Vec<PortMapping>,
@@ -151,18 +169,21 @@ pub struct Endpoint {
 }
 
 /// The addressing a client asks for in one family; every field optional.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IpConfigRequest {
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "10.1.0.0/24")]
     pub subnet: Option<IpNet>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub gateway: Option<IpAddr>,
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "10.1.0.0/24")]
     pub ip_range: Option<IpNet>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkCreate {
     pub name: String,
@@ -183,7 +204,7 @@ pub struct NetworkCreate {
     pub options: Labels,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxCreate {
     /// Defaults to a name derived from the id.
@@ -197,10 +218,11 @@ pub struct SandboxCreate {
 }
 
 /// A port to publish; `host_port` 0 or absent picks a free port from the ephemeral range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortRequest {
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub host_ip: Option<IpAddr>,
     #[serde(default)]
     pub host_port: u16,
@@ -209,7 +231,7 @@ pub struct PortRequest {
     pub protocol: Protocol,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointCreate {
     /// Network id, unique id prefix, or name.
@@ -221,8 +243,10 @@ pub struct EndpointCreate {
     #[serde(default)]
     pub mac: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub ipv4: Option<IpAddr>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub ipv6: Option<IpAddr>,
     #[serde(default)]
     pub aliases: Vec<String>,

@@ -1,0 +1,28 @@
+# The two commands of the README:
+#   make run    start the server (embedded SQLite in /var/lib/wasmnet, socket /run/wasmnet/wasmnet.sock,
+#               API also on http://127.0.0.1:7878 with the token it prints)
+#   make test   install what the tests need, then run the whole suite
+# Everything else here is a helper for those two.
+
+CARGO ?= cargo
+
+.PHONY: run test deps bench
+
+run:
+	$(CARGO) run -- serve --listen 127.0.0.1:7878
+
+test: deps
+	$(CARGO) test --workspace --locked
+
+# Debian packages the suite needs (CI and a fresh machine run as root).
+DEBS :=
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# Benchmarks are not part of the suite (see README, "Benchmarks").
+bench:
+	$(CARGO) bench -p wasmnet-engine --bench ipam
+	web/benches/list_networks.sh

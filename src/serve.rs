@@ -1,0 +1,321 @@
+//! `wasmnet serve`: configuration (file < environment < flags), the state dir (database, token,
+//! lock), the listeners, and graceful shutdown on SIGTERM/SIGINT.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use wasmnet_engine::ipam::PoolSpec;
+use wasmnet_engine::{Engine, EngineConfig};
+use wasmnet_web::AppState;
+
+const DEFAULT_CONFIG: &str = "/etc/wasmnet/config.toml";
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML config file [default: /etc/wasmnet/config.toml, if it exists].
+    #[arg(long, env = "WASMNET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database, token and lock live here [default: /var/lib/wasmnet].
+    #[arg(long, env = "WASMNET_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Runtime files: the socket, namespaces' bind mounts [default: /run/wasmnet].
+    #[arg(long, env = "WASMNET_RUN_DIR")]
+    run_dir: Option<PathBuf>,
+    /// The API's unix socket [default: RUN_DIR/wasmnet.sock].
+    #[arg(long, env = "WASMNET_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Also serve the API (and, later, the dashboard) on TCP, e.g. 127.0.0.1:7878; every
+    /// request there needs the bearer token.
+    #[arg(long, env = "WASMNET_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// IPv4 pool for networks without a subnet: base=CIDR,size=N; repeatable, in order
+    /// [default: Docker's, 172.17.0.0/16 … 192.168.0.0/16].
+    #[arg(
+        long = "default-pool",
+        env = "WASMNET_DEFAULT_POOLS",
+        value_delimiter = ' '
+    )]
+    default_pools: Vec<PoolSpec>,
+    /// IPv6 pool, same syntax [default: base=fd57:4153:4d00::/40,size=64].
+    #[arg(
+        long = "default-pool-v6",
+        env = "WASMNET_DEFAULT_POOLS_V6",
+        value_delimiter = ' '
+    )]
+    default_pools_v6: Vec<PoolSpec>,
+    /// Log filter (tracing's EnvFilter syntax), e.g. info or wasmnet=debug.
+    #[arg(long, env = "WASMNET_LOG")]
+    log: Option<String>,
+}
+
+/// The config file; every key optional, named as the flags are (with underscores).
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    state_dir: Option<PathBuf>,
+    run_dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    default_address_pools: Option<Vec<PoolSpec>>,
+    default_address_pools_v6: Option<Vec<PoolSpec>>,
+    log: Option<String>,
+}
+
+/// The settings in force, after merging.
+#[derive(Debug)]
+struct Settings {
+    state_dir: PathBuf,
+    run_dir: PathBuf,
+    socket: PathBuf,
+    listen: Option<SocketAddr>,
+    engine: EngineConfig,
+    log: String,
+}
+
+fn settings(args: ServeArgs) -> Result<Settings, String> {
+    let file = read_config(args.config.as_deref())?;
+    let state_dir = args
+        .state_dir
+        .or(file.state_dir)
+        .unwrap_or_else(|| "/var/lib/wasmnet".into());
+    let run_dir = args
+        .run_dir
+        .or(file.run_dir)
+        .unwrap_or_else(|| "/run/wasmnet".into());
+    let socket = args
+        .socket
+        .or(file.socket)
+        .unwrap_or_else(|| run_dir.join("wasmnet.sock"));
+    let mut engine = EngineConfig::new(state_dir.join("wasmnet.db"), run_dir.clone());
+    if let Some(p) = non_empty(args.default_pools).or(file.default_address_pools) {
+        engine.pools_v4 = p;
+    }
+    if let Some(p) = non_empty(args.default_pools_v6).or(file.default_address_pools_v6) {
+        engine.pools_v6 = p;
+    }
+    for (name, pools, v6) in [
+        ("default pools", &engine.pools_v4, false),
+        ("IPv6 default pools", &engine.pools_v6, true),
+    ] {
+        for p in pools {
+            p.check()?;
+            if p.base.network().is_ipv6() != v6 {
+                return Err(format!("{name}: {p} is of the wrong IP family"));
+            }
+        }
+    }
+    let log = args.log.or(file.log).unwrap_or_else(|| "info".into());
+    Ok(Settings {
+        state_dir,
+        run_dir,
+        socket,
+        listen: args.listen.or(file.listen),
+        engine,
+        log,
+    })
+}
+
+fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
+    (!v.is_empty()).then_some(v)
+}
+
+fn read_config(path: Option<&Path>) -> Result<FileConfig, String> {
+    let (path, required) = match path {
+        Some(p) => (p, true),
+        None => (Path::new(DEFAULT_CONFIG), false),
+    };
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            toml::from_str(&text).map_err(|e| format!("config {}: {}", path.display(), e.message()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            Ok(FileConfig::default())
+        }
+        Err(e) => Err(format!("config {}: {e}", path.display())),
+    }
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let s = settings(args)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&s.log)
+                .map_err(|e| format!("--log {:?}: {e}", s.log))?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    make_dir(&s.state_dir, 0o700)?;
+    make_dir(&s.run_dir, 0o755)?;
+    let _lock = lock_state_dir(&s.state_dir)?;
+    let engine = Engine::open(s.engine.clone())
+        .await
+        .map_err(|e| format!("opening {}: {e}", s.engine.database.display()))?;
+
+    let unix = bind_socket(&s.socket)?;
+    println!(
+        "wasmnet {} serving the API on unix://{}",
+        env!("CARGO_PKG_VERSION"),
+        s.socket.display()
+    );
+    let tcp = match s.listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("listening on {addr}: {e}"))?;
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            let token = load_token(&s.state_dir)?;
+            println!(
+                "wasmnet serving the API on http://{local} (token: {token}, kept in {})",
+                s.state_dir.join("token").display()
+            );
+            Some((listener, token))
+        }
+        None => None,
+    };
+    println!("database: {}", s.engine.database.display());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let state = AppState {
+        engine: engine.clone(),
+        shutdown: stop_rx,
+    };
+    let served = wasmnet_web::serve(state, Some(unix), tcp).await;
+    engine.close().await;
+    let _ = fs::remove_file(&s.socket);
+    served.map_err(|e| format!("serving: {e}"))
+}
+
+async fn wait_for_signal() {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+fn make_dir(dir: &Path, mode: u32) -> Result<(), String> {
+    if !dir.exists() {
+        fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// One daemon per state dir: a second one would corrupt the invariants the first keeps.
+fn lock_state_dir(dir: &Path) -> Result<nix::fcntl::Flock<fs::File>, String> {
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        format!(
+            "{}: another wasmnet is using this state dir ({e})",
+            dir.display()
+        )
+    })
+}
+
+/// Binds the socket (replacing a stale one: the state-dir lock proves no other daemon owns it),
+/// mode 0660.
+fn bind_socket(path: &Path) -> Result<UnixListener, String> {
+    if let Some(parent) = path.parent() {
+        make_dir(parent, 0o755)?;
+    }
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("{}: {e}", path.display()))
+        }
+        _ => {}
+    }
+    let listener =
+        UnixListener::bind(path).map_err(|e| format!("binding {}: {e}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o660))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(listener)
+}
+
+/// The TCP token: generated at first start into STATE_DIR/token (mode 0600), then reused.
+fn load_token(state_dir: &Path) -> Result<String, String> {
+    let path = state_dir.join("token");
+    match fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    }
+    let token = wasmnet_engine::ids::new_id();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    writeln!(file, "{token}").map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let dir = std::env::temp_dir().join(format!("wasmnet-cfg-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        fs::write(&file, "state_dir = \"/from/file\"\nrun_dir = \"/run/file\"\ndefault_address_pools = [{ base = \"10.0.0.0/8\", size = 24 }]\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            state_dir: Some("/from/flag".into()),
+            ..Default::default()
+        };
+        let s = settings(args).unwrap();
+        assert_eq!(s.state_dir, PathBuf::from("/from/flag"));
+        assert_eq!(s.run_dir, PathBuf::from("/run/file"));
+        assert_eq!(s.socket, PathBuf::from("/run/file/wasmnet.sock"));
+        assert_eq!(s.engine.pools_v4[0].to_string(), "base=10.0.0.0/8,size=24");
+        fs::write(&file, "colour = \"blue\"\n").unwrap();
+        let err = settings(ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("colour"), "{err}");
+        fs::write(
+            &file,
+            "default_address_pools = [{ base = \"fd00::/48\", size = 64 }]\n",
+        )
+        .unwrap();
+        assert!(settings(ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        })
+        .is_err());
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

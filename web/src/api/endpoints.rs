@@ -1,0 +1,63 @@
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use wasmnet_engine::engine::Page;
+use wasmnet_engine::model::{Endpoint, EndpointCreate};
+
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{list_query, ApiJson};
+use crate::AppState;
+
+/// List endpoints in id order, a page at a time.
+#[utoipa::path(get, path = "/v1/endpoints", tag = "endpoints",
+    params(
+        ("network" = Option<String>, Query, description = "only this network's (id, prefix or name)"),
+        ("sandbox" = Option<String>, Query, description = "only this sandbox's (id, prefix or name)"),
+        ("label" = Option<String>, Query, description = "`key=value` or `key`; repeatable, all must match"),
+        ("limit" = Option<usize>, Query, description = "page size, 1-1000, default 100"),
+        ("after" = Option<String>, Query, description = "the `next` of the previous page"),
+    ),
+    responses((status = 200, body = Page<Endpoint>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(s): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Page<Endpoint>>> {
+    let q = list_query(raw.as_deref(), &["network", "sandbox", "label"])?;
+    Ok(Json(s.engine.list_endpoints(
+        &q.filter,
+        q.after.as_deref(),
+        q.limit,
+    )?))
+}
+
+/// Connect a sandbox to a network: allocates the addresses and publishes the ports asked for.
+#[utoipa::path(post, path = "/v1/endpoints", tag = "endpoints", request_body = EndpointCreate,
+    responses((status = 201, body = Endpoint), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<EndpointCreate>,
+) -> ApiResult<(StatusCode, Json<Arc<Endpoint>>)> {
+    Ok((StatusCode::CREATED, Json(s.engine.connect(req).await?)))
+}
+
+/// Inspect an endpoint (by id or unique id prefix).
+#[utoipa::path(get, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = String, Path, description = "id or unique id prefix")),
+    responses((status = 200, body = Endpoint), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn inspect(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Arc<Endpoint>>> {
+    Ok(Json(s.engine.endpoint(&id)?))
+}
+
+/// Disconnect: removes the endpoint, releasing its addresses and ports.
+#[utoipa::path(delete, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = String, Path, description = "id or unique id prefix")),
+    responses((status = 200, body = Endpoint), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Arc<Endpoint>>> {
+    Ok(Json(s.engine.disconnect(&id).await?))
+}

@@ -1,0 +1,6 @@
+//! The REST handlers, one module per resource. Each is documented with `utoipa::path`.
+
+pub mod endpoints;
+pub mod networks;
+pub mod sandboxes;
+pub mod system;
