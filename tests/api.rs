@@ -348,14 +348,17 @@ async fn sandboxes_and_endpoints() {
         .as_str()
         .unwrap()
         .ends_with(&format!("run/netns/{}", a["id"].as_str().unwrap())));
-    let (s, b) = post(&c, "/v1/sandboxes", json!({"netns": "/proc/self/ns/net"})).await;
+    // A namespace made by someone else, to adopt.
+    let other = common::Host::new();
+    let other_ns = other.netns_path().display().to_string();
+    let (s, b) = post(&c, "/v1/sandboxes", json!({"netns": other_ns})).await;
     assert_eq!((s, b["netns_owned"].clone()), (201, json!(false)), "{b}");
     assert!(b["name"].as_str().unwrap().starts_with("sandbox-"));
     assert_error(
-        post(&c, "/v1/sandboxes", json!({"netns": "/proc/self/ns/net"})).await,
+        post(&c, "/v1/sandboxes", json!({"netns": other_ns})).await,
         409,
         "netns_in_use",
-        "/proc/self/ns/net",
+        &other_ns,
     );
     assert_error(
         post(&c, "/v1/sandboxes", json!({"netns": "/no/such/ns"})).await,
@@ -723,26 +726,31 @@ async fn tcp_needs_the_token_and_the_socket_does_not() {
     );
     assert_eq!(mode & 0o777, 0o660);
 
-    assert_error(
-        get(&server.tcp_client(None), "/v1/networks").await,
-        401,
-        "unauthorized",
-        "Bearer",
+    // The daemon's loopback is in its host namespace: talk TCP from in there.
+    let clients = (
+        server.tcp_client(None),
+        server.tcp_client(Some("wrong")),
+        server.tcp_client(Some(&server.token)),
     );
-    assert_error(
-        get(&server.tcp_client(Some("wrong")), "/v1/networks").await,
-        401,
-        "unauthorized",
-        "wrong",
-    );
-    assert_error(
-        get(&server.tcp_client(None), "/healthz").await,
-        401,
-        "unauthorized",
-        "Bearer",
-    );
-    let (s, _) = get(&server.tcp_client(Some(&server.token)), "/v1/networks").await;
-    assert_eq!(s, 200);
+    let answers = common::in_netns(server.host.netns_path(), move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (none, wrong, good) = clients;
+            (
+                get(&none, "/v1/networks").await,
+                get(&wrong, "/v1/networks").await,
+                get(&none, "/healthz").await,
+                get(&good, "/v1/networks").await,
+            )
+        })
+    });
+    assert_error(answers.0, 401, "unauthorized", "Bearer");
+    assert_error(answers.1, 401, "unauthorized", "wrong");
+    assert_error(answers.2, 401, "unauthorized", "Bearer");
+    assert_eq!(answers.3 .0, 200);
     let (s, _) = get(&server.client(), "/v1/networks").await;
     assert_eq!(s, 200);
 }
@@ -866,8 +874,9 @@ async fn state_survives_a_restart_and_the_dir_is_locked() {
     let (_, e1) = post(&c, "/v1/endpoints", json!({"network": "keep", "sandbox": "s1", "ports": [{"host_port": 7000, "container_port": 80}]})).await;
 
     // A second daemon on the same state dir refuses to start.
-    let second = std::process::Command::new(common::BIN)
-        .args(["serve", "--config", "/dev/null", "--state-dir"])
+    let second = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", server.host.netns_path().display()))
+        .args([common::BIN, "serve", "--config", "/dev/null", "--state-dir"])
         .arg(server.dir.join("state"))
         .arg("--socket")
         .arg(server.dir.join("other.sock"))
@@ -878,8 +887,8 @@ async fn state_survives_a_restart_and_the_dir_is_locked() {
         String::from_utf8_lossy(&second.stderr).contains("another wasmnet is using this state dir")
     );
 
-    let dir = server.stop();
-    let server = Server::start_in(dir, &[]);
+    let host = server.stop();
+    let server = Server::start_in(host, &[]);
     let c = server.client();
     let (s, n) = get(&c, "/v1/networks/keep").await;
     assert_eq!((s, &n["labels"]["a"]), (200, &json!("b")));

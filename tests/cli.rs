@@ -120,15 +120,12 @@ fn network_sandbox_endpoint_verbs() {
         &server,
         &["sandbox", "create", "box", "--label", "app=shop"],
     );
+    let other = common::Host::new();
+    let other_ns = other.netns_path().display().to_string();
     let adopted = json(&ok(
         &server,
         &[
-            "--format",
-            "json",
-            "sandbox",
-            "create",
-            "--netns",
-            "/proc/self/ns/net",
+            "--format", "json", "sandbox", "create", "--netns", &other_ns,
         ],
     ));
     assert_eq!(adopted["netns_owned"], false);
@@ -222,8 +219,9 @@ fn network_sandbox_endpoint_verbs() {
 fn talks_tcp_with_a_token_and_explains_unreachable_servers() {
     let server = Server::start(&[]);
     let over_tcp = |token: Option<&str>| {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--host", &server.url, "network", "ls"]);
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", server.host.netns_path().display()));
+        cmd.args([BIN, "--host", &server.url, "network", "ls"]);
         if let Some(t) = token {
             cmd.env("WASMNET_TOKEN", t);
         }

@@ -11,8 +11,10 @@ use tokio::sync::{broadcast, Mutex};
 use utoipa::ToSchema;
 
 use crate::config::EngineConfig;
+use crate::drivers::Bridge;
 use crate::error::{Error, Kind, Result};
 use crate::events::Event;
+use crate::firewall::{docker, Change, Nft, Ruleset};
 use crate::ids;
 use crate::ipam::{plan_family, AddressSpace, StaticRefusal, UsedSubnet};
 use crate::model::*;
@@ -24,6 +26,8 @@ const EPHEMERAL_PORTS: std::ops::RangeInclusive<u16> = 49153..=65535;
 
 pub struct Engine {
     cfg: EngineConfig,
+    pub(crate) bridge: Bridge,
+    pub(crate) nft: Nft,
     store: Store,
     view: RwLock<View>,
     writer: Mutex<()>,
@@ -144,15 +148,147 @@ impl Engine {
             .endpoints
             .into_iter()
             .for_each(|e| view.add_endpoint(Arc::new(e)));
+        let bridge = Bridge::new()?;
+        let nft = Nft::new(&cfg.run_dir);
         let (events, _) = broadcast::channel(1024);
-        Ok(Arc::new(Engine {
+        let engine = Arc::new(Engine {
             cfg,
+            bridge,
+            nft,
             store,
             view: RwLock::new(view),
             writer: Mutex::new(()),
             events,
             seq: AtomicU64::new(0),
-        }))
+        });
+        report("reconciling at start", engine.reconcile().await);
+        crate::reconcile::spawn_firewall_watch(&engine);
+        Ok(engine)
+    }
+
+    pub(crate) fn view(&self) -> RwLockReadGuard<'_, View> {
+        self.read()
+    }
+
+    pub(crate) async fn lock_writer(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writer.lock().await
+    }
+
+    /// The firewall as the committed state (plus `extra`, a network being created) wants it.
+    pub(crate) fn ruleset(&self, extra: Option<&Network>) -> Ruleset {
+        let v = self.read();
+        let mut networks: Vec<&Network> = v.networks.iter_from(None).map(|n| n.as_ref()).collect();
+        networks.extend(extra);
+        let endpoints: Vec<&Endpoint> = v.endpoints.values().map(|e| e.as_ref()).collect();
+        docker::compile(&networks, &endpoints)
+    }
+
+    /// Replaces wasmnet's tables whole (one nft transaction).
+    pub(crate) async fn firewall_replace(&self, ruleset: Ruleset) -> Result<()> {
+        let nft = self.nft.clone();
+        let applied = tokio::task::spawn_blocking(move || nft.replace(&ruleset)).await;
+        applied
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(Error::from)
+    }
+
+    /// Applies set-element changes (one nft transaction; nothing to do for none).
+    async fn firewall_update(&self, changes: Vec<Change>) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let nft = self.nft.clone();
+        let applied = tokio::task::spawn_blocking(move || nft.update(&changes)).await;
+        applied
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(Error::from)
+    }
+
+    /// Forces wasmnet's tables back to what the store says (`wasmnet firewall reload`).
+    pub async fn reload_firewall(&self) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        self.firewall_replace(self.ruleset(None)).await
+    }
+
+    /// Kernel first, then the firewall, then the store: a failure undoes what came before, and
+    /// a crash in between leaves only kernel objects the reconciler removes at the next start.
+    async fn commit_network(&self, n: &Network) -> Result<()> {
+        if let Err(e) = self.bridge.create_network(n).await {
+            let _ = self.bridge.delete_network(n).await;
+            return Err(e.into());
+        }
+        let result = match self.firewall_replace(self.ruleset(Some(n))).await {
+            Ok(()) => self.store.insert_network(n).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            let _ = self.firewall_replace(self.ruleset(None)).await;
+            let _ = self.bridge.delete_network(n).await;
+        }
+        result
+    }
+
+    /// After networks left the store: their rules and bridges go; every failure is reported.
+    async fn teardown_networks(&self, gone: &[Arc<Network>]) {
+        let mut problems = Vec::new();
+        if let Err(e) = self.firewall_replace(self.ruleset(None)).await {
+            problems.push(e.to_string());
+        }
+        for n in gone {
+            if let Err(e) = self.bridge.delete_network(n).await {
+                problems.push(e.to_string());
+            }
+        }
+        report("removing networks", problems);
+    }
+
+    async fn commit_endpoint(
+        &self,
+        e: &Endpoint,
+        n: &Network,
+        s: &Sandbox,
+        default_route: bool,
+    ) -> Result<()> {
+        self.bridge.join(e, n, s, default_route).await?;
+        let result = match self
+            .firewall_update(docker::endpoint_changes(e, n, true))
+            .await
+        {
+            Ok(()) => self.store.insert_endpoint(e).await,
+            Err(err) => Err(err),
+        };
+        if result.is_err() {
+            let _ = self
+                .firewall_update(docker::endpoint_changes(e, n, false))
+                .await;
+            let _ = self.bridge.leave(e).await;
+        }
+        result
+    }
+
+    /// After endpoints left the store: their firewall elements and veths go, past any failure.
+    async fn teardown_endpoints(&self, gone: &[Arc<Endpoint>], problems: &mut Vec<String>) {
+        // Networks outlive their endpoints (deletion is refused while any is connected).
+        let changes = {
+            let v = self.read();
+            gone.iter()
+                .filter_map(|e| {
+                    v.networks
+                        .resolve(&e.network_id)
+                        .ok()
+                        .map(|n| docker::endpoint_changes(e, &n, false))
+                })
+                .flatten()
+                .collect()
+        };
+        if let Err(e) = self.firewall_update(changes).await {
+            problems.push(e.to_string());
+        }
+        for e in gone {
+            if let Err(err) = self.bridge.leave(e).await {
+                problems.push(err.to_string());
+            }
+        }
     }
 
     pub async fn close(&self) {
@@ -276,7 +412,7 @@ impl Engine {
                 created: ids::now(),
             })
         };
-        self.store.insert_network(&network).await?;
+        self.commit_network(&network).await?;
         self.write().add_network(network.clone());
         self.publish("network.create", &network.id, &network);
         Ok(network)
@@ -301,6 +437,7 @@ impl Engine {
         };
         self.store.delete_networks(&[&network.id]).await?;
         self.write().remove_network(&network.id);
+        self.teardown_networks(std::slice::from_ref(&network)).await;
         self.publish("network.delete", &network.id, &network);
         Ok(network)
     }
@@ -320,11 +457,13 @@ impl Engine {
         };
         let ids: Vec<&str> = unused.iter().map(|n| n.id.as_str()).collect();
         self.store.delete_networks(&ids).await?;
-        let mut v = self.write();
-        for n in &unused {
-            v.remove_network(&n.id);
+        {
+            let mut v = self.write();
+            for n in &unused {
+                v.remove_network(&n.id);
+            }
         }
-        drop(v);
+        self.teardown_networks(&unused).await;
         for n in &unused {
             self.publish("network.delete", &n.id, n);
         }
@@ -397,7 +536,14 @@ impl Engine {
             netns_owned,
             created: ids::now(),
         });
-        self.store.insert_sandbox(&sandbox).await?;
+        if let Err(e) = self.bridge.create_sandbox(&sandbox).await {
+            let _ = self.bridge.delete_sandbox(&sandbox);
+            return Err(e.into());
+        }
+        if let Err(e) = self.store.insert_sandbox(&sandbox).await {
+            let _ = self.bridge.delete_sandbox(&sandbox);
+            return Err(e);
+        }
         self.write().sandboxes.insert(sandbox.clone());
         self.publish("sandbox.create", &sandbox.id, &sandbox);
         Ok(sandbox)
@@ -408,12 +554,21 @@ impl Engine {
         let _writer = self.writer.lock().await;
         let detail = self.sandbox(reference)?;
         self.store.delete_sandbox(&detail.sandbox.id).await?;
-        let mut v = self.write();
-        for e in &detail.endpoints {
-            v.remove_endpoint(&e.id);
+        {
+            let mut v = self.write();
+            for e in &detail.endpoints {
+                v.remove_endpoint(&e.id);
+            }
+            v.sandboxes.remove(&detail.sandbox.id);
         }
-        v.sandboxes.remove(&detail.sandbox.id);
-        drop(v);
+        // Committed: the kernel follows, past every failure (a vanished namespace included).
+        let mut problems = Vec::new();
+        self.teardown_endpoints(&detail.endpoints, &mut problems)
+            .await;
+        if let Err(e) = self.bridge.delete_sandbox(&detail.sandbox) {
+            problems.push(e.to_string());
+        }
+        report("removing a sandbox", problems);
         for e in &detail.endpoints {
             self.publish("endpoint.disconnect", &e.id, e);
         }
@@ -464,8 +619,10 @@ impl Engine {
     pub async fn connect(&self, mut req: EndpointCreate) -> Result<Arc<Endpoint>> {
         validate_endpoint_request(&mut req)?;
         let _writer = self.writer.lock().await;
-        let endpoint = Arc::new(self.plan_endpoint(req)?);
-        self.store.insert_endpoint(&endpoint).await?;
+        let plan = self.plan_endpoint(req)?;
+        let endpoint = Arc::new(plan.endpoint);
+        self.commit_endpoint(&endpoint, &plan.network, &plan.sandbox, plan.default_route)
+            .await?;
         self.write().add_endpoint(endpoint.clone());
         self.publish("endpoint.connect", &endpoint.id, &endpoint);
         Ok(endpoint)
@@ -473,7 +630,7 @@ impl Engine {
 
     /// Resolves references and allocates addresses and ports for a new endpoint, against the
     /// committed state (the caller holds the writer lock, so nothing changes meanwhile).
-    fn plan_endpoint(&self, req: EndpointCreate) -> Result<Endpoint> {
+    fn plan_endpoint(&self, req: EndpointCreate) -> Result<EndpointPlan> {
         let v = self.read();
         let network = v.networks.resolve(&req.network)?;
         let sandbox = v.sandboxes.resolve(&req.sandbox)?;
@@ -521,7 +678,11 @@ impl Engine {
         };
         let ipv4 = Some(pick_address("ipv4", &network.name, &spaces.v4, req.ipv4)?);
         let ports = plan_ports(&v, &req.ports)?;
-        Ok(Endpoint {
+        // Docker: the default route comes from the sandbox's first non-internal network.
+        let has_way_out = v
+            .endpoints_of_sandbox(&sandbox.id)
+            .any(|e| v.networks.resolve(&e.network_id).is_ok_and(|n| !n.internal));
+        let endpoint = Endpoint {
             id: ids::new_id(),
             network_id: network.id.clone(),
             network_name: network.name.clone(),
@@ -535,6 +696,12 @@ impl Engine {
             ports,
             labels: req.labels,
             created: ids::now(),
+        };
+        Ok(EndpointPlan {
+            endpoint,
+            default_route: !network.internal && !has_way_out,
+            network,
+            sandbox,
         })
     }
 
@@ -543,8 +710,28 @@ impl Engine {
         let endpoint = self.endpoint(reference)?;
         self.store.delete_endpoint(&endpoint.id).await?;
         self.write().remove_endpoint(&endpoint.id);
+        let mut problems = Vec::new();
+        self.teardown_endpoints(std::slice::from_ref(&endpoint), &mut problems)
+            .await;
+        report("disconnecting", problems);
         self.publish("endpoint.disconnect", &endpoint.id, &endpoint);
         Ok(endpoint)
+    }
+}
+
+/// A planned endpoint and what its kernel plumbing needs.
+struct EndpointPlan {
+    endpoint: Endpoint,
+    network: Arc<Network>,
+    sandbox: Arc<Sandbox>,
+    default_route: bool,
+}
+
+/// Logs the failures of a teardown that kept going; the store is already right, and the
+/// reconciler retries the kernel side at the next start.
+pub(crate) fn report(what: &str, problems: Vec<String>) {
+    for p in problems {
+        tracing::warn!(problem = %p, "{what}");
     }
 }
 

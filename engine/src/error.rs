@@ -19,6 +19,12 @@ pub enum Error {
     Internal(String),
     #[error("database error: {0}")]
     Store(#[from] sqlx::Error),
+    /// A netlink, namespace or sysctl operation failed; names the operation and the errno.
+    #[error("kernel: {0}")]
+    Kernel(#[from] crate::kernel::KernelError),
+    /// nft refused or could not run; its report is included, not interpreted.
+    #[error("firewall: {0}")]
+    Firewall(#[from] crate::firewall::FirewallError),
 }
 
 /// The kinds of object wasmnet keeps, for messages.

@@ -6,12 +6,16 @@
 //! one store transaction, then update the view and publish an event).
 
 pub mod config;
+pub mod drivers;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod firewall;
 pub mod ids;
 pub mod ipam;
+pub mod kernel;
 pub mod model;
+mod reconcile;
 pub mod store;
 mod view;
 

@@ -1,9 +1,13 @@
-//! Starts the real `wasmnet` binary on a temporary state dir, run dir, socket and TCP port.
+//! Starts the real `wasmnet` binary as a test "host": inside a fresh network namespace (which
+//! outlives the daemon, as a real host's would), with its own state dir, run dir, socket and
+//! TCP port. Dropping a `Server` kills the daemon; dropping its `Host` removes the namespace,
+//! the sandbox namespaces the daemon bind-mounted and the directory: nothing is left behind.
+//! The daemon is never started in the machine's own namespace.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -13,37 +17,106 @@ use wasmnet_web::client::{Client, Target};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_wasmnet");
 
+static N: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs a setup command that must succeed.
+pub fn sh(args: &[&str]) -> Output {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A test host: a network namespace and a directory, removed (with every sandbox namespace
+/// bind-mounted under its run dir) when dropped.
+pub struct Host {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl Host {
+    pub fn new() -> Host {
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let name = format!("wnt-{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("wasmnet-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Host { name, dir }
+    }
+
+    pub fn netns_path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+
+    /// Runs a command inside the host's namespace.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Names of the host's links, without `@peer`.
+    pub fn links(&self) -> Vec<String> {
+        let out = self.exec(&["ip", "-o", "link"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap().to_string())
+            .collect()
+    }
+
+    /// The namespaces the daemon bind-mounted under its run dir.
+    pub fn sandbox_namespaces(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.dir.join("run/netns"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        for ns in self.sandbox_namespaces() {
+            let _ = nix::mount::umount2(&ns, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_file(&ns);
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 pub struct Server {
     child: Child,
+    pub host: Host,
     pub dir: PathBuf,
     pub socket: PathBuf,
     pub url: String,
     pub token: String,
 }
 
-static N: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh directory for one test's server(s); removed by `Server::drop` of the last user.
-pub fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "wasmnet-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
-        Server::start_in(temp_dir(), extra)
+        Server::start_in(Host::new(), extra)
     }
 
-    /// Starts a server on `dir` (reusing its state if a previous server left some).
-    pub fn start_in(dir: PathBuf, extra: &[&str]) -> Server {
+    /// Starts a daemon on `host`, reusing whatever state a previous daemon left there.
+    pub fn start_in(host: Host, extra: &[&str]) -> Server {
+        let dir = host.dir.clone();
         let socket = dir.join("run/wasmnet.sock");
-        let mut child = Command::new(BIN)
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={}", host.netns_path().display()))
+            .arg(BIN)
             .arg("serve")
             .arg("--state-dir")
             .arg(dir.join("state"))
@@ -55,7 +128,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("the wasmnet binary starts");
+            .expect("nsenter and the wasmnet binary start");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let (mut url, mut token) = (String::new(), String::new());
         for line in lines.by_ref() {
@@ -69,11 +142,18 @@ impl Server {
                 break;
             }
         }
-        assert!(!url.is_empty(), "the server did not print its TCP address");
+        assert!(!url.is_empty(), "the server did not start");
+        let ns_of = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+        assert_ne!(
+            ns_of(&child.id().to_string()),
+            ns_of("self"),
+            "the daemon must not run in the machine's namespace"
+        );
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         Server {
             child,
+            host,
             dir,
             socket,
             url,
@@ -86,6 +166,7 @@ impl Server {
         Client::new(Target::Unix(self.socket.clone()), None)
     }
 
+    /// A TCP client; use it inside the host's namespace (`in_netns`).
     pub fn tcp_client(&self, token: Option<&str>) -> Client {
         Client::new(self.url.parse().unwrap(), token.map(str::to_string))
     }
@@ -98,15 +179,34 @@ impl Server {
         Pid::from_raw(self.child.id() as i32)
     }
 
-    /// SIGTERM, and wait for a clean exit; returns the directory for a restart.
-    pub fn stop(mut self) -> PathBuf {
+    /// SIGTERM, and wait for a clean exit; returns the host, for a restart.
+    pub fn stop(mut self) -> Host {
         kill(self.pid(), Signal::SIGTERM).unwrap();
         let status = wait_timeout(&mut self.child, Duration::from_secs(10))
             .expect("the server stops within 10 s of SIGTERM");
         assert!(status.success(), "the server exited with {status}");
-        let dir = self.dir.clone();
-        std::mem::forget(self);
-        dir
+        self.into_host()
+    }
+
+    /// kill -9, as a crash would; returns the host, for a restart.
+    pub fn crash(mut self) -> Host {
+        kill(self.pid(), Signal::SIGKILL).unwrap();
+        let _ = self.child.wait();
+        self.into_host()
+    }
+
+    fn into_host(self) -> Host {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, and its child has exited; only the
+        // host is moved out (the other fields are plain data or an exited `Child`).
+        unsafe {
+            std::ptr::drop_in_place(&mut this.child);
+            std::ptr::drop_in_place(&mut this.dir);
+            std::ptr::drop_in_place(&mut this.socket);
+            std::ptr::drop_in_place(&mut this.url);
+            std::ptr::drop_in_place(&mut this.token);
+            std::ptr::read(&this.host)
+        }
     }
 }
 
@@ -125,11 +225,21 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = kill(self.pid(), Signal::SIGKILL);
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // `host` is dropped next: it removes the namespaces and the directory.
     }
 }
 
-/// Removes a directory a stopped server left behind.
-pub fn cleanup(dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
+/// Runs `f` on a thread inside the namespace at `path` (e.g. for TCP to a daemon's loopback).
+pub fn in_netns<T: Send + 'static>(path: PathBuf, f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(
+            std::os::fd::AsFd::as_fd(&ns),
+            nix::sched::CloneFlags::CLONE_NEWNET,
+        )
+        .unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
 }

@@ -69,6 +69,16 @@ impl From<Error> for ApiError {
             }
             Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
             Error::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
+            // The operator needs to know which kernel step failed and why: say it.
+            Error::Kernel(_) | Error::Firewall(_) => {
+                tracing::error!(error = %e, "request failed");
+                let code = if matches!(e, Error::Kernel(_)) {
+                    "kernel"
+                } else {
+                    "firewall"
+                };
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, code, e.to_string())
+            }
             Error::Internal(_) | Error::Store(_) => {
                 tracing::error!(error = %e, "request failed");
                 Self::new(

@@ -1,0 +1,129 @@
+//! The bridge driver: a Linux bridge per network holding the gateway addresses, a veth pair per
+//! endpoint (its sandbox end created directly inside the sandbox), namespaces for sandboxes.
+//! Every operation is idempotent, so the reconciler can simply run it again.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use crate::firewall::docker::{bridge_name, veth_name};
+use crate::kernel::{self, IfAddr, KResult, Links, VethSpec};
+use crate::model::{Endpoint, Network, Sandbox};
+
+pub struct Bridge {
+    links: Links,
+}
+
+fn mtu(n: &Network) -> Option<u32> {
+    n.options.get("mtu").and_then(|m| m.parse().ok())
+}
+
+fn parse_mac(mac: &str) -> [u8; 6] {
+    let mut out = [0u8; 6];
+    for (o, part) in out.iter_mut().zip(mac.split(':')) {
+        *o = u8::from_str_radix(part, 16).unwrap_or(0);
+    }
+    out
+}
+
+impl Bridge {
+    pub fn new() -> KResult<Bridge> {
+        // Routing between networks and the outside is the point of a bridge network.
+        kernel::write_sysctl("net/ipv4/ip_forward", "1")?;
+        Ok(Bridge {
+            links: Links::new()?,
+        })
+    }
+
+    pub fn links(&self) -> &Links {
+        &self.links
+    }
+
+    pub async fn create_network(&self, n: &Network) -> KResult<()> {
+        let name = bridge_name(&n.id);
+        let mut addrs = vec![IfAddr {
+            addr: n.ipv4.gateway,
+            prefix: n.ipv4.subnet.prefix_len(),
+        }];
+        if let Some(v6) = &n.ipv6 {
+            kernel::write_sysctl("net/ipv6/conf/all/forwarding", "1")?;
+            addrs.push(IfAddr {
+                addr: v6.gateway,
+                prefix: v6.subnet.prefix_len(),
+            });
+        }
+        self.links.ensure_bridge(&name, mtu(n), &addrs).await?;
+        // Lets the host reach published ports through its loopback (DNAT from 127.0.0.1).
+        kernel::write_sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")
+    }
+
+    pub async fn delete_network(&self, n: &Network) -> KResult<()> {
+        self.links.delete_link(&bridge_name(&n.id)).await
+    }
+
+    pub async fn create_sandbox(&self, s: &Sandbox) -> KResult<()> {
+        let path = Path::new(&s.netns);
+        if s.netns_owned {
+            kernel::create_netns(path).await?;
+        }
+        self.links.loopback_up(path).await
+    }
+
+    /// Removes the namespace if wasmnet created it; an adopted one is never touched.
+    pub fn delete_sandbox(&self, s: &Sandbox) -> KResult<()> {
+        if s.netns_owned {
+            kernel::remove_netns(Path::new(&s.netns))?;
+        }
+        Ok(())
+    }
+
+    /// Connects: the veth pair, addresses, and a default route when `default_route` (the
+    /// sandbox's first non-internal network, as in Docker).
+    pub async fn join(
+        &self,
+        e: &Endpoint,
+        n: &Network,
+        s: &Sandbox,
+        default_route: bool,
+    ) -> KResult<()> {
+        let mut addrs = Vec::new();
+        let mut gateways: Vec<IpAddr> = Vec::new();
+        if let Some(a) = e.ipv4 {
+            addrs.push(IfAddr {
+                addr: a,
+                prefix: n.ipv4.subnet.prefix_len(),
+            });
+            gateways.push(n.ipv4.gateway);
+        }
+        if let (Some(a), Some(v6)) = (e.ipv6, &n.ipv6) {
+            addrs.push(IfAddr {
+                addr: a,
+                prefix: v6.subnet.prefix_len(),
+            });
+            gateways.push(v6.gateway);
+        }
+        if !default_route {
+            gateways.clear();
+        }
+        let host_name = veth_name(&e.id);
+        let spec = VethSpec {
+            host_name: &host_name,
+            bridge: &bridge_name(&n.id),
+            netns: Path::new(&s.netns),
+            ifname: &e.interface,
+            mac: parse_mac(&e.mac),
+            mtu: mtu(n),
+            addrs,
+            gateways,
+        };
+        self.links.create_veth(&spec).await
+    }
+
+    /// Disconnects: deleting the host end removes the pair.
+    pub async fn leave(&self, e: &Endpoint) -> KResult<()> {
+        self.links.delete_link(&veth_name(&e.id)).await
+    }
+
+    pub async fn endpoint_exists(&self, e: &Endpoint) -> KResult<bool> {
+        self.links.exists(&veth_name(&e.id)).await
+    }
+}

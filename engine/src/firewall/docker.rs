@@ -1,0 +1,387 @@
+//! Docker's default semantics as a ruleset: endpoints of one network talk freely (unless
+//! `icc=false`), networks are isolated from each other, non-internal networks masquerade
+//! outbound, internal ones have no way out, and published ports are DNATed from the host's
+//! addresses (including from the host itself and from other sandboxes).
+//!
+//! Layout for scale: per-network dispatch through a verdict map keyed by bridge name, and
+//! per-endpoint state (published ports) as map elements, so a packet costs a few hash lookups
+//! and an endpoint joining costs element updates, never a chain rebuild.
+
+use std::net::IpAddr;
+
+use super::ruleset::{Change, Family, Ruleset, Table};
+use crate::model::{Endpoint, Network, PortMapping};
+
+/// wasmnet's tables (one inet, one bridge) are both named this.
+pub const TABLE: &str = "wasmnet";
+
+/// The Linux bridge of a network: `wnbr` + 11 hex digits of its id (15 characters).
+pub fn bridge_name(network_id: &str) -> String {
+    format!("wnbr{}", &network_id[..11])
+}
+
+/// The host end of an endpoint's veth: `wnv` + 12 hex digits of its id.
+pub fn veth_name(endpoint_id: &str) -> String {
+    format!("wnv{}", &endpoint_id[..12])
+}
+
+fn chain_of(network_id: &str) -> String {
+    format!("net_{}", &network_id[..12])
+}
+
+fn quoted(name: &str) -> String {
+    format!("\"{name}\"")
+}
+
+pub fn option_true(n: &Network, key: &str, default: bool) -> bool {
+    n.options.get(key).map_or(default, |v| v == "true")
+}
+
+/// The whole ruleset for these networks and endpoints.
+pub fn compile(networks: &[&Network], endpoints: &[&Endpoint]) -> Ruleset {
+    Ruleset {
+        tables: vec![
+            inet_table(networks, endpoints),
+            bridge_table(networks, endpoints),
+        ],
+    }
+}
+
+fn inet_table(networks: &[&Network], endpoints: &[&Endpoint]) -> Table {
+    let mut t = Table::new(Family::Inet, TABLE);
+    let bridges: Vec<String> = networks
+        .iter()
+        .map(|n| quoted(&bridge_name(&n.id)))
+        .collect();
+    let masq = |v6: bool| -> Vec<String> {
+        networks
+            .iter()
+            .filter(|n| !n.internal && option_true(n, "masquerade", true))
+            .filter_map(|n| if v6 { n.ipv6.as_ref() } else { Some(&n.ipv4) })
+            .map(|c| c.subnet.to_string())
+            .collect()
+    };
+    t.set("bridges", "type ifname;", bridges);
+    t.set("masq4", "type ipv4_addr; flags interval;", masq(false));
+    t.set("masq6", "type ipv6_addr; flags interval;", masq(true));
+    let dispatch = networks
+        .iter()
+        .map(|n| format!("{} : jump {}", quoted(&bridge_name(&n.id)), chain_of(&n.id)))
+        .collect();
+    t.set("from_bridge", "type ifname : verdict;", dispatch);
+    for (name, spec) in PORT_MAPS {
+        let elements = endpoints
+            .iter()
+            .flat_map(|e| port_elements(e))
+            .filter(|(m, _)| m == &name)
+            .map(|(_, el)| el)
+            .collect();
+        t.set(name, spec, elements);
+    }
+    t.chain(
+        "forward",
+        Some("type filter hook forward priority filter; policy accept;"),
+        vec![
+            "ct state established,related accept".into(),
+            "ct state invalid drop".into(),
+            // Published ports: DNATed connections into a network are allowed from anywhere.
+            "ct status dnat oifname @bridges accept".into(),
+            "iifname vmap @from_bridge".into(),
+            // Nothing else enters a network unasked.
+            "oifname @bridges drop".into(),
+        ],
+    );
+    for n in networks {
+        t.chain(&chain_of(&n.id), None, network_rules(n));
+    }
+    let publish = "fib daddr type local meta l4proto { tcp, udp, sctp } jump publish";
+    t.chain(
+        "prerouting",
+        Some("type nat hook prerouting priority dstnat; policy accept;"),
+        vec![publish.into()],
+    );
+    t.chain(
+        "output",
+        Some("type nat hook output priority -100; policy accept;"),
+        vec![publish.into()],
+    );
+    t.chain(
+        "publish",
+        None,
+        vec![
+            "dnat ip addr . port to ip daddr . meta l4proto . th dport map @pub4_on".into(),
+            "dnat ip addr . port to meta l4proto . th dport map @pub4".into(),
+            "dnat ip6 addr . port to ip6 daddr . meta l4proto . th dport map @pub6_on".into(),
+            "dnat ip6 addr . port to meta l4proto . th dport map @pub6".into(),
+        ],
+    );
+    t.chain(
+        "postrouting",
+        Some("type nat hook postrouting priority srcnat; policy accept;"),
+        vec![
+            // Hairpin: a sandbox reaching a published port through the host must see replies
+            // come back through the host too.
+            "ct status dnat iifname @bridges oifname @bridges masquerade".into(),
+            // From the host's loopback to a published port (needs route_localnet on the bridge).
+            "ip saddr 127.0.0.0/8 oifname @bridges masquerade".into(),
+            "ip saddr @masq4 oifname != @bridges masquerade".into(),
+            "ip6 saddr @masq6 oifname != @bridges masquerade".into(),
+        ],
+    );
+    t
+}
+
+/// Packets leaving one network's bridge.
+fn network_rules(n: &Network) -> Vec<String> {
+    let bridge = quoted(&bridge_name(&n.id));
+    let icc = if option_true(n, "icc", true) {
+        "accept"
+    } else {
+        "drop"
+    };
+    let mut rules = vec![
+        // Routed back into the same bridge (only seen with br_netfilter on).
+        format!("oifname {bridge} {icc}"),
+        // Other networks are isolated.
+        "oifname @bridges drop".into(),
+    ];
+    rules.push(if n.internal {
+        "drop".into()
+    } else {
+        "accept".into()
+    });
+    rules
+}
+
+const PORT_MAPS: [(&str, &str); 4] = [
+    (
+        "pub4",
+        "type inet_proto . inet_service : ipv4_addr . inet_service;",
+    ),
+    (
+        "pub4_on",
+        "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service;",
+    ),
+    (
+        "pub6",
+        "type inet_proto . inet_service : ipv6_addr . inet_service;",
+    ),
+    (
+        "pub6_on",
+        "type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service;",
+    ),
+];
+
+/// The map elements that publish an endpoint's ports: (map, element).
+fn port_elements(e: &Endpoint) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for p in &e.ports {
+        let PortMapping {
+            host_ip,
+            host_port,
+            container_port,
+            protocol,
+        } = p;
+        let target = |ip: IpAddr| format!("{ip} . {container_port}");
+        match host_ip {
+            None => {
+                if let Some(ip) = e.ipv4 {
+                    out.push(("pub4", format!("{protocol} . {host_port} : {}", target(ip))));
+                }
+                if let Some(ip) = e.ipv6 {
+                    out.push(("pub6", format!("{protocol} . {host_port} : {}", target(ip))));
+                }
+            }
+            Some(h) => match (h, e.ipv4, e.ipv6) {
+                (IpAddr::V4(_), Some(ip), _) => out.push((
+                    "pub4_on",
+                    format!("{h} . {protocol} . {host_port} : {}", target(ip)),
+                )),
+                (IpAddr::V6(_), _, Some(ip)) => out.push((
+                    "pub6_on",
+                    format!("{h} . {protocol} . {host_port} : {}", target(ip)),
+                )),
+                _ => {}
+            },
+        }
+    }
+    out
+}
+
+/// The element changes when an endpoint of network `n` joins (`add`) or leaves.
+pub fn endpoint_changes(e: &Endpoint, n: &Network, add: bool) -> Vec<Change> {
+    let ports = port_elements(e)
+        .into_iter()
+        .map(|(set, element)| (Family::Inet, set, element));
+    let isolated = (!option_true(n, "icc", true))
+        .then(|| (Family::Bridge, "noicc_ports", quoted(&veth_name(&e.id))));
+    ports
+        .chain(isolated)
+        .map(|(family, set, element)| {
+            let (table, set) = (TABLE.to_string(), set.to_string());
+            if add {
+                Change::Add {
+                    family,
+                    table,
+                    set,
+                    element,
+                }
+            } else {
+                Change::Delete {
+                    family,
+                    table,
+                    set,
+                    element,
+                }
+            }
+        })
+        .collect()
+}
+
+fn bridge_table(networks: &[&Network], endpoints: &[&Endpoint]) -> Table {
+    let mut t = Table::new(Family::Bridge, TABLE);
+    let noicc: Vec<&str> = networks
+        .iter()
+        .filter(|n| !option_true(n, "icc", true))
+        .map(|n| n.id.as_str())
+        .collect();
+    let ports = endpoints
+        .iter()
+        .filter(|e| noicc.contains(&e.network_id.as_str()))
+        .map(|e| quoted(&veth_name(&e.id)))
+        .collect();
+    // The host ends of the veths of icc=false networks. (Keyed by port, not by bridge: this
+    // kernel's bridge family has no `meta ibrname`.)
+    t.set("noicc_ports", "type ifname;", ports);
+    // Frames between two ports of an icc=false bridge, whatever br_netfilter says.
+    t.chain(
+        "forward",
+        Some("type filter hook forward priority filter; policy accept;"),
+        vec!["iifname @noicc_ports oifname @noicc_ports drop".into()],
+    );
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{IpConfig, Protocol};
+
+    fn net(id: char, subnet: &str, internal: bool, icc: bool) -> Network {
+        let subnet: ipnet::IpNet = subnet.parse().unwrap();
+        Network {
+            id: id.to_string().repeat(64),
+            name: format!("n{id}"),
+            driver: Default::default(),
+            ipv4: IpConfig {
+                gateway: subnet.hosts().next().unwrap(),
+                subnet,
+                ip_range: None,
+            },
+            ipv6: None,
+            internal,
+            labels: Default::default(),
+            options: [("icc".to_string(), icc.to_string())].into(),
+            created: String::new(),
+        }
+    }
+
+    fn endpoint(net: &Network, ip: &str, ports: Vec<PortMapping>) -> Endpoint {
+        Endpoint {
+            id: "e".repeat(64),
+            network_id: net.id.clone(),
+            network_name: net.name.clone(),
+            sandbox_id: "s".repeat(64),
+            sandbox_name: "s".into(),
+            interface: "eth0".into(),
+            mac: "02:42:0a:00:00:02".into(),
+            ipv4: Some(ip.parse().unwrap()),
+            ipv6: Some("fd00::2".parse().unwrap()),
+            aliases: vec![],
+            ports,
+            labels: Default::default(),
+            created: String::new(),
+        }
+    }
+
+    /// The default ruleset for one open network with a published port, and one internal
+    /// icc=false network, is exactly this (a golden file).
+    #[test]
+    fn golden_default_ruleset() {
+        let a = net('a', "10.1.0.0/24", false, true);
+        let b = net('b', "10.2.0.0/24", true, false);
+        let ports = vec![
+            PortMapping {
+                host_ip: None,
+                host_port: 8080,
+                container_port: 80,
+                protocol: Protocol::Tcp,
+            },
+            PortMapping {
+                host_ip: Some("127.0.0.1".parse().unwrap()),
+                host_port: 5353,
+                container_port: 53,
+                protocol: Protocol::Udp,
+            },
+        ];
+        let e = endpoint(&a, "10.1.0.2", ports);
+        let mut isolated = endpoint(&b, "10.2.0.2", vec![]);
+        isolated.id = "f".repeat(64);
+        let got = compile(&[&a, &b], &[&e, &isolated]).render();
+        let golden = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/firewall/testdata/default.nft"
+        );
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(golden, &got).unwrap();
+        }
+        assert_eq!(
+            got,
+            std::fs::read_to_string(golden).unwrap(),
+            "rerun with UPDATE_GOLDEN=1 to accept"
+        );
+    }
+
+    #[test]
+    fn endpoint_changes_touch_only_port_maps() {
+        let a = net('a', "10.1.0.0/24", false, true);
+        let e = endpoint(
+            &a,
+            "10.1.0.2",
+            vec![PortMapping {
+                host_ip: None,
+                host_port: 8080,
+                container_port: 80,
+                protocol: Protocol::Tcp,
+            }],
+        );
+        let text = super::super::ruleset::render_changes(&endpoint_changes(&e, &a, true));
+        assert_eq!(text, "add element inet wasmnet pub4 { tcp . 8080 : 10.1.0.2 . 80 }\nadd element inet wasmnet pub6 { tcp . 8080 : fd00::2 . 80 }\n");
+        let none = endpoint(&a, "10.1.0.3", vec![]);
+        assert!(
+            endpoint_changes(&none, &a, true).is_empty(),
+            "no ports, icc on: no firewall work"
+        );
+        let b = net('b', "10.2.0.0/24", false, false);
+        let text = super::super::ruleset::render_changes(&endpoint_changes(
+            &endpoint(&b, "10.2.0.2", vec![]),
+            &b,
+            false,
+        ));
+        assert_eq!(
+            text,
+            format!(
+                "delete element bridge wasmnet noicc_ports {{ \"wnv{}\" }}\n",
+                "e".repeat(12)
+            )
+        );
+    }
+
+    #[test]
+    fn names_fit_ifnamsiz() {
+        let id = "0123456789abcdef".repeat(4);
+        assert_eq!(bridge_name(&id), "wnbr0123456789a");
+        assert_eq!(veth_name(&id), "wnv0123456789ab");
+        assert!(bridge_name(&id).len() <= 15 && veth_name(&id).len() <= 15);
+    }
+}

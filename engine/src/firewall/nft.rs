@@ -1,0 +1,155 @@
+//! The nftables backend: scripts of nft syntax applied through the nftables crate (which runs
+//! `nft -f -`: one invocation is one kernel transaction, so a change is all or nothing), and
+//! our tables read back as JSON to notice outside interference.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
+
+use super::ruleset::{render_changes, Change, Fingerprint, Ruleset};
+
+/// A failed nft run. `detail` is what nft reported; it is shown, never parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    #[error("running nft: {0}")]
+    Exec(String),
+    #[error("nft refused the {what}: {detail}")]
+    Refused { what: &'static str, detail: String },
+}
+
+fn from_nftables(what: &'static str, e: nftables::helper::NftablesError) -> FirewallError {
+    use nftables::helper::NftablesError as E;
+    match e {
+        E::NftFailed { stderr, .. } => FirewallError::Refused {
+            what,
+            detail: stderr.trim().to_string(),
+        },
+        other => FirewallError::Exec(other.to_string()),
+    }
+}
+
+/// Talks to the kernel's nftables through `nft`, in the daemon's network namespace.
+#[derive(Clone, Debug)]
+pub struct Nft {
+    /// Where scripts are written for nft to read (wasmnet's run dir).
+    dir: PathBuf,
+}
+
+static SCRIPT_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl Nft {
+    pub fn new(dir: &Path) -> Nft {
+        Nft {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Replaces our tables whole, in one transaction.
+    pub fn replace(&self, ruleset: &Ruleset) -> Result<(), FirewallError> {
+        self.run("ruleset", &ruleset.render())
+    }
+
+    /// Applies element changes, in one transaction.
+    pub fn update(&self, changes: &[Change]) -> Result<(), FirewallError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.run("element update", &render_changes(changes))
+    }
+
+    /// Runs one nft script (one transaction). The script goes through a file, not a pipe: the
+    /// crate always passes `-j`, and nft then reads its input twice (JSON first, then its
+    /// native syntax), which only a file allows. The crate's raw runner also returns nft's
+    /// error report, which the API shows.
+    fn run(&self, what: &'static str, script: &str) -> Result<(), FirewallError> {
+        tracing::debug!(%script, "applying a {what}");
+        let path = self.dir.join(format!(
+            "nft-{}-{}.nft",
+            std::process::id(),
+            SCRIPT_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, script)
+            .map_err(|e| FirewallError::Exec(format!("writing {}: {e}", path.display())))?;
+        let file = path.to_string_lossy().into_owned();
+        let ran = nftables::helper::get_current_ruleset_raw(
+            nftables::helper::DEFAULT_NFT,
+            ["-f", file.as_str()],
+        );
+        let _ = std::fs::remove_file(&path);
+        ran.map(drop).map_err(|e| {
+            tracing::error!(%script, "nft refused a {what}");
+            from_nftables(what, e)
+        })
+    }
+
+    /// Rule and element counts of the tables named in `expected`, as they are in the kernel.
+    pub fn fingerprint(&self) -> Result<Fingerprint, FirewallError> {
+        let json = nftables::helper::get_current_ruleset_raw(
+            nftables::helper::DEFAULT_NFT,
+            ["list", "ruleset"],
+        )
+        .map_err(|e| from_nftables("listing", e))?;
+        let doc: Value = serde_json::from_str(&json)
+            .map_err(|e| FirewallError::Exec(format!("nft's JSON: {e}")))?;
+        Ok(fingerprint_of(&doc))
+    }
+}
+
+/// Counts rules per chain and elements per set or map in `nft -j list ruleset` output.
+pub fn fingerprint_of(doc: &Value) -> Fingerprint {
+    let mut fp = Fingerprint::new();
+    for obj in doc["nftables"].as_array().into_iter().flatten() {
+        let key = |o: &Value, name: &str| {
+            format!(
+                "{}/{}/{}",
+                o["family"].as_str().unwrap_or(""),
+                o["table"].as_str().unwrap_or(""),
+                o[name].as_str().unwrap_or("")
+            )
+        };
+        if let Some(chain) = obj.get("chain") {
+            fp.entry(key(chain, "name")).or_insert(0);
+        } else if let Some(rule) = obj.get("rule") {
+            *fp.entry(key(rule, "chain")).or_insert(0) += 1;
+        } else if let Some(set) = obj.get("set").or_else(|| obj.get("map")) {
+            fp.insert(key(set, "name"), set["elem"].as_array().map_or(0, Vec::len));
+        }
+    }
+    fp
+}
+
+/// Whether `actual` has our tables as `expected` says (foreign tables are ignored).
+pub fn matches(expected: &Fingerprint, actual: &Fingerprint) -> bool {
+    expected.iter().all(|(k, v)| actual.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_rules_and_elements() {
+        let doc: Value = serde_json::from_str(
+            r#"{"nftables":[{"metainfo":{}},
+            {"table":{"family":"inet","name":"wasmnet"}},
+            {"chain":{"family":"inet","table":"wasmnet","name":"forward"}},
+            {"chain":{"family":"inet","table":"wasmnet","name":"empty"}},
+            {"rule":{"family":"inet","table":"wasmnet","chain":"forward","expr":[]}},
+            {"rule":{"family":"inet","table":"wasmnet","chain":"forward","expr":[]}},
+            {"set":{"family":"inet","table":"wasmnet","name":"bridges","elem":["a","b"]}},
+            {"map":{"family":"inet","table":"wasmnet","name":"pub4"}}]}"#,
+        )
+        .unwrap();
+        let fp = fingerprint_of(&doc);
+        assert_eq!(fp["inet/wasmnet/forward"], 2);
+        assert_eq!(fp["inet/wasmnet/empty"], 0);
+        assert_eq!(fp["inet/wasmnet/bridges"], 2);
+        assert_eq!(fp["inet/wasmnet/pub4"], 0);
+        let mut want = Fingerprint::new();
+        want.insert("inet/wasmnet/forward".into(), 2);
+        assert!(matches(&want, &fp));
+        want.insert("inet/wasmnet/forward".into(), 3);
+        assert!(!matches(&want, &fp));
+    }
+}

@@ -1,0 +1,270 @@
+//! Bridges, veth pairs, addresses and routes, through rtnetlink.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use futures_util::TryStreamExt;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
+
+use super::netns::netlink_in;
+use super::{netlink_io, KResult, KernelError};
+
+const EEXIST: i32 = 17;
+const ENODEV: i32 = 19;
+
+/// An interface address with its prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IfAddr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+/// One endpoint's veth pair: the host end on a bridge, the other end created directly inside
+/// the sandbox's namespace.
+pub struct VethSpec<'a> {
+    pub host_name: &'a str,
+    pub bridge: &'a str,
+    pub netns: &'a Path,
+    pub ifname: &'a str,
+    pub mac: [u8; 6],
+    pub mtu: Option<u32>,
+    pub addrs: Vec<IfAddr>,
+    /// Default routes to add inside the sandbox (one per family), unless one exists already.
+    pub gateways: Vec<IpAddr>,
+}
+
+/// Netlink in the daemon's own namespace (the "host").
+pub struct Links {
+    host: Handle,
+}
+
+fn fail(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> KernelError {
+    let op = op.into();
+    move |e| KernelError::new(op, netlink_io(e))
+}
+
+fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.code.map(|c| -c.get()) == Some(errno))
+}
+
+async fn index_of(h: &Handle, name: &str) -> KResult<Option<u32>> {
+    match h
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+    {
+        Ok(link) => Ok(link.map(|l| l.header.index)),
+        Err(e) if is_errno(&e, ENODEV) => Ok(None),
+        Err(e) => Err(fail(format!("looking up link {name}"))(e)),
+    }
+}
+
+async fn require_index(h: &Handle, name: &str) -> KResult<u32> {
+    index_of(h, name).await?.ok_or_else(|| {
+        KernelError::new(
+            format!("looking up link {name}"),
+            std::io::Error::from_raw_os_error(ENODEV),
+        )
+    })
+}
+
+async fn add_address(h: &Handle, index: u32, ifname: &str, a: IfAddr) -> KResult<()> {
+    let mut req = h.address().add(index, a.addr, a.prefix);
+    if a.addr.is_ipv6() {
+        // No duplicate address detection: the address is usable at once, as Docker does.
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    match req.execute().await {
+        Err(e) if is_errno(&e, EEXIST) => Ok(()),
+        r => r.map_err(fail(format!("adding {}/{} to {ifname}", a.addr, a.prefix))),
+    }
+}
+
+async fn set_up(h: &Handle, index: u32, name: &str) -> KResult<()> {
+    h.link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(fail(format!("setting {name} up")))
+}
+
+async fn add_default_route(h: &Handle, index: u32, gateway: IpAddr) -> KResult<()> {
+    let msg = match gateway {
+        IpAddr::V4(gw) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gw)
+            .output_interface(index)
+            .build(),
+        IpAddr::V6(gw) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(gw)
+            .output_interface(index)
+            .build(),
+    };
+    match h.route().add(msg).execute().await {
+        // The sandbox already has a default route (from another network): keep it, as Docker does.
+        Err(e) if is_errno(&e, EEXIST) => Ok(()),
+        r => r.map_err(fail(format!("adding the default route via {gateway}"))),
+    }
+}
+
+impl Links {
+    /// A netlink connection in the daemon's namespace.
+    pub fn new() -> KResult<Links> {
+        let (connection, host, _) =
+            rtnetlink::new_connection().map_err(|e| KernelError::new("opening netlink", e))?;
+        tokio::spawn(connection);
+        Ok(Links { host })
+    }
+
+    /// Creates the bridge if missing; sets its MTU, addresses, and brings it up. Idempotent.
+    pub async fn ensure_bridge(
+        &self,
+        name: &str,
+        mtu: Option<u32>,
+        addrs: &[IfAddr],
+    ) -> KResult<()> {
+        let index = match index_of(&self.host, name).await? {
+            Some(i) => i,
+            None => {
+                let mut b = LinkBridge::new(name);
+                if let Some(m) = mtu {
+                    b = b.mtu(m);
+                }
+                match self.host.link().add(b.build()).execute().await {
+                    Err(e) if is_errno(&e, EEXIST) => {}
+                    r => r.map_err(fail(format!("creating bridge {name}")))?,
+                }
+                require_index(&self.host, name).await?
+            }
+        };
+        for a in addrs {
+            add_address(&self.host, index, name, *a).await?;
+        }
+        set_up(&self.host, index, name).await
+    }
+
+    /// Deletes a link of the daemon's namespace; one already gone is fine.
+    pub async fn delete_link(&self, name: &str) -> KResult<()> {
+        let Some(index) = index_of(&self.host, name).await? else {
+            return Ok(());
+        };
+        match self.host.link().del(index).execute().await {
+            Err(e) if is_errno(&e, ENODEV) => Ok(()),
+            r => r.map_err(fail(format!("deleting link {name}"))),
+        }
+    }
+
+    /// Names of the daemon namespace's links that start with `prefix`.
+    pub async fn list(&self, prefix: &str) -> KResult<Vec<String>> {
+        let links: Vec<_> = self
+            .host
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(fail("listing links"))?;
+        Ok(links
+            .iter()
+            .flat_map(|l| l.attributes.iter())
+            .filter_map(|a| match a {
+                LinkAttribute::IfName(n) if n.starts_with(prefix) => Some(n.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub async fn exists(&self, name: &str) -> KResult<bool> {
+        Ok(index_of(&self.host, name).await?.is_some())
+    }
+
+    /// Creates an endpoint's veth pair and configures its sandbox end. On failure, whatever was
+    /// created is removed again.
+    pub async fn create_veth(&self, spec: &VethSpec<'_>) -> KResult<()> {
+        let created = self.try_create_veth(spec).await;
+        if created.is_err() {
+            if let Err(e) = self.delete_link(spec.host_name).await {
+                tracing::warn!(error = %e, "undoing a failed veth creation");
+            }
+        }
+        created
+    }
+
+    async fn try_create_veth(&self, spec: &VethSpec<'_>) -> KResult<()> {
+        let ns = std::fs::File::open(spec.netns).map_err(|e| {
+            KernelError::new(
+                format!("opening sandbox namespace {}", spec.netns.display()),
+                e,
+            )
+        })?;
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(spec.ifname.to_string())
+            .address(spec.mac.to_vec())
+            .setns_by_fd(ns.as_raw_fd());
+        let mut veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(spec.host_name.to_string());
+        if let Some(m) = spec.mtu {
+            peer = peer.mtu(m);
+            veth = veth.mtu(m);
+        }
+        let veth = veth
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .build();
+        let op = format!(
+            "creating veth {} (peer {} in {})",
+            spec.host_name,
+            spec.ifname,
+            spec.netns.display()
+        );
+        self.host
+            .link()
+            .add(veth)
+            .execute()
+            .await
+            .map_err(fail(op))?;
+        drop(ns);
+
+        let host_index = require_index(&self.host, spec.host_name).await?;
+        let bridge_index = require_index(&self.host, spec.bridge).await?;
+        let attach = LinkUnspec::new_with_index(host_index)
+            .controller(bridge_index)
+            .up()
+            .build();
+        self.host
+            .link()
+            .set(attach)
+            .execute()
+            .await
+            .map_err(fail(format!(
+                "attaching {} to {}",
+                spec.host_name, spec.bridge
+            )))?;
+
+        let inside = netlink_in(spec.netns).await?;
+        let index = require_index(&inside, spec.ifname).await?;
+        for a in &spec.addrs {
+            add_address(&inside, index, spec.ifname, *a).await?;
+        }
+        set_up(&inside, index, spec.ifname).await?;
+        for gw in &spec.gateways {
+            add_default_route(&inside, index, *gw).await?;
+        }
+        Ok(())
+    }
+
+    /// Brings `lo` up inside a namespace.
+    pub async fn loopback_up(&self, netns: &Path) -> KResult<()> {
+        let inside = netlink_in(netns).await?;
+        let index = require_index(&inside, "lo").await?;
+        set_up(&inside, index, "lo").await
+    }
+}

@@ -1,0 +1,97 @@
+//! Network namespaces that wasmnet creates: bind-mounted on a file under its run dir, like
+//! `ip netns add` does, so they outlive the daemon.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+
+use super::{on_dedicated_thread, KResult, KernelError};
+
+/// Creates a namespace bind-mounted at `path`. Idempotent: an existing mount is kept.
+pub async fn create_netns(path: &Path) -> KResult<()> {
+    if netns_exists(path) {
+        return Ok(());
+    }
+    let op = || format!("creating network namespace {}", path.display());
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| KernelError::new(op(), e))?;
+    }
+    File::create(path).map_err(|e| KernelError::new(op(), e))?;
+    let target = path.to_path_buf();
+    let made = on_dedicated_thread(move || -> nix::Result<()> {
+        unshare(CloneFlags::CLONE_NEWNET)?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+    })
+    .await;
+    if let Err(e) = made {
+        let _ = fs::remove_file(path);
+        return Err(KernelError::new(op(), io::Error::from(e)));
+    }
+    Ok(())
+}
+
+/// Unmounts and removes a namespace wasmnet created. Missing is fine (already gone).
+pub fn remove_netns(path: &Path) -> KResult<()> {
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(KernelError::new(
+                format!("unmounting {}", path.display()),
+                e.into(),
+            ))
+        }
+    }
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(KernelError::new(format!("removing {}", path.display()), e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `path` is a network namespace (a bind mount or a /proc ns link).
+pub fn netns_exists(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    // NSFS_MAGIC: the file is a namespace, not the empty placeholder of a lost mount.
+    nix::sys::statfs::fstatfs(&file).is_ok_and(|s| s.filesystem_type().0 as u64 == 0x6e73_6673)
+}
+
+/// Opens a netlink connection inside the namespace at `path`.
+pub(super) async fn netlink_in(path: &Path) -> KResult<rtnetlink::Handle> {
+    let op = || format!("opening netlink in {}", path.display());
+    let file = File::open(path).map_err(|e| KernelError::new(op(), e))?;
+    let runtime = tokio::runtime::Handle::current();
+    let opened = on_dedicated_thread(move || -> io::Result<_> {
+        setns(file.as_fd(), CloneFlags::CLONE_NEWNET)?;
+        // The socket is created here, in the namespace, and registered with the runtime.
+        let _guard = runtime.enter();
+        let (connection, handle, _) = rtnetlink::new_connection()?;
+        Ok((connection, handle))
+    })
+    .await;
+    let (connection, handle) = opened.map_err(|e| KernelError::new(op(), e))?;
+    tokio::spawn(connection);
+    Ok(handle)
+}
+
+/// Files under `dir` (the namespaces wasmnet created, by id).
+pub fn list_netns(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect()
+}
