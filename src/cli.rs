@@ -56,6 +56,15 @@ pub enum Command {
     Endpoint(EndpointCmd),
     /// Print every change as it happens, until interrupted.
     Events,
+    /// The firewall wasmnet keeps.
+    #[command(subcommand)]
+    Firewall(FirewallCmd),
+}
+
+#[derive(Subcommand)]
+pub enum FirewallCmd {
+    /// Put wasmnet's tables back as the store says (after someone flushed them).
+    Reload,
 }
 
 #[derive(Subcommand)]
@@ -216,6 +225,12 @@ pub async fn run(args: &ClientArgs, command: Command) -> Result<(), String> {
         Command::Sandbox(cmd) => ctx.sandbox(cmd).await,
         Command::Endpoint(cmd) => ctx.endpoint(cmd).await,
         Command::Events => ctx.events().await,
+        Command::Firewall(FirewallCmd::Reload) => ctx
+            .client
+            .post("/v1/firewall/reload", &json!({}))
+            .await
+            .map(drop)
+            .map_err(CliError::from),
     };
     result.map_err(|e| match e {
         CliError::Client(c) => c.to_string(),

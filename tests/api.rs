@@ -776,6 +776,7 @@ async fn openapi_documents_every_route() {
         "GET /healthz",
         "GET /v1/events",
         "GET /v1/openapi.json",
+        "POST /v1/firewall/reload",
         "GET /v1/networks",
         "POST /v1/networks",
         "POST /v1/networks/prune",

@@ -5,6 +5,8 @@
 //! The daemon is never started in the machine's own namespace.
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

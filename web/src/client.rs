@@ -131,7 +131,11 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
         let (status, bytes) = self.send(method, path, body).await?;
-        let value: Value = serde_json::from_slice(&bytes)?;
+        let value: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)?
+        };
         if status.is_success() {
             return Ok(value);
         }

@@ -53,6 +53,7 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(system::health))
         .routes(routes!(system::events))
         .routes(routes!(openapi_json))
+        .routes(routes!(system::reload_firewall))
         .routes(routes!(networks::list, networks::create))
         .routes(routes!(networks::prune))
         .routes(routes!(networks::inspect, networks::delete))

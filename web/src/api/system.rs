@@ -61,3 +61,14 @@ pub async fn events(
         .take_until(Box::pin(stopped));
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
+
+/// Re-asserts wasmnet's firewall tables from the store (as after a firewalld reload or an
+/// `nft flush ruleset`; wasmnet also notices that on its own within a second).
+#[utoipa::path(post, path = "/v1/firewall/reload", tag = "system",
+    responses((status = 204, description = "the tables are in place"), (status = 500, body = crate::ErrorBody)))]
+pub async fn reload_firewall(
+    State(s): State<AppState>,
+) -> crate::error::ApiResult<axum::http::StatusCode> {
+    s.engine.reload_firewall().await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
