@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
+use wasmnet_engine::firewall::Backend;
 use wasmnet_engine::ipam::PoolSpec;
 use wasmnet_engine::{Engine, EngineConfig};
 use wasmnet_web::AppState;
@@ -54,6 +55,9 @@ pub struct ServeArgs {
     /// Log filter (tracing's EnvFilter syntax), e.g. info or wasmnet=debug.
     #[arg(long, env = "WASMNET_LOG")]
     log: Option<String>,
+    /// Which firewall enforces the rules: nftables (default) or iptables.
+    #[arg(long, env = "WASMNET_FIREWALL_BACKEND")]
+    firewall_backend: Option<Backend>,
 }
 
 /// The config file; every key optional, named as the flags are (with underscores).
@@ -67,6 +71,7 @@ struct FileConfig {
     default_address_pools: Option<Vec<PoolSpec>>,
     default_address_pools_v6: Option<Vec<PoolSpec>>,
     log: Option<String>,
+    firewall_backend: Option<Backend>,
 }
 
 /// The settings in force, after merging.
@@ -111,6 +116,9 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
                 return Err(format!("{name}: {p} is of the wrong IP family"));
             }
         }
+    }
+    if let Some(b) = args.firewall_backend.or(file.firewall_backend) {
+        engine.firewall = b;
     }
     let log = args.log.or(file.log).unwrap_or_else(|| "info".into());
     Ok(Settings {
@@ -180,6 +188,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         }
         None => None,
     };
+    println!("firewall: {}", s.engine.firewall);
     println!("database: {}", s.engine.database.display());
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -50,9 +50,8 @@ fn ours(links: &[String]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn one_network_talks_and_networks_are_isolated() {
-    let server = Server::start(&[]);
+async fn one_network_talks_and_networks_are_isolated(backend: &str) {
+    let server = Server::start(&["--firewall-backend", backend]);
     let c = server.client();
     network(&c, "a", "10.11.0.0/24", json!({})).await;
     network(&c, "b", "10.12.0.0/24", json!({})).await;
@@ -111,9 +110,8 @@ async fn one_network_talks_and_networks_are_isolated() {
     let _ = e3;
 }
 
-#[tokio::test]
-async fn icc_false_keeps_endpoints_apart_but_not_from_the_gateway() {
-    let server = Server::start(&[]);
+async fn icc_false_keeps_endpoints_apart_but_not_from_the_gateway(backend: &str) {
+    let server = Server::start(&["--firewall-backend", backend]);
     let c = server.client();
     network(
         &c,
@@ -133,6 +131,13 @@ async fn icc_false_keeps_endpoints_apart_but_not_from_the_gateway() {
             server
                 .host
                 .exec(&["sh", "-c", &format!("echo {v} > {brnf}")]);
+            if backend == "iptables" {
+                // iptables sees bridged frames only through br_netfilter, which wasmnet turns
+                // back on within its watch interval.
+                eventually("br_netfilter is back on", || {
+                    server.host.exec(&["cat", brnf]).stdout == b"1\n"
+                });
+            }
             assert!(
                 !ping(&s1, &ip(&e2)),
                 "icc=false with bridge-nf-call-iptables={v}"
@@ -141,9 +146,8 @@ async fn icc_false_keeps_endpoints_apart_but_not_from_the_gateway() {
     }
 }
 
-#[tokio::test]
-async fn masquerade_out_and_internal_networks_have_no_way_out() {
-    let server = Server::start(&[]);
+async fn masquerade_out_and_internal_networks_have_no_way_out(backend: &str) {
+    let server = Server::start(&["--firewall-backend", backend]);
     let world = outside_world(&server.host);
     let c = server.client();
     network(&c, "open", "10.14.0.0/24", json!({})).await;
@@ -167,9 +171,8 @@ async fn masquerade_out_and_internal_networks_have_no_way_out() {
     );
 }
 
-#[tokio::test]
-async fn published_ports_from_outside_the_host_and_other_sandboxes() {
-    let server = Server::start(&[]);
+async fn published_ports_from_outside_the_host_and_other_sandboxes(backend: &str) {
+    let server = Server::start(&["--firewall-backend", backend]);
     let world = outside_world(&server.host);
     let c = server.client();
     network(&c, "front", "10.16.0.0/24", json!({})).await;
@@ -244,11 +247,27 @@ fn eventually(what: &str, check: impl Fn() -> bool) {
     }
 }
 
-#[tokio::test]
-async fn foreign_state_is_untouched_and_our_tables_come_back() {
+async fn foreign_state_is_untouched_and_our_tables_come_back(backend: &str) {
     let host = common::Host::new();
     // Someone else's table and bridge, there before wasmnet.
     sh(&["ip", "netns", "exec", &host.name, "nft", "add table inet foreign; add chain inet foreign c { type filter hook forward priority 10; }; add rule inet foreign c counter"]);
+    if backend == "iptables" {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &host.name,
+            "iptables",
+            "-A",
+            "FORWARD",
+            "-m",
+            "comment",
+            "--comment",
+            "foreign-rule",
+            "-j",
+            "ACCEPT",
+        ]);
+    }
     sh(&[
         "ip",
         "-n",
@@ -259,7 +278,7 @@ async fn foreign_state_is_untouched_and_our_tables_come_back() {
         "type",
         "bridge",
     ]);
-    let server = Server::start_in(host, &[]);
+    let server = Server::start_in(host, &["--firewall-backend", backend]);
     let c = server.client();
     network(&c, "n", "10.18.0.0/24", json!({})).await;
     let (s1, _) = sandbox_on(
@@ -271,37 +290,93 @@ async fn foreign_state_is_untouched_and_our_tables_come_back() {
     .await;
     let (_, e2) = sandbox_on(&c, "s2", "n", json!({})).await;
 
-    // Flushed by someone: restored on its own.
-    nft(&server, &["flush", "ruleset"]);
-    eventually("the tables are restored after a flush", || {
-        server
-            .host
-            .exec(&["nft", "list", "chain", "inet", "wasmnet", "forward"])
-            .status
-            .success()
-    });
-    let rules = nft(&server, &["list", "chain", "inet", "wasmnet", "forward"]);
-    assert!(rules.contains("iifname vmap @from_bridge"), "{rules}");
-    let ports = nft(&server, &["list", "map", "inet", "wasmnet", "pub4"]);
-    assert!(
-        ports.contains("8081"),
-        "the endpoint's elements are back too: {ports}"
-    );
-    // Deleted: restored too; and the manual reload works.
-    nft(&server, &["delete", "table", "inet", "wasmnet"]);
-    eventually("the table is restored after a delete", || {
-        server
-            .host
-            .exec(&["nft", "list", "table", "inet", "wasmnet"])
-            .status
-            .success()
-    });
-    nft(&server, &["flush", "chain", "inet", "wasmnet", "forward"]);
-    c.post("/v1/firewall/reload", &json!({})).await.unwrap();
-    assert!(nft(&server, &["list", "chain", "inet", "wasmnet", "forward"]).contains("vmap"));
+    if backend == "nftables" {
+        // Flushed by someone: restored on its own.
+        nft(&server, &["flush", "ruleset"]);
+        eventually("the tables are restored after a flush", || {
+            server
+                .host
+                .exec(&["nft", "list", "chain", "inet", "wasmnet", "forward"])
+                .status
+                .success()
+        });
+        let rules = nft(&server, &["list", "chain", "inet", "wasmnet", "forward"]);
+        assert!(rules.contains("iifname vmap @from_bridge"), "{rules}");
+        let ports = nft(&server, &["list", "map", "inet", "wasmnet", "pub4"]);
+        assert!(
+            ports.contains("8081"),
+            "the endpoint's elements are back too: {ports}"
+        );
+        // Deleted: restored too; and the manual reload works.
+        nft(&server, &["delete", "table", "inet", "wasmnet"]);
+        eventually("the table is restored after a delete", || {
+            server
+                .host
+                .exec(&["nft", "list", "table", "inet", "wasmnet"])
+                .status
+                .success()
+        });
+        nft(&server, &["flush", "chain", "inet", "wasmnet", "forward"]);
+        c.post("/v1/firewall/reload", &json!({})).await.unwrap();
+        assert!(nft(&server, &["list", "chain", "inet", "wasmnet", "forward"]).contains("vmap"));
+    } else {
+        let ours = |server: &Server| {
+            String::from_utf8(
+                server
+                    .host
+                    .exec(&["iptables", "-S", "WASMNET-FORWARD"])
+                    .stdout,
+            )
+            .unwrap()
+        };
+        assert!(ours(&server).contains("-j DROP"));
+        let dnat = String::from_utf8(
+            server
+                .host
+                .exec(&["iptables", "-t", "nat", "-S", "WASMNET-DNAT"])
+                .stdout,
+        )
+        .unwrap();
+        assert!(dnat.contains("--dport 8081"), "{dnat}");
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &server.host.name,
+            "iptables",
+            "-F",
+            "WASMNET-FORWARD",
+        ]);
+        eventually("the chain is refilled", || {
+            ours(&server).contains("-j DROP")
+        });
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &server.host.name,
+            "iptables",
+            "-D",
+            "FORWARD",
+            "-j",
+            "WASMNET-FORWARD",
+        ]);
+        c.post("/v1/firewall/reload", &json!({})).await.unwrap();
+        let forward =
+            String::from_utf8(server.host.exec(&["iptables", "-S", "FORWARD"]).stdout).unwrap();
+        assert_eq!(
+            forward.matches("-j WASMNET-FORWARD").count(),
+            1,
+            "exactly one jump: {forward}"
+        );
+        assert!(
+            forward.contains("foreign-rule"),
+            "the foreign rule is still there: {forward}"
+        );
+    }
     assert!(ping(&s1, &ip(&e2)));
 
-    // Our own lifecycle never touched the foreign bridge (or a recreated foreign table).
+    // Our own lifecycle never touched the foreign bridge, tables or rules.
     nft(&server, &["add table inet foreign2"]);
     for s in ["s1", "s2"] {
         c.delete(&format!("/v1/sandboxes/{s}")).await.unwrap();
@@ -311,9 +386,8 @@ async fn foreign_state_is_untouched_and_our_tables_come_back() {
     assert!(nft(&server, &["list", "tables"]).contains("table inet foreign2"));
 }
 
-#[tokio::test]
-async fn restart_after_a_crash_converges_and_removes_strays() {
-    let server = Server::start(&[]);
+async fn restart_after_a_crash_converges_and_removes_strays(backend: &str) {
+    let server = Server::start(&["--firewall-backend", backend]);
     let c = server.client();
     network(&c, "n", "10.19.0.0/24", json!({})).await;
     let (s1, e1) = sandbox_on(&c, "s1", "n", json!({})).await;
@@ -336,7 +410,7 @@ async fn restart_after_a_crash_converges_and_removes_strays() {
         "stray-peer",
     ]);
     std::fs::write(host.dir.join("run/netns/stray"), b"").unwrap();
-    let server = Server::start_in(host, &[]);
+    let server = Server::start_in(host, &["--firewall-backend", backend]);
     assert!(ping(&s1, &ip(&e2)), "the lost veth is back");
     assert!(ping(&s2, &ip(&e1)));
     let links = server.host.links();
@@ -348,3 +422,20 @@ async fn restart_after_a_crash_converges_and_removes_strays() {
     assert!(!server.host.dir.join("run/netns/stray").exists());
     let _ = c;
 }
+
+/// Every test above, once per firewall backend: the same behaviour is required of both.
+macro_rules! per_backend {
+    ($backend:ident: $($test:ident),*) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(stringify!($backend)).await
+                }
+            )*
+        }
+    };
+}
+
+per_backend!(nftables: one_network_talks_and_networks_are_isolated, icc_false_keeps_endpoints_apart_but_not_from_the_gateway, masquerade_out_and_internal_networks_have_no_way_out, published_ports_from_outside_the_host_and_other_sandboxes, foreign_state_is_untouched_and_our_tables_come_back, restart_after_a_crash_converges_and_removes_strays);
+per_backend!(iptables: one_network_talks_and_networks_are_isolated, icc_false_keeps_endpoints_apart_but_not_from_the_gateway, masquerade_out_and_internal_networks_have_no_way_out, published_ports_from_outside_the_host_and_other_sandboxes, foreign_state_is_untouched_and_our_tables_come_back, restart_after_a_crash_converges_and_removes_strays);

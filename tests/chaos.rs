@@ -68,7 +68,16 @@ async fn random_op(c: &Client, rng: &mut Rng, n: usize) {
 }
 
 #[tokio::test]
-async fn kill_9_at_random_moments_then_the_kernel_matches_the_store() {
+async fn kill_9_at_random_moments_then_the_kernel_matches_the_store_nftables() {
+    chaos("nftables").await
+}
+
+#[tokio::test]
+async fn kill_9_at_random_moments_then_the_kernel_matches_the_store_iptables() {
+    chaos("iptables").await
+}
+
+async fn chaos(backend: &str) {
     let seed = std::env::var("CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -81,7 +90,7 @@ async fn kill_9_at_random_moments_then_the_kernel_matches_the_store() {
         });
     println!("CHAOS_SEED={seed}");
     let mut rng = Rng(seed);
-    let mut server = Server::start(&[]);
+    let mut server = Server::start(&["--firewall-backend", backend]);
     let mut kills = 0;
     for n in 0..200 {
         let c = server.client();
@@ -94,7 +103,7 @@ async fn kill_9_at_random_moments_then_the_kernel_matches_the_store() {
             let host = server.crash();
             let _ = inflight.await;
             kills += 1;
-            server = Server::start_in(host, &[]);
+            server = Server::start_in(host, &["--firewall-backend", backend]);
         } else {
             random_op(&c, &mut rng, n).await;
         }
@@ -102,7 +111,7 @@ async fn kill_9_at_random_moments_then_the_kernel_matches_the_store() {
     assert!(kills >= 10, "{kills} kills");
     // One more crash and restart, then compare.
     let host = server.crash();
-    let server = Server::start_in(host, &[]);
+    let server = Server::start_in(host, &["--firewall-backend", backend]);
     let c = server.client();
     let networks = c.list_all("/v1/networks").await.unwrap();
     let sandboxes = c.list_all("/v1/sandboxes").await.unwrap();
@@ -170,36 +179,63 @@ async fn kill_9_at_random_moments_then_the_kernel_matches_the_store() {
         );
     }
 
-    let elements = String::from_utf8(
-        server
-            .host
-            .exec(&["nft", "list", "set", "inet", "wasmnet", "bridges"])
-            .stdout,
-    )
-    .unwrap();
-    for n in &networks {
-        assert!(
-            elements.contains(&format!("wnbr{}", &n["id"].as_str().unwrap()[..11])),
-            "{elements}"
-        );
-    }
     let published: usize = endpoints
         .iter()
         .map(|e| e["ports"].as_array().unwrap().len())
         .sum();
-    let map = String::from_utf8(
-        server
-            .host
-            .exec(&["nft", "-j", "list", "map", "inet", "wasmnet", "pub4"])
-            .stdout,
-    )
-    .unwrap();
-    let map: Value = serde_json::from_str(&map).unwrap();
-    let count = map["nftables"][1]["map"]["elem"]
-        .as_array()
-        .map_or(0, Vec::len);
-    assert_eq!(
-        count, published,
-        "every published port and nothing else is in the map (seed {seed})"
-    );
+    if backend == "nftables" {
+        let elements = String::from_utf8(
+            server
+                .host
+                .exec(&["nft", "list", "set", "inet", "wasmnet", "bridges"])
+                .stdout,
+        )
+        .unwrap();
+        for n in &networks {
+            assert!(
+                elements.contains(&format!("wnbr{}", &n["id"].as_str().unwrap()[..11])),
+                "{elements}"
+            );
+        }
+        let map = String::from_utf8(
+            server
+                .host
+                .exec(&["nft", "-j", "list", "map", "inet", "wasmnet", "pub4"])
+                .stdout,
+        )
+        .unwrap();
+        let map: Value = serde_json::from_str(&map).unwrap();
+        let count = map["nftables"][1]["map"]["elem"]
+            .as_array()
+            .map_or(0, Vec::len);
+        assert_eq!(
+            count, published,
+            "every published port and nothing else is in the map (seed {seed})"
+        );
+    } else {
+        let dnat = String::from_utf8(
+            server
+                .host
+                .exec(&["iptables", "-t", "nat", "-S", "WASMNET-DNAT"])
+                .stdout,
+        )
+        .unwrap();
+        assert_eq!(
+            dnat.matches("-j DNAT").count(),
+            published,
+            "one DNAT rule per published port: {dnat} (seed {seed})"
+        );
+        let forward = String::from_utf8(
+            server
+                .host
+                .exec(&["iptables", "-S", "WASMNET-FORWARD"])
+                .stdout,
+        )
+        .unwrap();
+        assert_eq!(
+            forward.matches("-i wnbr").count(),
+            3 * networks.len(),
+            "three rules per network (seed {seed})"
+        );
+    }
 }

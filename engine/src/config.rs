@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::firewall::Backend;
 use crate::ipam::{default_v4, default_v6, PoolSpec};
 
 #[derive(Clone, Debug)]
@@ -12,6 +13,7 @@ pub struct EngineConfig {
     pub run_dir: PathBuf,
     pub pools_v4: Vec<PoolSpec>,
     pub pools_v6: Vec<PoolSpec>,
+    pub firewall: Backend,
 }
 
 impl EngineConfig {
@@ -21,6 +23,7 @@ impl EngineConfig {
             run_dir,
             pools_v4: default_v4(),
             pools_v6: default_v6(),
+            firewall: Backend::default(),
         }
     }
 }

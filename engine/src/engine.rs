@@ -14,7 +14,7 @@ use crate::config::EngineConfig;
 use crate::drivers::Bridge;
 use crate::error::{Error, Kind, Result};
 use crate::events::Event;
-use crate::firewall::{docker, Change, Nft, Ruleset};
+use crate::firewall::{Desired, Firewall};
 use crate::ids;
 use crate::ipam::{plan_family, AddressSpace, StaticRefusal, UsedSubnet};
 use crate::model::*;
@@ -27,7 +27,7 @@ const EPHEMERAL_PORTS: std::ops::RangeInclusive<u16> = 49153..=65535;
 pub struct Engine {
     cfg: EngineConfig,
     pub(crate) bridge: Bridge,
-    pub(crate) nft: Nft,
+    pub(crate) firewall: Arc<dyn Firewall>,
     store: Store,
     view: RwLock<View>,
     writer: Mutex<()>,
@@ -149,12 +149,12 @@ impl Engine {
             .into_iter()
             .for_each(|e| view.add_endpoint(Arc::new(e)));
         let bridge = Bridge::new()?;
-        let nft = Nft::new(&cfg.run_dir);
+        let firewall = crate::firewall::backend(cfg.firewall, &cfg.run_dir);
         let (events, _) = broadcast::channel(1024);
         let engine = Arc::new(Engine {
             cfg,
             bridge,
-            nft,
+            firewall,
             store,
             view: RwLock::new(view),
             writer: Mutex::new(()),
@@ -174,40 +174,52 @@ impl Engine {
         self.writer.lock().await
     }
 
-    /// The firewall as the committed state (plus `extra`, a network being created) wants it.
-    pub(crate) fn ruleset(&self, extra: Option<&Network>) -> Ruleset {
+    /// What the firewall should enforce: the committed state, plus `net` or `ep` while they
+    /// are being added.
+    pub(crate) fn desired(&self, net: Option<&Network>, ep: Option<&Endpoint>) -> Desired {
         let v = self.read();
-        let mut networks: Vec<&Network> = v.networks.iter_from(None).map(|n| n.as_ref()).collect();
-        networks.extend(extra);
-        let endpoints: Vec<&Endpoint> = v.endpoints.values().map(|e| e.as_ref()).collect();
-        docker::compile(&networks, &endpoints)
+        let mut d = Desired {
+            networks: v.networks.iter_from(None).cloned().collect(),
+            endpoints: v.endpoints.values().cloned().collect(),
+        };
+        d.networks.extend(net.map(|n| Arc::new(n.clone())));
+        d.endpoints.extend(ep.map(|e| Arc::new(e.clone())));
+        d
     }
 
-    /// Replaces wasmnet's tables whole (one nft transaction).
-    pub(crate) async fn firewall_replace(&self, ruleset: Ruleset) -> Result<()> {
-        let nft = self.nft.clone();
-        let applied = tokio::task::spawn_blocking(move || nft.replace(&ruleset)).await;
+    /// Puts the whole firewall in place (one transaction per table).
+    pub(crate) async fn firewall_apply(&self, desired: Desired) -> Result<()> {
+        let fw = self.firewall.clone();
+        let applied = tokio::task::spawn_blocking(move || fw.apply(&desired)).await;
         applied
             .map_err(|e| Error::Internal(e.to_string()))?
             .map_err(Error::from)
     }
 
-    /// Applies set-element changes (one nft transaction; nothing to do for none).
-    async fn firewall_update(&self, changes: Vec<Change>) -> Result<()> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let nft = self.nft.clone();
-        let applied = tokio::task::spawn_blocking(move || nft.update(&changes)).await;
+    /// An endpoint joined (`ep` given: not yet committed) or left (already out of the view).
+    async fn firewall_endpoint(&self, e: &Endpoint, n: &Network, joined: bool) -> Result<()> {
+        let fw = self.firewall.clone();
+        let desired = if fw.incremental() {
+            Desired::default()
+        } else {
+            self.desired(None, joined.then_some(e))
+        };
+        let (e, n) = (e.clone(), n.clone());
+        let applied =
+            tokio::task::spawn_blocking(move || fw.endpoint(&e, &n, joined, &desired)).await;
         applied
             .map_err(|e| Error::Internal(e.to_string()))?
             .map_err(Error::from)
     }
 
-    /// Forces wasmnet's tables back to what the store says (`wasmnet firewall reload`).
+    /// Forces wasmnet's rules back to what the store says (`wasmnet firewall reload`).
     pub async fn reload_firewall(&self) -> Result<()> {
         let _writer = self.writer.lock().await;
-        self.firewall_replace(self.ruleset(None)).await
+        self.firewall_apply(self.desired(None, None)).await
+    }
+
+    pub fn firewall_backend(&self) -> crate::firewall::Backend {
+        self.firewall.kind()
     }
 
     /// Kernel first, then the firewall, then the store: a failure undoes what came before, and
@@ -217,12 +229,12 @@ impl Engine {
             let _ = self.bridge.delete_network(n).await;
             return Err(e.into());
         }
-        let result = match self.firewall_replace(self.ruleset(Some(n))).await {
+        let result = match self.firewall_apply(self.desired(Some(n), None)).await {
             Ok(()) => self.store.insert_network(n).await,
             Err(e) => Err(e),
         };
         if result.is_err() {
-            let _ = self.firewall_replace(self.ruleset(None)).await;
+            let _ = self.firewall_apply(self.desired(None, None)).await;
             let _ = self.bridge.delete_network(n).await;
         }
         result
@@ -231,7 +243,7 @@ impl Engine {
     /// After networks left the store: their rules and bridges go; every failure is reported.
     async fn teardown_networks(&self, gone: &[Arc<Network>]) {
         let mut problems = Vec::new();
-        if let Err(e) = self.firewall_replace(self.ruleset(None)).await {
+        if let Err(e) = self.firewall_apply(self.desired(None, None)).await {
             problems.push(e.to_string());
         }
         for n in gone {
@@ -250,41 +262,27 @@ impl Engine {
         default_route: bool,
     ) -> Result<()> {
         self.bridge.join(e, n, s, default_route).await?;
-        let result = match self
-            .firewall_update(docker::endpoint_changes(e, n, true))
-            .await
-        {
+        let result = match self.firewall_endpoint(e, n, true).await {
             Ok(()) => self.store.insert_endpoint(e).await,
             Err(err) => Err(err),
         };
         if result.is_err() {
-            let _ = self
-                .firewall_update(docker::endpoint_changes(e, n, false))
-                .await;
+            let _ = self.firewall_endpoint(e, n, false).await;
             let _ = self.bridge.leave(e).await;
         }
         result
     }
 
-    /// After endpoints left the store: their firewall elements and veths go, past any failure.
+    /// After endpoints left the store: their firewall state and veths go, past any failure.
     async fn teardown_endpoints(&self, gone: &[Arc<Endpoint>], problems: &mut Vec<String>) {
-        // Networks outlive their endpoints (deletion is refused while any is connected).
-        let changes = {
-            let v = self.read();
-            gone.iter()
-                .filter_map(|e| {
-                    v.networks
-                        .resolve(&e.network_id)
-                        .ok()
-                        .map(|n| docker::endpoint_changes(e, &n, false))
-                })
-                .flatten()
-                .collect()
-        };
-        if let Err(e) = self.firewall_update(changes).await {
-            problems.push(e.to_string());
-        }
         for e in gone {
+            // Networks outlive their endpoints (deletion is refused while any is connected).
+            let network = self.read().networks.resolve(&e.network_id).ok();
+            if let Some(n) = network {
+                if let Err(err) = self.firewall_endpoint(e, &n, false).await {
+                    problems.push(err.to_string());
+                }
+            }
             if let Err(err) = self.bridge.leave(e).await {
                 problems.push(err.to_string());
             }

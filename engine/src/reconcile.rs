@@ -5,14 +5,10 @@
 
 use std::path::Path;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use crate::engine::Engine;
 use crate::firewall::docker::{bridge_name, veth_name};
 use crate::kernel;
-
-/// How often the firewall watcher compares the kernel's tables with what they should be.
-const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Engine {
     /// Converges the kernel to the store; returns every problem met (it keeps going).
@@ -87,7 +83,7 @@ impl Engine {
                 }
             }
         }
-        if let Err(e) = self.firewall_replace(self.ruleset(None)).await {
+        if let Err(e) = self.firewall_apply(self.desired(None, None)).await {
             problems.push(e.to_string());
         }
         problems
@@ -97,26 +93,25 @@ impl Engine {
     /// should be. Returns whether it had to.
     pub async fn check_firewall(&self) -> crate::Result<bool> {
         let _writer = self.lock_writer().await;
-        let wanted = self.ruleset(None);
-        let nft = self.nft.clone();
-        let actual = tokio::task::spawn_blocking(move || nft.fingerprint())
+        let desired = self.desired(None, None);
+        let fw = self.firewall.clone();
+        let restored = tokio::task::spawn_blocking(move || fw.reassert(&desired))
             .await
             .map_err(|e| crate::Error::Internal(e.to_string()))??;
-        if crate::firewall::nft_matches(&wanted.fingerprint(), &actual) {
-            return Ok(false);
+        if restored {
+            tracing::warn!("wasmnet's firewall rules were changed from outside; restored them");
         }
-        tracing::warn!("wasmnet's nft tables were changed from outside; restoring them");
-        self.firewall_replace(wanted).await?;
-        Ok(true)
+        Ok(restored)
     }
 }
 
-/// Checks the firewall every second for as long as the engine lives.
+/// Checks the firewall (every second with nftables) for as long as the engine lives.
 pub fn spawn_firewall_watch(engine: &Arc<Engine>) {
     let weak: Weak<Engine> = Arc::downgrade(engine);
+    let interval = engine.firewall.watch_interval();
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(WATCH_INTERVAL).await;
+            tokio::time::sleep(interval).await;
             let Some(engine) = weak.upgrade() else { return };
             if let Err(e) = engine.check_firewall().await {
                 tracing::warn!(error = %e, "checking the firewall");

@@ -1,9 +1,96 @@
 //! The firewall: a rules IR (`ruleset`), Docker's default semantics compiled into it
-//! (`docker`), and backends that put it in the kernel atomically (`nft`).
+//! (`docker`), and one file per backend that puts the rules in the kernel atomically:
+//! `nft` (the default: sets, maps and verdict maps, per-endpoint element updates) and
+//! `iptables` (iptables-restore, atomic per table, linear rules: the slower backend).
 
 pub mod docker;
-mod nft;
+pub mod iptables;
+pub mod nft;
 pub mod ruleset;
 
-pub use nft::{matches as nft_matches, FirewallError, Nft};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::{Endpoint, Network};
+
+pub use nft::{FirewallError, Nft};
 pub use ruleset::{Change, Fingerprint, Ruleset};
+
+/// What the firewall should enforce: the committed networks and endpoints (plus, during a
+/// change, the object being added).
+#[derive(Clone, Debug, Default)]
+pub struct Desired {
+    pub networks: Vec<Arc<Network>>,
+    pub endpoints: Vec<Arc<Endpoint>>,
+}
+
+impl Desired {
+    pub fn network_refs(&self) -> Vec<&Network> {
+        self.networks.iter().map(|n| n.as_ref()).collect()
+    }
+
+    pub fn endpoint_refs(&self) -> Vec<&Endpoint> {
+        self.endpoints.iter().map(|e| e.as_ref()).collect()
+    }
+}
+
+/// A firewall backend. Calls block (they run `nft` or `iptables-restore`); the engine makes
+/// them on tokio's blocking threads, in the daemon's namespace.
+pub trait Firewall: Send + Sync {
+    fn kind(&self) -> Backend;
+    /// Puts everything in place, replacing what wasmnet had (one transaction per table).
+    fn apply(&self, desired: &Desired) -> Result<(), FirewallError>;
+    /// Whether `endpoint` works on the endpoint alone (then it is given an empty `Desired`).
+    fn incremental(&self) -> bool;
+    /// Endpoint `e` of network `n` joined (or left); `desired` reflects the change.
+    fn endpoint(
+        &self,
+        e: &Endpoint,
+        n: &Network,
+        joined: bool,
+        desired: &Desired,
+    ) -> Result<(), FirewallError>;
+    /// Re-asserts wasmnet's rules if someone else changed them; true when it had to.
+    fn reassert(&self, desired: &Desired) -> Result<bool, FirewallError>;
+    /// How often the watcher calls `reassert`.
+    fn watch_interval(&self) -> Duration;
+}
+
+/// Which backend enforces the rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Nftables,
+    Iptables,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "nftables" => Ok(Backend::Nftables),
+            "iptables" => Ok(Backend::Iptables),
+            _ => Err(format!(
+                "unknown firewall backend {s:?} (expected nftables or iptables)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Nftables => "nftables",
+            Backend::Iptables => "iptables",
+        })
+    }
+}
+
+/// The backend for `kind`; scripts for nft are written under `run_dir`.
+pub fn backend(kind: Backend, run_dir: &std::path::Path) -> Arc<dyn Firewall> {
+    match kind {
+        Backend::Nftables => Arc::new(Nft::new(run_dir)),
+        Backend::Iptables => Arc::new(iptables::Iptables),
+    }
+}

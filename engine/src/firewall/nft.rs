@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
+use super::docker;
 use super::ruleset::{render_changes, Change, Fingerprint, Ruleset};
+use super::{Backend, Desired, Firewall};
+use crate::model::{Endpoint, Network};
 
 /// A failed nft run. `detail` is what nft reported; it is shown, never parsed.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +96,48 @@ impl Nft {
         let doc: Value = serde_json::from_str(&json)
             .map_err(|e| FirewallError::Exec(format!("nft's JSON: {e}")))?;
         Ok(fingerprint_of(&doc))
+    }
+}
+
+impl Firewall for Nft {
+    fn kind(&self) -> Backend {
+        Backend::Nftables
+    }
+
+    fn apply(&self, desired: &Desired) -> Result<(), FirewallError> {
+        self.replace(&docker::compile(
+            &desired.network_refs(),
+            &desired.endpoint_refs(),
+        ))
+    }
+
+    /// One element transaction: the endpoint's published ports (and its port in an icc=false
+    /// network); no chain is touched.
+    fn incremental(&self) -> bool {
+        true
+    }
+
+    fn endpoint(
+        &self,
+        e: &Endpoint,
+        n: &Network,
+        joined: bool,
+        _: &Desired,
+    ) -> Result<(), FirewallError> {
+        self.update(&docker::endpoint_changes(e, n, joined))
+    }
+
+    fn reassert(&self, desired: &Desired) -> Result<bool, FirewallError> {
+        let wanted = docker::compile(&desired.network_refs(), &desired.endpoint_refs());
+        if matches(&wanted.fingerprint(), &self.fingerprint()?) {
+            return Ok(false);
+        }
+        self.replace(&wanted)?;
+        Ok(true)
+    }
+
+    fn watch_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
     }
 }
 

@@ -19,6 +19,8 @@ pub struct Health {
     /// Always `ok` when the server answers.
     pub status: &'static str,
     pub version: &'static str,
+    /// `nftables` or `iptables`.
+    pub firewall: String,
     pub counts: Counts,
 }
 
@@ -28,6 +30,7 @@ pub async fn health(State(s): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
+        firewall: s.engine.firewall_backend().to_string(),
         counts: s.engine.counts(),
     })
 }
