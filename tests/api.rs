@@ -11,8 +11,12 @@ use wasmnet_web::client::Client;
 
 async fn send(c: &Client, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
     let (status, bytes) = c.send(method, path, body.as_ref()).await.unwrap();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| panic!("{path}: not JSON: {}", String::from_utf8_lossy(&bytes)));
+    // Every answer is JSON, but for 204 No Content.
+    let value = if bytes.is_empty() && status == 204 {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("{path}: not JSON: {}", String::from_utf8_lossy(&bytes)))
+    };
     (status.as_u16(), value)
 }
 
