@@ -25,16 +25,30 @@ fn iperf(server_ns: &Path, client_ns: &Path, ip: &str) -> f64 {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let out = run_in(client_ns, &["iperf3", "-c", ip, "-p", "5201", "-t", "5", "-J"]);
+    let out = run_in(
+        client_ns,
+        &["iperf3", "-c", ip, "-p", "5201", "-t", "5", "-J"],
+    );
     let _ = srv.wait();
     let v: Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J output");
-    v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap() / 1e9
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap()
+        / 1e9
 }
 
 fn main() {
     let backend = std::env::var("WASMNET_FIREWALL_BACKEND").unwrap_or_else(|_| "nftables".into());
-    let server = Server::start(&["--firewall-backend", &backend, "--default-pool", "base=10.0.0.0/8,size=24"]);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let server = Server::start(&[
+        "--firewall-backend",
+        &backend,
+        "--default-pool",
+        "base=10.0.0.0/8,size=24",
+    ]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let c = server.client();
     let (a, b, ip) = rt.block_on(async {
         for n in 0..NETWORKS {
@@ -57,14 +71,22 @@ fn main() {
         (a["netns"].as_str().unwrap().to_string(), b["netns"].as_str().unwrap().to_string(), ip)
     });
     let counts = rt.block_on(c.get("/healthz")).unwrap();
-    println!("backend {backend}, {} endpoints loaded", counts["counts"]["endpoints"]);
+    println!(
+        "backend {backend}, {} endpoints loaded",
+        counts["counts"]["endpoints"]
+    );
     let (a, b) = (Path::new(&a), Path::new(&b));
     let with_rules = iperf(b, a, &ip);
     println!("with rules: {with_rules:.2} Gbit/s");
     // The same path without wasmnet's rules: stop the daemon (the kernel state stays) and
     // remove its firewall.
     let host = server.stop();
-    for cmd in [&["nft", "delete", "table", "inet", "wasmnet"][..], &["nft", "delete", "table", "bridge", "wasmnet"], &["iptables", "-F", "WASMNET-FORWARD"], &["iptables", "-t", "nat", "-F", "WASMNET-DNAT"]] {
+    for cmd in [
+        &["nft", "delete", "table", "inet", "wasmnet"][..],
+        &["nft", "delete", "table", "bridge", "wasmnet"],
+        &["iptables", "-F", "WASMNET-FORWARD"],
+        &["iptables", "-t", "nat", "-F", "WASMNET-DNAT"],
+    ] {
         let _ = host.exec(cmd);
     }
     let without = iperf(b, a, &ip);

@@ -15,7 +15,8 @@ async fn send(c: &Client, method: Method, path: &str, body: Option<Value>) -> (u
     let value = if bytes.is_empty() && status == 204 {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("{path}: not JSON: {}", String::from_utf8_lossy(&bytes)))
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("{path}: not JSON: {}", String::from_utf8_lossy(&bytes)))
     };
     (status.as_u16(), value)
 }

@@ -21,6 +21,9 @@ use crate::model::*;
 use crate::store::Store;
 use crate::view::{resolve_prefix, View};
 
+/// A Linux bridge takes at most 1,024 ports (BR_MAX_PORTS), one of them its own.
+const MAX_ENDPOINTS_PER_NETWORK: usize = 1023;
+
 /// Host ports handed out when a mapping asks for none (Docker's fallback range).
 const EPHEMERAL_PORTS: std::ops::RangeInclusive<u16> = 49153..=65535;
 
@@ -268,7 +271,7 @@ impl Engine {
         };
         if result.is_err() {
             let _ = self.firewall_endpoint(e, n, false).await;
-            let _ = self.bridge.leave(e).await;
+            let _ = self.bridge.leave(e, n).await;
         }
         result
     }
@@ -278,12 +281,16 @@ impl Engine {
         for e in gone {
             // Networks outlive their endpoints (deletion is refused while any is connected).
             let network = self.read().networks.resolve(&e.network_id).ok();
-            if let Some(n) = network {
-                if let Err(err) = self.firewall_endpoint(e, &n, false).await {
-                    problems.push(err.to_string());
+            let left = match network {
+                Some(n) => {
+                    if let Err(err) = self.firewall_endpoint(e, &n, false).await {
+                        problems.push(err.to_string());
+                    }
+                    self.bridge.leave(e, &n).await
                 }
-            }
-            if let Err(err) = self.bridge.leave(e).await {
+                None => self.bridge.remove_veth(e).await,
+            };
+            if let Err(err) = left {
                 problems.push(err.to_string());
             }
         }
@@ -340,6 +347,35 @@ impl Engine {
             .iter_from(after)
             .filter(|n| f.labels_match(&n.labels) && f.name_matches(&n.name));
         page(it, limit, |n| n.name.clone())
+    }
+
+    /// The same page as `list_networks`, as JSON, from networks serialised when they were
+    /// added: listing is the hot read path (scripts poll it), so it costs copies, not serde.
+    pub fn list_networks_json(&self, f: &Filter, after: Option<&str>, limit: usize) -> String {
+        let v = self.read();
+        let mut it = v
+            .networks
+            .iter_from(after)
+            .filter(|n| f.labels_match(&n.labels) && f.name_matches(&n.name));
+        let mut out = String::with_capacity(limit * 320 + 32);
+        out.push_str("{\"items\":[");
+        let mut last = None;
+        for n in it.by_ref().take(limit) {
+            if last.is_some() {
+                out.push(',');
+            }
+            out.push_str(&v.network_json[&n.id]);
+            last = Some(n);
+        }
+        out.push_str("],\"next\":");
+        match (last, it.next()) {
+            (Some(n), Some(_)) => {
+                out.push_str(&serde_json::to_string(&n.name).expect("a string serialises"))
+            }
+            _ => out.push_str("null"),
+        }
+        out.push('}');
+        out
     }
 
     pub fn network(&self, reference: &str) -> Result<NetworkDetail> {
@@ -641,6 +677,16 @@ impl Engine {
                 format!(
                     "sandbox {:?} is already connected to network {:?} (endpoint {})",
                     sandbox.name, network.name, e.id
+                ),
+            ));
+        }
+        let count = v.endpoints_of_network(&network.id).count();
+        if count >= MAX_ENDPOINTS_PER_NETWORK {
+            return Err(Error::conflict(
+                "network_full",
+                format!(
+                    "network {:?} has {count} endpoints, the most a Linux bridge can take",
+                    network.name
                 ),
             ));
         }

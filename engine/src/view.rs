@@ -132,6 +132,8 @@ pub struct View {
     pub sandboxes: Table<Sandbox>,
     pub endpoints: BTreeMap<String, Arc<Endpoint>>,
     pub spaces: HashMap<String, Spaces>,
+    /// Each network serialised once, when it is added: a list is then a concatenation.
+    pub network_json: HashMap<String, Arc<str>>,
     pub ports: HashMap<PortKey, Vec<Option<IpAddr>>>,
 }
 
@@ -142,12 +144,15 @@ impl View {
             v6: n.ipv6.as_ref().map(AddressSpace::new),
         };
         self.spaces.insert(n.id.clone(), spaces);
+        let json = serde_json::to_string(&*n).expect("a network serialises");
+        self.network_json.insert(n.id.clone(), json.into());
         self.networks.insert(n);
     }
 
     pub fn remove_network(&mut self, id: &str) {
         self.networks.remove(id);
         self.spaces.remove(id);
+        self.network_json.remove(id);
     }
 
     pub fn add_endpoint(&mut self, e: Arc<Endpoint>) {

@@ -114,12 +114,29 @@ impl Bridge {
             mtu: mtu(n),
             addrs,
             gateways,
+            ipv6: n.ipv6.is_some(),
         };
-        self.links.create_veth(&spec).await
+        self.links.create_veth(&spec).await?;
+        for a in [e.ipv4, e.ipv6].into_iter().flatten() {
+            if let Err(err) = self.links.pin_neighbour(spec.bridge, a, spec.mac).await {
+                let _ = self.leave(e, n).await;
+                return Err(err);
+            }
+        }
+        Ok(())
     }
 
-    /// Disconnects: deleting the host end removes the pair.
-    pub async fn leave(&self, e: &Endpoint) -> KResult<()> {
+    /// Disconnects: deleting the host end removes the pair; the pinned neighbours go too.
+    pub async fn leave(&self, e: &Endpoint, n: &Network) -> KResult<()> {
+        let bridge = bridge_name(&n.id);
+        for a in [e.ipv4, e.ipv6].into_iter().flatten() {
+            self.links.unpin_neighbour(&bridge, a).await?;
+        }
+        self.remove_veth(e).await
+    }
+
+    /// Deletes the endpoint's veth pair (by its host end).
+    pub async fn remove_veth(&self, e: &Endpoint) -> KResult<()> {
         self.links.delete_link(&veth_name(&e.id)).await
     }
 

@@ -7,6 +7,10 @@ use std::path::Path;
 use futures_util::TryStreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::AddressFamily;
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
@@ -36,6 +40,8 @@ pub struct VethSpec<'a> {
     pub addrs: Vec<IfAddr>,
     /// Default routes to add inside the sandbox (one per family), unless one exists already.
     pub gateways: Vec<IpAddr>,
+    /// Whether the network has IPv6; if not, IPv6 is off on the sandbox's interface.
+    pub ipv6: bool,
 }
 
 /// Netlink in the daemon's own namespace (the "host").
@@ -233,6 +239,12 @@ impl Links {
             .map_err(fail(op))?;
         drop(ns);
 
+        // A bridge port needs no IPv6 of its own; without it, no link-local address, DAD or MLD
+        // report is flooded to every other port of the bridge when it comes up.
+        super::write_sysctl(
+            &format!("net/ipv6/conf/{}/disable_ipv6", spec.host_name),
+            "1",
+        )?;
         let host_index = require_index(&self.host, spec.host_name).await?;
         let bridge_index = require_index(&self.host, spec.bridge).await?;
         let attach = LinkUnspec::new_with_index(host_index)
@@ -249,7 +261,10 @@ impl Links {
                 spec.host_name, spec.bridge
             )))?;
 
-        let inside = netlink_in(spec.netns).await?;
+        // On a network without IPv6 the sandbox's interface keeps quiet in IPv6 too (as Docker).
+        let quiet =
+            (!spec.ipv6).then(|| (format!("net/ipv6/conf/{}/disable_ipv6", spec.ifname), "1"));
+        let inside = netlink_in(spec.netns, quiet.as_slice()).await?;
         let index = require_index(&inside, spec.ifname).await?;
         for a in &spec.addrs {
             add_address(&inside, index, spec.ifname, *a).await?;
@@ -261,9 +276,49 @@ impl Links {
         Ok(())
     }
 
+    /// Records `ip` → `mac` on `bridge` as a permanent neighbour: the host never has to ARP
+    /// (or solicit) for an endpoint, so nothing is broadcast to every port of a large bridge,
+    /// and permanent entries do not fill the kernel's neighbour table.
+    pub async fn pin_neighbour(&self, bridge: &str, ip: IpAddr, mac: [u8; 6]) -> KResult<()> {
+        let index = require_index(&self.host, bridge).await?;
+        let req = self
+            .host
+            .neighbours()
+            .add(index, ip)
+            .link_layer_address(&mac)
+            .state(NeighbourState::Permanent)
+            .replace();
+        req.execute()
+            .await
+            .map_err(fail(format!("adding neighbour {ip} on {bridge}")))
+    }
+
+    /// Removes what `pin_neighbour` added; already gone is fine.
+    pub async fn unpin_neighbour(&self, bridge: &str, ip: IpAddr) -> KResult<()> {
+        let Some(index) = index_of(&self.host, bridge).await? else {
+            return Ok(());
+        };
+        let mut msg = NeighbourMessage::default();
+        msg.header.ifindex = index;
+        msg.header.family = if ip.is_ipv6() {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        };
+        let dst = match ip {
+            IpAddr::V4(a) => NeighbourAddress::Inet(a),
+            IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+        };
+        msg.attributes.push(NeighbourAttribute::Destination(dst));
+        match self.host.neighbours().del(msg).execute().await {
+            Err(e) if is_errno(&e, 2) || is_errno(&e, ENODEV) => Ok(()),
+            r => r.map_err(fail(format!("removing neighbour {ip} on {bridge}"))),
+        }
+    }
+
     /// Brings `lo` up inside a namespace.
     pub async fn loopback_up(&self, netns: &Path) -> KResult<()> {
-        let inside = netlink_in(netns).await?;
+        let inside = netlink_in(netns, &[]).await?;
         let index = require_index(&inside, "lo").await?;
         set_up(&inside, index, "lo").await
     }

@@ -68,13 +68,22 @@ pub fn netns_exists(path: &Path) -> bool {
     nix::sys::statfs::fstatfs(&file).is_ok_and(|s| s.filesystem_type().0 as u64 == 0x6e73_6673)
 }
 
-/// Opens a netlink connection inside the namespace at `path`.
-pub(super) async fn netlink_in(path: &Path) -> KResult<rtnetlink::Handle> {
+/// Opens a netlink connection inside the namespace at `path`, after setting `sysctls` there
+/// (keys under /proc/sys, which shows the namespace of the thread that opens it).
+pub(super) async fn netlink_in(
+    path: &Path,
+    sysctls: &[(String, &'static str)],
+) -> KResult<rtnetlink::Handle> {
     let op = || format!("opening netlink in {}", path.display());
     let file = File::open(path).map_err(|e| KernelError::new(op(), e))?;
     let runtime = tokio::runtime::Handle::current();
+    let sysctls = sysctls.to_vec();
     let opened = on_dedicated_thread(move || -> io::Result<_> {
         setns(file.as_fd(), CloneFlags::CLONE_NEWNET)?;
+        for (key, value) in &sysctls {
+            fs::write(Path::new("/proc/sys").join(key), value)
+                .map_err(|e| io::Error::new(e.kind(), format!("setting {key}: {e}")))?;
+        }
         // The socket is created here, in the namespace, and registered with the runtime.
         let _guard = runtime.enter();
         let (connection, handle, _) = rtnetlink::new_connection()?;

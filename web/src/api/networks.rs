@@ -1,7 +1,8 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::Json;
 use wasmnet_engine::engine::{NetworkDetail, Page};
 use wasmnet_engine::model::{Network, NetworkCreate};
@@ -22,13 +23,12 @@ use crate::AppState;
 pub async fn list(
     State(s): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Page<Network>>> {
+) -> ApiResult<impl IntoResponse> {
     let q = list_query(raw.as_deref(), &["label", "name"])?;
-    Ok(Json(s.engine.list_networks(
-        &q.filter,
-        q.after.as_deref(),
-        q.limit,
-    )))
+    let body = s
+        .engine
+        .list_networks_json(&q.filter, q.after.as_deref(), q.limit);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body))
 }
 
 /// Create a network; without a subnet, one is taken from the default address pools.
