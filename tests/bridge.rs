@@ -76,6 +76,17 @@ async fn one_network_talks_and_networks_are_isolated(backend: &str) {
         "{routes}"
     );
 
+    // Gateway and endpoints are pinned neighbours: no ARP (and no dynamic table entry) needed.
+    let neigh =
+        String::from_utf8(common::net::run_in(&s1, &["ip", "neigh", "show", "10.11.0.1"]).stdout)
+            .unwrap();
+    assert!(neigh.contains("PERMANENT"), "{neigh}");
+    let neigh =
+        String::from_utf8(server.host.exec(&["ip", "neigh", "show", &ip(&e1)]).stdout).unwrap();
+    assert!(
+        neigh.contains("PERMANENT") && neigh.contains(e1["mac"].as_str().unwrap()),
+        "{neigh}"
+    );
     assert!(ping(&s1, &ip(&e2)), "same network");
     assert!(ping(&s2, &ip(&e1)), "same network, back");
     assert!(ping(&s1, "10.11.0.1"), "the gateway");

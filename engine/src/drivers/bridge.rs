@@ -17,6 +17,16 @@ fn mtu(n: &Network) -> Option<u32> {
     n.options.get("mtu").and_then(|m| m.parse().ok())
 }
 
+/// A network's bridge MAC: locally administered, from its id, so it is stable across restarts
+/// (and sandboxes can pin it as their gateway's).
+fn bridge_mac(n: &Network) -> [u8; 6] {
+    let mut mac = [0x02, 0, 0, 0, 0, 0];
+    for (i, b) in mac.iter_mut().enumerate().skip(1) {
+        *b = u8::from_str_radix(&n.id[2 * i..2 * i + 2], 16).unwrap_or(0);
+    }
+    mac
+}
+
 fn parse_mac(mac: &str) -> [u8; 6] {
     let mut out = [0u8; 6];
     for (o, part) in out.iter_mut().zip(mac.split(':')) {
@@ -51,7 +61,9 @@ impl Bridge {
                 prefix: v6.subnet.prefix_len(),
             });
         }
-        self.links.ensure_bridge(&name, mtu(n), &addrs).await?;
+        self.links
+            .ensure_bridge(&name, bridge_mac(n), mtu(n), &addrs)
+            .await?;
         // Lets the host reach published ports through its loopback (DNAT from 127.0.0.1).
         kernel::write_sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")
     }
@@ -115,6 +127,10 @@ impl Bridge {
             addrs,
             gateways,
             ipv6: n.ipv6.is_some(),
+            gateway_mac: bridge_mac(n),
+            gateway_addrs: std::iter::once(n.ipv4.gateway)
+                .chain(n.ipv6.as_ref().map(|c| c.gateway))
+                .collect(),
         };
         self.links.create_veth(&spec).await?;
         for a in [e.ipv4, e.ipv6].into_iter().flatten() {

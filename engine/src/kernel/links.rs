@@ -42,6 +42,11 @@ pub struct VethSpec<'a> {
     pub gateways: Vec<IpAddr>,
     /// Whether the network has IPv6; if not, IPv6 is off on the sandbox's interface.
     pub ipv6: bool,
+    /// The gateway addresses and the bridge's MAC, pinned as permanent neighbours inside the
+    /// sandbox: no ARP per sandbox, and nothing in the kernel's (machine-wide, 1,024 by
+    /// default) table of dynamic neighbour entries.
+    pub gateway_mac: [u8; 6],
+    pub gateway_addrs: Vec<IpAddr>,
 }
 
 /// Netlink in the daemon's own namespace (the "host").
@@ -132,16 +137,18 @@ impl Links {
     }
 
     /// Creates the bridge if missing; sets its MTU, addresses, and brings it up. Idempotent.
+    /// The bridge gets `mac` explicitly, so it never changes as ports come and go.
     pub async fn ensure_bridge(
         &self,
         name: &str,
+        mac: [u8; 6],
         mtu: Option<u32>,
         addrs: &[IfAddr],
     ) -> KResult<()> {
         let index = match index_of(&self.host, name).await? {
             Some(i) => i,
             None => {
-                let mut b = LinkBridge::new(name);
+                let mut b = LinkBridge::new(name).address(mac.to_vec());
                 if let Some(m) = mtu {
                     b = b.mtu(m);
                 }
@@ -270,6 +277,18 @@ impl Links {
             add_address(&inside, index, spec.ifname, *a).await?;
         }
         set_up(&inside, index, spec.ifname).await?;
+        for gw in &spec.gateway_addrs {
+            let req = inside
+                .neighbours()
+                .add(index, *gw)
+                .link_layer_address(&spec.gateway_mac)
+                .state(NeighbourState::Permanent)
+                .replace();
+            req.execute().await.map_err(fail(format!(
+                "adding neighbour {gw} in {}",
+                spec.netns.display()
+            )))?;
+        }
         for gw in &spec.gateways {
             add_default_route(&inside, index, *gw).await?;
         }
