@@ -6,7 +6,9 @@ use std::path::Path;
 
 use futures_util::TryStreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
+use netlink_packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
@@ -52,6 +54,8 @@ pub struct VethSpec<'a> {
 /// Netlink in the daemon's own namespace (the "host").
 pub struct Links {
     host: Handle,
+    /// Bridge name → ifindex, so a connect needs no lookup; dropped on any doubt.
+    bridges: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 fn fail(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> KernelError {
@@ -133,7 +137,10 @@ impl Links {
         let (connection, host, _) =
             rtnetlink::new_connection().map_err(|e| KernelError::new("opening netlink", e))?;
         tokio::spawn(connection);
-        Ok(Links { host })
+        Ok(Links {
+            host,
+            bridges: Default::default(),
+        })
     }
 
     /// Creates the bridge if missing; sets its MTU, addresses, and brings it up. Idempotent.
@@ -162,11 +169,27 @@ impl Links {
         for a in addrs {
             add_address(&self.host, index, name, *a).await?;
         }
-        set_up(&self.host, index, name).await
+        set_up(&self.host, index, name).await?;
+        self.bridge_cache().insert(name.to_string(), index);
+        Ok(())
+    }
+
+    fn bridge_cache(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u32>> {
+        self.bridges.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn bridge_index(&self, name: &str) -> KResult<u32> {
+        if let Some(i) = self.bridge_cache().get(name) {
+            return Ok(*i);
+        }
+        let index = require_index(&self.host, name).await?;
+        self.bridge_cache().insert(name.to_string(), index);
+        Ok(index)
     }
 
     /// Deletes a link of the daemon's namespace; one already gone is fine.
     pub async fn delete_link(&self, name: &str) -> KResult<()> {
+        self.bridge_cache().remove(name);
         let Some(index) = index_of(&self.host, name).await? else {
             return Ok(());
         };
@@ -213,6 +236,10 @@ impl Links {
     }
 
     async fn try_create_veth(&self, spec: &VethSpec<'_>) -> KResult<()> {
+        // Step timings, logged at debug level: where a slow connect spends its time.
+        let start = std::time::Instant::now();
+        let mut marks: Vec<(&str, u128)> = Vec::new();
+        let mut mark = |what| marks.push((what, start.elapsed().as_micros()));
         let ns = std::fs::File::open(spec.netns).map_err(|e| {
             KernelError::new(
                 format!("opening sandbox namespace {}", spec.netns.display()),
@@ -223,8 +250,17 @@ impl Links {
             .name(spec.ifname.to_string())
             .address(spec.mac.to_vec())
             .setns_by_fd(ns.as_raw_fd());
+        // The host end is created on the bridge and up; it gets no IPv6 addresses (a bridge port
+        // needs none; without them it adds no routes to the host's tables).
+        let bridge_index = self.bridge_index(spec.bridge).await?;
+        let no_ipv6 =
+            LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+                In6AddrGenMode::None,
+            )])]);
         let mut veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-            .name(spec.host_name.to_string());
+            .name(spec.host_name.to_string())
+            .controller(bridge_index)
+            .up();
         if let Some(m) = spec.mtu {
             peer = peer.mtu(m);
             veth = veth.mtu(m);
@@ -233,45 +269,35 @@ impl Links {
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
             .build();
         let op = format!(
-            "creating veth {} (peer {} in {})",
+            "creating veth {} (peer {} in {}) on {}",
             spec.host_name,
             spec.ifname,
-            spec.netns.display()
+            spec.netns.display(),
+            spec.bridge
         );
-        self.host
-            .link()
-            .add(veth)
-            .execute()
-            .await
-            .map_err(fail(op))?;
+        if let Err(e) = self.host.link().add(veth).execute().await {
+            self.bridge_cache().remove(spec.bridge);
+            return Err(fail(op)(e));
+        }
         drop(ns);
-
-        // A bridge port needs no IPv6 of its own; without it, no link-local address, DAD or MLD
-        // report is flooded to every other port of the bridge when it comes up.
-        super::write_sysctl(
-            &format!("net/ipv6/conf/{}/disable_ipv6", spec.host_name),
-            "1",
-        )?;
-        let host_index = require_index(&self.host, spec.host_name).await?;
-        let bridge_index = require_index(&self.host, spec.bridge).await?;
-        let attach = LinkUnspec::new_with_index(host_index)
-            .controller(bridge_index)
-            .up()
+        mark("veth");
+        // No IPv6 addresses on the host end: set before its peer comes up (no carrier yet, so
+        // no link-local address was made). The kernel refuses this at creation.
+        let quiet_host = LinkUnspec::new_with_name(spec.host_name)
+            .append_extra_attribute(no_ipv6)
             .build();
         self.host
             .link()
-            .set(attach)
+            .set(quiet_host)
             .execute()
             .await
-            .map_err(fail(format!(
-                "attaching {} to {}",
-                spec.host_name, spec.bridge
-            )))?;
-
+            .map_err(fail(format!("turning IPv6 off on {}", spec.host_name)))?;
+        mark("addrgenmode");
         // On a network without IPv6 the sandbox's interface keeps quiet in IPv6 too (as Docker).
         let quiet =
             (!spec.ipv6).then(|| (format!("net/ipv6/conf/{}/disable_ipv6", spec.ifname), "1"));
         let inside = netlink_in(spec.netns, quiet.as_slice()).await?;
+        mark("netns");
         let index = require_index(&inside, spec.ifname).await?;
         for a in &spec.addrs {
             add_address(&inside, index, spec.ifname, *a).await?;
@@ -292,6 +318,12 @@ impl Links {
         for gw in &spec.gateways {
             add_default_route(&inside, index, *gw).await?;
         }
+        mark("inside");
+        tracing::debug!(
+            veth = spec.host_name,
+            ?marks,
+            "veth created (µs since start)"
+        );
         Ok(())
     }
 
