@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 use serde_json::{json, Map, Value};
+use wasmnet_engine::model::PortRequest;
 use wasmnet_web::client::{encode, Client, ClientError, Target};
 
 use crate::output::{self, s, short, Format};
@@ -621,42 +622,8 @@ fn connect_body(a: ConnectArgs) -> Result<Value, CliError> {
 
 /// Docker's `-p`: `[HOSTIP:][HOSTPORT:]PORT[/PROTO]`, an IPv6 host address in brackets.
 pub fn parse_publish(spec: &str) -> Result<Value, String> {
-    let bad = || format!("--publish {spec:?}: expected [HOSTIP:][HOSTPORT:]PORT[/PROTO]");
-    let (rest, proto) = match spec.rsplit_once('/') {
-        Some((rest, proto)) => (rest, proto),
-        None => (spec, "tcp"),
-    };
-    let (host_ip, ports) = if let Some(v6) = rest.strip_prefix('[') {
-        let (ip, after) = v6.split_once("]:").ok_or_else(bad)?;
-        (Some(ip), after)
-    } else {
-        match rest.matches(':').count() {
-            0 | 1 => (None, rest),
-            2 => rest
-                .split_once(':')
-                .map(|(ip, p)| (Some(ip), p))
-                .ok_or_else(bad)?,
-            _ => return Err(bad()),
-        }
-    };
-    let (host_port, container_port) = match ports.split_once(':') {
-        Some((h, c)) => (h, c),
-        None => ("", ports),
-    };
-    let port = |p: &str| p.parse::<u16>().map_err(|_| bad());
-    let host_ip: Option<IpAddr> = match host_ip.filter(|ip| !ip.is_empty()) {
-        Some(ip) => Some(
-            ip.parse()
-                .map_err(|_| format!("--publish {spec:?}: {ip:?} is not an IP address"))?,
-        ),
-        None => None,
-    };
-    Ok(json!({
-        "host_ip": host_ip,
-        "host_port": if host_port.is_empty() { 0 } else { port(host_port)? },
-        "container_port": port(container_port)?,
-        "protocol": proto,
-    }))
+    let port: PortRequest = spec.parse().map_err(|e| format!("--publish {e}"))?;
+    Ok(serde_json::to_value(port).expect("a port request serialises"))
 }
 
 #[cfg(test)]

@@ -221,6 +221,11 @@ impl Engine {
         self.firewall_apply(self.desired(None, None)).await
     }
 
+    /// The rules in force, in the backend's own syntax.
+    pub fn firewall_text(&self) -> String {
+        self.firewall.render(&self.desired(None, None))
+    }
+
     pub fn firewall_backend(&self) -> crate::firewall::Backend {
         self.firewall.kind()
     }

@@ -6,6 +6,7 @@ pub mod api;
 pub mod client;
 mod error;
 mod extract;
+pub mod ui;
 
 use std::sync::{Arc, OnceLock};
 
@@ -157,7 +158,9 @@ pub async fn serve(
         )
     });
     let tcp_task = tcp.map(|(l, token)| {
-        let app = router_with_token(state.clone(), token);
+        // The dashboard's routes first (session cookies); everything else is the API (bearer).
+        let app = ui::router(state.clone(), token.clone())
+            .fallback_service(router_with_token(state.clone(), token));
         tokio::spawn(
             axum::serve(l, app)
                 .with_graceful_shutdown(stopped(state.shutdown.clone()))

@@ -249,6 +249,19 @@ impl Firewall for Iptables {
     fn watch_interval(&self) -> Duration {
         Duration::from_secs(2)
     }
+
+    fn render(&self, desired: &Desired) -> String {
+        let mut out = String::new();
+        for (v6, family) in [(false, "iptables"), (true, "ip6tables")] {
+            for (table, _) in JUMPS {
+                out += &format!(
+                    "# {family}-restore --noflush\n{}",
+                    table_script(table, desired, v6, false)
+                );
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ pub trait Firewall: Send + Sync {
     fn reassert(&self, desired: &Desired) -> Result<bool, FirewallError>;
     /// How often the watcher calls `reassert`.
     fn watch_interval(&self) -> Duration;
+    /// What `apply` puts in place, as the backend's own text (for people to read).
+    fn render(&self, desired: &Desired) -> String;
 }
 
 /// Which backend enforces the rules.

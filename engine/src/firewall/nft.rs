@@ -139,6 +139,10 @@ impl Firewall for Nft {
     fn watch_interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(1)
     }
+
+    fn render(&self, desired: &Desired) -> String {
+        docker::compile(&desired.network_refs(), &desired.endpoint_refs()).render()
+    }
 }
 
 /// Counts rules per chain and elements per set or map in `nft -j list ruleset` output.

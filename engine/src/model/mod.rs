@@ -231,6 +231,57 @@ pub struct PortRequest {
     pub protocol: Protocol,
 }
 
+/// Docker's `-p` syntax: `[HOSTIP:][HOSTPORT:]PORT[/PROTO]`, an IPv6 host address in brackets.
+impl FromStr for PortRequest {
+    type Err = String;
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let bad = || format!("{spec:?}: expected [HOSTIP:][HOSTPORT:]PORT[/PROTO]");
+        let (rest, protocol) = match spec.rsplit_once('/') {
+            Some((rest, proto)) => (
+                rest,
+                proto
+                    .parse::<Protocol>()
+                    .map_err(|e| format!("{spec:?}: {e}"))?,
+            ),
+            None => (spec, Protocol::Tcp),
+        };
+        let (host_ip, ports) = match rest.strip_prefix('[') {
+            Some(v6) => v6
+                .split_once("]:")
+                .map(|(ip, p)| (Some(ip), p))
+                .ok_or_else(bad)?,
+            None => match rest.matches(':').count() {
+                0 | 1 => (None, rest),
+                2 => rest
+                    .split_once(':')
+                    .map(|(ip, p)| (Some(ip), p))
+                    .ok_or_else(bad)?,
+                _ => return Err(bad()),
+            },
+        };
+        let (host_port, container_port) = ports.split_once(':').unwrap_or(("", ports));
+        let port = |p: &str| p.parse::<u16>().map_err(|_| bad());
+        let host_ip = match host_ip.filter(|ip| !ip.is_empty()) {
+            Some(ip) => Some(
+                ip.parse::<IpAddr>()
+                    .map_err(|_| format!("{spec:?}: {ip:?} is not an IP address"))?,
+            ),
+            None => None,
+        };
+        let host_port = if host_port.is_empty() {
+            0
+        } else {
+            port(host_port)?
+        };
+        Ok(PortRequest {
+            host_ip,
+            host_port,
+            container_port: port(container_port)?,
+            protocol,
+        })
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointCreate {

@@ -1,0 +1,247 @@
+//! The dashboard's forms: what a browser posts, turned into the API's requests, and the
+//! engine's errors placed beside the field they name (the same messages as the API's).
+
+use serde::Deserialize;
+use wasmnet_engine::model::{
+    EndpointCreate, IpConfigRequest, Labels, NetworkCreate, PortRequest, SandboxCreate,
+};
+use wasmnet_engine::Error;
+
+/// Messages beside fields; `general` for the rest.
+#[derive(Default, Debug)]
+pub struct FormErrors {
+    pub general: Option<String>,
+    pub name: Option<String>,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub labels: Option<String>,
+    pub ip: Option<String>,
+    pub publish: Option<String>,
+}
+
+impl FormErrors {
+    pub fn from_error(e: &Error) -> Self {
+        let mut errors = FormErrors::default();
+        let message = match e {
+            Error::Conflict { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        let slot = match e {
+            Error::Invalid { field, .. } => match field.as_str() {
+                "name" => &mut errors.name,
+                "ipv4.subnet" => &mut errors.subnet,
+                "ipv4.gateway" => &mut errors.gateway,
+                f if f.starts_with("labels") => &mut errors.labels,
+                "ipv4" => &mut errors.ip,
+                f if f.starts_with("ports") => &mut errors.publish,
+                _ => &mut errors.general,
+            },
+            Error::Conflict {
+                code: "name_in_use",
+                ..
+            } => &mut errors.name,
+            Error::Conflict {
+                code: "subnet_overlap" | "pool_exhausted",
+                ..
+            } => &mut errors.subnet,
+            Error::Conflict {
+                code: "address_in_use",
+                ..
+            } => &mut errors.ip,
+            Error::Conflict {
+                code: "port_in_use" | "port_exhausted",
+                ..
+            } => &mut errors.publish,
+            _ => &mut errors.general,
+        };
+        *slot = Some(message);
+        errors
+    }
+}
+
+/// `key=value, key2=value2` → labels; the error names the field.
+fn parse_labels(field: &str, text: &str) -> Result<Labels, Error> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
+            None => Err(Error::invalid(field, format!("{kv:?} is not key=value"))),
+        })
+        .collect()
+}
+
+fn parse_opt<T: std::str::FromStr>(
+    field: &str,
+    text: &str,
+    what: &str,
+) -> Result<Option<T>, Error> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| Error::invalid(field, format!("{text:?} is not {what}")))
+}
+
+#[derive(Deserialize, Default, Debug)]
+pub struct NetworkForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub subnet: String,
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(default)]
+    pub labels: String,
+    pub ipv6: Option<String>,
+    pub internal: Option<String>,
+    pub no_icc: Option<String>,
+}
+
+impl NetworkForm {
+    pub fn to_request(&self) -> Result<NetworkCreate, Error> {
+        let mut options = Labels::new();
+        if self.no_icc.is_some() {
+            options.insert("icc".into(), "false".into());
+        }
+        Ok(NetworkCreate {
+            name: self.name.trim().to_string(),
+            ipv4: IpConfigRequest {
+                subnet: parse_opt("ipv4.subnet", &self.subnet, "a subnet like 10.1.0.0/24")?,
+                gateway: parse_opt("ipv4.gateway", &self.gateway, "an IP address")?,
+                ip_range: None,
+            },
+            enable_ipv6: self.ipv6.is_some(),
+            internal: self.internal.is_some(),
+            labels: parse_labels("labels", &self.labels)?,
+            options,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Deserialize, Default, Debug)]
+pub struct SandboxForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub labels: String,
+}
+
+impl SandboxForm {
+    pub fn to_request(&self) -> Result<SandboxCreate, Error> {
+        let name = self.name.trim();
+        Ok(SandboxCreate {
+            name: (!name.is_empty()).then(|| name.to_string()),
+            labels: parse_labels("labels", &self.labels)?,
+            netns: None,
+        })
+    }
+}
+
+#[derive(Deserialize, Default, Debug)]
+pub struct ConnectForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub network: String,
+    #[serde(default)]
+    pub ip: String,
+    #[serde(default)]
+    pub publish: String,
+}
+
+impl ConnectForm {
+    pub fn to_request(&self, sandbox: &str) -> Result<EndpointCreate, Error> {
+        let ports = self
+            .publish
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .enumerate()
+            .map(|(i, p)| {
+                p.parse::<PortRequest>()
+                    .map_err(|e| Error::invalid(format!("ports[{i}]"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(EndpointCreate {
+            network: self.network.clone(),
+            sandbox: sandbox.to_string(),
+            ipv4: parse_opt("ipv4", &self.ip, "an IPv4 address")?,
+            ports,
+            ..Default::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_land_beside_their_field() {
+        let e = Error::invalid("ipv4.subnet", "10.0.0.1/24 has host bits set");
+        let f = FormErrors::from_error(&e);
+        assert_eq!(
+            f.subnet.as_deref(),
+            Some("ipv4.subnet: 10.0.0.1/24 has host bits set")
+        );
+        assert!(f.general.is_none() && f.name.is_none());
+        let f = FormErrors::from_error(&Error::conflict(
+            "name_in_use",
+            "network name \"a\" is already in use",
+        ));
+        assert_eq!(
+            f.name.as_deref(),
+            Some("network name \"a\" is already in use")
+        );
+        let f = FormErrors::from_error(&Error::conflict("has_endpoints", "x"));
+        assert_eq!(f.general.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn forms_become_requests() {
+        let f = NetworkForm {
+            name: " web ".into(),
+            subnet: "10.1.0.0/24".into(),
+            labels: "a=1, b=2".into(),
+            no_icc: Some("true".into()),
+            ..Default::default()
+        };
+        let r = f.to_request().unwrap();
+        assert_eq!(
+            (
+                r.name.as_str(),
+                r.ipv4.subnet.unwrap().to_string(),
+                r.labels.len()
+            ),
+            ("web", "10.1.0.0/24".into(), 2)
+        );
+        assert_eq!(r.options["icc"], "false");
+        let bad = NetworkForm {
+            subnet: "nope".into(),
+            ..Default::default()
+        };
+        assert!(
+            matches!(bad.to_request(), Err(Error::Invalid { field, .. }) if field == "ipv4.subnet")
+        );
+        let c = ConnectForm {
+            network: "n".into(),
+            publish: "8080:80, 53/udp".into(),
+            ..Default::default()
+        };
+        assert_eq!(c.to_request("s").unwrap().ports.len(), 2);
+        assert!(ConnectForm {
+            publish: "x".into(),
+            ..Default::default()
+        }
+        .to_request("s")
+        .is_err());
+    }
+}
