@@ -15,7 +15,7 @@ test: deps
 	$(CARGO) test --workspace --locked
 
 # Debian packages the suite needs (CI and a fresh machine run as root).
-DEBS := nftables iptables iproute2 iputils-ping util-linux
+DEBS := nftables iptables iproute2 iputils-ping util-linux chromium chromium-driver
 deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

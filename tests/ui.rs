@@ -77,6 +77,39 @@ fn http(
     }
 }
 
+/// A GET with extra raw header lines; the body is not decoded.
+fn http_with(server: &Server, path: &str, extra: &str) -> Resp {
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n");
+    let raw = in_netns(server.host.netns_path(), move || {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        out
+    });
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let head = text.split("\r\n\r\n").next().unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: String::new(),
+    }
+}
+
 fn csrf_of(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
     page[at..at + 64].to_string()
@@ -139,6 +172,12 @@ fn nothing_without_logging_in_and_strict_headers() {
     assert_eq!(wrong.status, 401);
     assert!(
         wrong.body.contains("That is not the API token") && wrong.header("set-cookie").is_none()
+    );
+    let gz = http_with(&server, "/static/app.css", "Accept-Encoding: gzip\r\n");
+    assert_eq!(
+        gz.header("content-encoding"),
+        Some("gzip"),
+        "assets are compressed when asked"
     );
     let css = http(&server, "GET", "/static/app.css", None, &[]);
     assert_eq!(

@@ -66,6 +66,7 @@ pub fn router(app: AppState, token: String) -> Router {
             get(|| asset("text/javascript", include_str!("../../static/app.js"))),
         )
         .layer(middleware::from_fn(security_headers))
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(state)
 }
 
@@ -327,14 +328,7 @@ async fn network(State(s): State<UiState>, auth: Authed, Path(id): Path<String>)
     };
     let bridge = wasmnet_engine::firewall::docker::bridge_name(&d.network.id);
     let chain = format!("net_{}", &d.network.id[..12]);
-    let rules = s
-        .app
-        .engine
-        .firewall_text()
-        .lines()
-        .filter(|l| l.contains(&bridge) || l.contains(&chain))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let rules = rules_for(&s.app.engine.firewall_text(), &bridge, &chain);
     let free = d.usage.ipv4.total - d.usage.ipv4.used;
     render(NetworkPage {
         csrf: auth.csrf,
@@ -342,6 +336,31 @@ async fn network(State(s): State<UiState>, auth: Authed, Path(id): Path<String>)
         free,
         rules,
     })
+}
+
+/// The part of the rules in force that concerns one network: its nft chain (whole), and rule
+/// lines naming its bridge (the iptables backend's), rather than every set's elements.
+fn rules_for(text: &str, bridge: &str, chain: &str) -> String {
+    let opening = format!("chain {chain} {{");
+    let mut out = vec![format!(
+        "# bridge {bridge}: dispatched by iifname through @from_bridge to chain {chain}"
+    )];
+    let mut in_chain = false;
+    for line in text.lines() {
+        let t = line.trim();
+        in_chain |= t == opening;
+        if in_chain {
+            out.push(if t == opening || t == "}" {
+                t.to_string()
+            } else {
+                format!("\t{t}")
+            });
+            in_chain = t != "}";
+        } else if t.contains(bridge) && !t.starts_with("elements") {
+            out.push(t.to_string());
+        }
+    }
+    out.join("\n")
 }
 
 async fn delete_network(
@@ -588,4 +607,21 @@ async fn events(State(s): State<UiState>, _auth: Authed) -> Response {
     crate::api::system::events(State(s.app))
         .await
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rules_for;
+
+    #[test]
+    fn a_networks_rules_are_its_chain_and_its_lines() {
+        let text = "table inet wasmnet {\n\tset bridges {\n\t\telements = { \"wnbra\", \"wnbrb\" }\n\t}\n\tchain net_a {\n\t\toifname \"wnbra\" accept\n\t\taccept\n\t}\n\tchain net_b {\n\t\tdrop\n\t}\n}\n-A WASMNET-FORWARD -i wnbra -j ACCEPT\n";
+        let got = rules_for(text, "wnbra", "net_a");
+        assert!(
+            got.contains("chain net_a {\n\toifname \"wnbra\" accept\n\taccept\n}"),
+            "{got}"
+        );
+        assert!(got.contains("-A WASMNET-FORWARD -i wnbra -j ACCEPT"));
+        assert!(!got.contains("net_b") && !got.contains("wnbrb"), "{got}");
+    }
 }

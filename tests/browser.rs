@@ -1,0 +1,246 @@
+//! The dashboard in a real browser: Debian's headless Chromium driven over WebDriver
+//! (chromedriver, fantoccini), inside the test host's namespace. Screenshots of every page go
+//! to `target/tmp/screenshots/` (and `failure.png` when a step fails).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{in_netns, Server};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+type Step = Result<(), Box<dyn std::error::Error>>;
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Our own child (ip netns exec execs chromedriver): ended by its PID.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn shot(c: &Client, dir: &Path, name: &str) -> Step {
+    std::fs::write(dir.join(format!("{name}.png")), c.screenshot().await?)?;
+    Ok(())
+}
+
+/// Finds an element, waiting (at most 5 s) for the page that has it to load.
+async fn find(
+    c: &Client,
+    at: Locator<'_>,
+) -> Result<fantoccini::elements::Element, Box<dyn std::error::Error>> {
+    Ok(c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(at)
+        .await?)
+}
+
+/// Waits (at most 5 s) until the browser is on a page whose path satisfies `ok`.
+async fn on_page(c: &Client, what: &str, ok: impl Fn(&str) -> bool) -> Step {
+    for _ in 0..50 {
+        if ok(c.current_url().await?.path())
+            && c.execute("return document.readyState", vec![]).await? == "complete"
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("never got to {what}; at {}", c.current_url().await?).into())
+}
+
+async fn fill(c: &Client, id: &str, text: &str) -> Step {
+    let field = find(c, Locator::Id(id)).await?;
+    field.clear().await?;
+    field.send_keys(text).await?;
+    Ok(())
+}
+
+async fn submit(c: &Client, form: &str) -> Step {
+    find(c, Locator::Css(&format!("{form} button[type=submit]")))
+        .await?
+        .click()
+        .await?;
+    Ok(())
+}
+
+async fn body(c: &Client) -> Result<String, Box<dyn std::error::Error>> {
+    Ok(find(c, Locator::Css("body")).await?.text().await?)
+}
+
+async fn flows(c: &Client, base: &str, token: &str, shots: &Path) -> Step {
+    c.goto(&format!("{base}/")).await?;
+    on_page(c, "the login page (not logged in yet)", |p| p == "/login").await?;
+    shot(c, shots, "login").await?;
+    fill(c, "token", token).await?;
+    submit(c, "form").await?;
+    on_page(c, "the overview", |p| p == "/").await?;
+    assert!(body(c).await?.contains("Overview"));
+    shot(c, shots, "overview").await?;
+
+    // Create a network: a validation error inline first, then the real thing.
+    c.goto(&format!("{base}/networks")).await?;
+    fill(c, "name", "web").await?;
+    fill(c, "subnet", "10.9.0.1/24").await?;
+    submit(c, "form.create").await?;
+    let error = find(c, Locator::Id("subnet-error")).await?.text().await?;
+    assert!(error.contains("has host bits set"), "{error}");
+    shot(c, shots, "network-error").await?;
+    fill(c, "subnet", "10.9.0.0/24").await?;
+    submit(c, "form.create").await?;
+    on_page(c, "the new network's page", |p| p.starts_with("/networks/")).await?;
+    assert!(body(c).await?.contains("1 used of 254"));
+    shot(c, shots, "network").await?;
+
+    // Create a sandbox and connect it, publishing a port.
+    c.goto(&format!("{base}/sandboxes")).await?;
+    fill(c, "name", "box").await?;
+    submit(c, "form.create").await?;
+    on_page(c, "the new sandbox's page", |p| {
+        p.starts_with("/sandboxes/")
+    })
+    .await?;
+    assert!(body(c).await?.contains("Sandbox box"));
+    fill(c, "publish", "8080:80").await?;
+    submit(c, "form.create").await?;
+    find(c, Locator::Css("form[action^='/endpoints/']")).await?;
+    let text = body(c).await?;
+    assert!(
+        text.contains("10.9.0.2") && text.contains("8080→80/tcp"),
+        "{text}"
+    );
+    shot(c, shots, "sandbox").await?;
+
+    // It is in the topology (the picture loads) and in the ruleset.
+    c.goto(&format!("{base}/topology")).await?;
+    let width = c
+        .execute(
+            "return document.getElementById('topology').naturalWidth",
+            vec![],
+        )
+        .await?;
+    assert!(
+        width.as_u64().unwrap_or(0) > 0,
+        "the topology picture loaded"
+    );
+    shot(c, shots, "topology").await?;
+    c.goto(&format!("{base}/ruleset")).await?;
+    assert!(body(c).await?.contains("tcp . 8080 : 10.9.0.2 . 80"));
+    shot(c, shots, "ruleset").await?;
+
+    // Delete everything from the UI.
+    c.goto(&format!("{base}/sandboxes")).await?;
+    find(c, Locator::LinkText("box")).await?.click().await?;
+    find(c, Locator::Css("form[action^='/endpoints/'] button"))
+        .await?
+        .click()
+        .await?;
+    on_page(c, "the sandbox again", |p| p.starts_with("/sandboxes/")).await?;
+    find(c, Locator::Css("form[action$='/delete'] button"))
+        .await?
+        .click()
+        .await?;
+    on_page(c, "the sandbox list", |p| p == "/sandboxes").await?;
+    c.goto(&format!("{base}/networks")).await?;
+    find(c, Locator::LinkText("web")).await?.click().await?;
+    on_page(c, "the network's page", |p| p.starts_with("/networks/")).await?;
+    find(c, Locator::Css("form[action$='/delete'] button"))
+        .await?
+        .click()
+        .await?;
+    on_page(c, "the network list", |p| p == "/networks").await?;
+    assert!(!body(c).await?.contains("10.9.0.0/24"));
+
+    // Log out, and be refused.
+    find(c, Locator::Css("form.logout button"))
+        .await?
+        .click()
+        .await?;
+    on_page(c, "the login page after logging out", |p| p == "/login").await?;
+    c.goto(&format!("{base}/networks")).await?;
+    on_page(c, "the login page (refused)", |p| p == "/login").await?;
+    Ok(())
+}
+
+#[test]
+fn dashboard_flows_in_headless_chromium() {
+    assert!(
+        Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists(),
+        "install Debian's chromium and chromium-driver (make test does)"
+    );
+    let server = Server::start(&[]);
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let profile = server.dir.join("chromium-profile");
+    let _driver = Driver(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &server.host.name,
+                "chromedriver",
+                "--port=9515",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (base, token) = (server.url.clone(), server.token.clone());
+    let result = in_netns(server.host.netns_path(), move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut caps = serde_json::Map::new();
+            let args = [
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=1280,900",
+            ];
+            let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            args.push(format!("--user-data-dir={}", profile.display()));
+            caps.insert(
+                "goog:chromeOptions".into(),
+                json!({"binary": "/usr/bin/chromium", "args": args}),
+            );
+            let mut client = None;
+            for _ in 0..50 {
+                let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+                match ClientBuilder::new(connector)
+                    .capabilities(caps.clone())
+                    .connect("http://127.0.0.1:9515")
+                    .await
+                {
+                    Ok(c) => {
+                        client = Some(c);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+            let c = client.expect("chromedriver answers within 10 s");
+            let outcome = flows(&c, &base, &token, &shots)
+                .await
+                .map_err(|e| e.to_string());
+            if outcome.is_err() {
+                let _ = shot(&c, &shots, "failure").await;
+            }
+            let _ = c.close().await;
+            outcome
+        })
+    });
+    if let Err(e) = result {
+        panic!("browser flow failed: {e} (see target/tmp/screenshots/failure.png)");
+    }
+}
