@@ -48,6 +48,12 @@ fn http(
     }
     req += "\r\n";
     req += &body;
+    send(server, req)
+}
+
+/// Sends a raw request from inside the daemon's namespace and parses the answer.
+fn send(server: &Server, req: String) -> Resp {
+    let addr = server.url.trim_start_matches("http://").to_string();
     let raw = in_netns(server.host.netns_path(), move || {
         let mut s = TcpStream::connect(&addr).unwrap();
         s.write_all(req.as_bytes()).unwrap();
@@ -77,37 +83,13 @@ fn http(
     }
 }
 
-/// A GET with extra raw header lines; the body is not decoded.
+/// A GET with extra raw header lines (the body is left as it comes).
 fn http_with(server: &Server, path: &str, extra: &str) -> Resp {
-    let addr = server.url.trim_start_matches("http://").to_string();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n");
-    let raw = in_netns(server.host.netns_path(), move || {
-        let mut s = TcpStream::connect(&addr).unwrap();
-        s.write_all(req.as_bytes()).unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).unwrap();
-        out
-    });
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let head = text.split("\r\n\r\n").next().unwrap();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Resp {
-        status,
-        headers,
-        body: String::new(),
-    }
+    let addr = server.url.trim_start_matches("http://");
+    send(
+        server,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n"),
+    )
 }
 
 fn csrf_of(page: &str) -> String {
