@@ -434,6 +434,84 @@ async fn restart_after_a_crash_converges_and_removes_strays(backend: &str) {
     let _ = c;
 }
 
+async fn adopted_namespaces_are_kept_and_vanished_ones_are_cleaned_up(backend: &str) {
+    let server = Server::start(&["--firewall-backend", backend]);
+    let c = server.client();
+    network(&c, "n", "10.20.0.0/24", json!({"options": {"mtu": "1400"}})).await;
+    // Adopted: someone else's namespace; wasmnet plumbs it but never deletes it.
+    let other = common::Host::new();
+    let adopted = make(
+        &c,
+        "/v1/sandboxes",
+        json!({"name": "adopted", "netns": other.netns_path()}),
+    )
+    .await;
+    let e = make(
+        &c,
+        "/v1/endpoints",
+        json!({"network": "n", "sandbox": "adopted"}),
+    )
+    .await;
+    let link = String::from_utf8(other.exec(&["ip", "-o", "link", "show", "eth0"]).stdout).unwrap();
+    assert!(link.contains("mtu 1400"), "the network's MTU: {link}");
+    assert!(ping(&other.netns_path(), "10.20.0.1"));
+    c.delete(&format!(
+        "/v1/sandboxes/{}",
+        adopted["id"].as_str().unwrap()
+    ))
+    .await
+    .unwrap();
+    assert!(
+        other.netns_path().exists(),
+        "an adopted namespace survives its sandbox"
+    );
+    assert!(
+        !other.exec(&["ip", "link", "show", "eth0"]).status.success(),
+        "but wasmnet's interface is gone"
+    );
+    let _ = e;
+
+    // Vanished: the namespace is removed behind wasmnet's back; deleting the sandbox still
+    // cleans the store and the firewall.
+    let (gone, e) = sandbox_on(
+        &c,
+        "gone",
+        "n",
+        json!({"ports": [{"host_port": 8088, "container_port": 80}]}),
+    )
+    .await;
+    sh(&["umount", gone.to_str().unwrap()]);
+    std::fs::remove_file(&gone).unwrap();
+    c.delete("/v1/sandboxes/gone").await.unwrap();
+    assert!(c
+        .get(&format!("/v1/endpoints/{}", e["id"].as_str().unwrap()))
+        .await
+        .is_err());
+    let veth = format!("wnv{}", &e["id"].as_str().unwrap()[..12]);
+    assert!(!server.host.links().contains(&veth));
+    let rules = if backend == "nftables" {
+        String::from_utf8(
+            server
+                .host
+                .exec(&["nft", "list", "map", "inet", "wasmnet", "pub4"])
+                .stdout,
+        )
+        .unwrap()
+    } else {
+        String::from_utf8(
+            server
+                .host
+                .exec(&["iptables", "-t", "nat", "-S", "WASMNET-DNAT"])
+                .stdout,
+        )
+        .unwrap()
+    };
+    assert!(
+        !rules.contains("8088"),
+        "the published port is gone from the firewall: {rules}"
+    );
+}
+
 /// Every test above, once per firewall backend: the same behaviour is required of both.
 macro_rules! per_backend {
     ($backend:ident: $($test:ident),*) => {
@@ -448,5 +526,5 @@ macro_rules! per_backend {
     };
 }
 
-per_backend!(nftables: one_network_talks_and_networks_are_isolated, icc_false_keeps_endpoints_apart_but_not_from_the_gateway, masquerade_out_and_internal_networks_have_no_way_out, published_ports_from_outside_the_host_and_other_sandboxes, foreign_state_is_untouched_and_our_tables_come_back, restart_after_a_crash_converges_and_removes_strays);
-per_backend!(iptables: one_network_talks_and_networks_are_isolated, icc_false_keeps_endpoints_apart_but_not_from_the_gateway, masquerade_out_and_internal_networks_have_no_way_out, published_ports_from_outside_the_host_and_other_sandboxes, foreign_state_is_untouched_and_our_tables_come_back, restart_after_a_crash_converges_and_removes_strays);
+per_backend!(nftables: adopted_namespaces_are_kept_and_vanished_ones_are_cleaned_up, one_network_talks_and_networks_are_isolated, icc_false_keeps_endpoints_apart_but_not_from_the_gateway, masquerade_out_and_internal_networks_have_no_way_out, published_ports_from_outside_the_host_and_other_sandboxes, foreign_state_is_untouched_and_our_tables_come_back, restart_after_a_crash_converges_and_removes_strays);
+per_backend!(iptables: adopted_namespaces_are_kept_and_vanished_ones_are_cleaned_up, one_network_talks_and_networks_are_isolated, icc_false_keeps_endpoints_apart_but_not_from_the_gateway, masquerade_out_and_internal_networks_have_no_way_out, published_ports_from_outside_the_host_and_other_sandboxes, foreign_state_is_untouched_and_our_tables_come_back, restart_after_a_crash_converges_and_removes_strays);
