@@ -29,26 +29,50 @@ fn get(addr: &str, path: &str, cookie: &str) -> (u16, usize) {
 
 fn main() {
     let server = Server::start(&["--default-pool", "base=10.0.0.0/8,size=24"]);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let c = server.client();
     let (net0, sb0) = rt.block_on(async {
         for n in 0..NETWORKS {
-            c.post("/v1/networks", &json!({"name": format!("n{n:04}"), "labels": {"team": format!("t{}", n % 10)}})).await.unwrap();
+            c.post(
+                "/v1/networks",
+                &json!({"name": format!("n{n:04}"), "labels": {"team": format!("t{}", n % 10)}}),
+            )
+            .await
+            .unwrap();
         }
         for s in 0..SANDBOXES {
-            c.post("/v1/sandboxes", &json!({"name": format!("s{s:03}")})).await.unwrap();
+            c.post("/v1/sandboxes", &json!({"name": format!("s{s:03}")}))
+                .await
+                .unwrap();
         }
         for n in 0..CONNECTED {
             for s in 0..SANDBOXES {
-                c.post("/v1/endpoints", &json!({"network": format!("n{n:04}"), "sandbox": format!("s{s:03}")})).await.unwrap();
+                c.post(
+                    "/v1/endpoints",
+                    &json!({"network": format!("n{n:04}"), "sandbox": format!("s{s:03}")}),
+                )
+                .await
+                .unwrap();
             }
         }
-        let net = c.get("/v1/networks/n0000").await.unwrap()["id"].as_str().unwrap().to_string();
-        let sb = c.get("/v1/sandboxes/s000").await.unwrap()["id"].as_str().unwrap().to_string();
+        let net = c.get("/v1/networks/n0000").await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let sb = c.get("/v1/sandboxes/s000").await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         (net, sb)
     });
     let counts = rt.block_on(c.get("/healthz")).unwrap();
-    println!("{} networks, {} sandboxes, {} endpoints", counts["counts"]["networks"], counts["counts"]["sandboxes"], counts["counts"]["endpoints"]);
+    println!(
+        "{} networks, {} sandboxes, {} endpoints",
+        counts["counts"]["networks"], counts["counts"]["sandboxes"], counts["counts"]["endpoints"]
+    );
     let addr = server.url.trim_start_matches("http://").to_string();
     let token = server.token.clone();
     let pages = vec![
@@ -70,8 +94,18 @@ fn main() {
         s.write_all(req.as_bytes()).unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
-        let cookie = out.split("wasmnet_session=").nth(1).unwrap().split(';').next().unwrap().to_string();
-        println!("{:<34} {:>10} {:>10} {:>10}", "page", "median ms", "worst ms", "bytes");
+        let cookie = out
+            .split("wasmnet_session=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        println!(
+            "{:<34} {:>10} {:>10} {:>10}",
+            "page", "median ms", "worst ms", "bytes"
+        );
         for page in &pages {
             let mut times = Vec::new();
             let mut size = 0;
@@ -83,7 +117,10 @@ fn main() {
                 size = bytes;
             }
             times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            println!("{page:<34} {:>10.2} {:>10.2} {size:>10}", times[10], times[19]);
+            println!(
+                "{page:<34} {:>10.2} {:>10.2} {size:>10}",
+                times[10], times[19]
+            );
         }
     });
 }

@@ -293,6 +293,14 @@ fn create_connect_see_and_delete_from_the_browser() {
         rules.contains("tcp . 8080 : 10.9.0.2 . 80"),
         "the published port is in force"
     );
+    assert!(
+        rules.contains("chain <code>forward</code>")
+            && rules.contains("ct state established,related counter accept")
+    );
+    assert!(
+        rules.contains("<td class=\"num\">0</td>") || rules.contains("<td class=\"num\">1"),
+        "the kernel's counters are shown"
+    );
     assert!(http(&server, "GET", "/", s, &[])
         .body
         .contains("id=\"count-endpoints\">1<"));

@@ -221,6 +221,16 @@ impl Engine {
         self.firewall_apply(self.desired(None, None)).await
     }
 
+    /// The chains in force, with the kernel's per-rule counters where the backend keeps them.
+    pub async fn firewall_chains(&self) -> Result<Vec<crate::firewall::ChainView>> {
+        let fw = self.firewall.clone();
+        let desired = self.desired(None, None);
+        let listed = tokio::task::spawn_blocking(move || fw.chains(&desired)).await;
+        listed
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(Error::from)
+    }
+
     /// The rules in force, in the backend's own syntax.
     pub fn firewall_text(&self) -> String {
         self.firewall.render(&self.desired(None, None))

@@ -82,19 +82,19 @@ fn inet_table(networks: &[&Network], endpoints: &[&Endpoint]) -> Table {
         "forward",
         Some("type filter hook forward priority filter; policy accept;"),
         vec![
-            "ct state established,related accept".into(),
-            "ct state invalid drop".into(),
+            "ct state established,related counter accept".into(),
+            "ct state invalid counter drop".into(),
             // Published ports: DNATed connections into a network are allowed from anywhere.
-            "ct status dnat oifname @bridges accept".into(),
-            "iifname vmap @from_bridge".into(),
+            "ct status dnat oifname @bridges counter accept".into(),
+            "iifname @bridges counter iifname vmap @from_bridge".into(),
             // Nothing else enters a network unasked.
-            "oifname @bridges drop".into(),
+            "oifname @bridges counter drop".into(),
         ],
     );
     for n in networks {
         t.chain(&chain_of(&n.id), None, network_rules(n));
     }
-    let publish = "fib daddr type local meta l4proto { tcp, udp, sctp } jump publish";
+    let publish = "fib daddr type local meta l4proto { tcp, udp, sctp } counter jump publish";
     t.chain(
         "prerouting",
         Some("type nat hook prerouting priority dstnat; policy accept;"),
@@ -121,11 +121,11 @@ fn inet_table(networks: &[&Network], endpoints: &[&Endpoint]) -> Table {
         vec![
             // Hairpin: a sandbox reaching a published port through the host must see replies
             // come back through the host too.
-            "ct status dnat iifname @bridges oifname @bridges masquerade".into(),
+            "ct status dnat iifname @bridges oifname @bridges counter masquerade".into(),
             // From the host's loopback to a published port (needs route_localnet on the bridge).
-            "ip saddr 127.0.0.0/8 oifname @bridges masquerade".into(),
-            "ip saddr @masq4 oifname != @bridges masquerade".into(),
-            "ip6 saddr @masq6 oifname != @bridges masquerade".into(),
+            "ip saddr 127.0.0.0/8 oifname @bridges counter masquerade".into(),
+            "ip saddr @masq4 oifname != @bridges counter masquerade".into(),
+            "ip6 saddr @masq6 oifname != @bridges counter masquerade".into(),
         ],
     );
     t
@@ -141,14 +141,14 @@ fn network_rules(n: &Network) -> Vec<String> {
     };
     let mut rules = vec![
         // Routed back into the same bridge (only seen with br_netfilter on).
-        format!("oifname {bridge} {icc}"),
+        format!("oifname {bridge} counter {icc}"),
         // Other networks are isolated.
-        "oifname @bridges drop".into(),
+        "oifname @bridges counter drop".into(),
     ];
     rules.push(if n.internal {
-        "drop".into()
+        "counter drop".into()
     } else {
-        "accept".into()
+        "counter accept".into()
     });
     rules
 }
@@ -257,7 +257,7 @@ fn bridge_table(networks: &[&Network], endpoints: &[&Endpoint]) -> Table {
     t.chain(
         "forward",
         Some("type filter hook forward priority filter; policy accept;"),
-        vec!["iifname @noicc_ports oifname @noicc_ports drop".into()],
+        vec!["iifname @noicc_ports oifname @noicc_ports counter drop".into()],
     );
     t
 }

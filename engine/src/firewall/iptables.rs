@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::docker::{bridge_name, option_true};
-use super::{Backend, Desired, Firewall, FirewallError};
+use super::{Backend, ChainView, Desired, Firewall, FirewallError, RuleView};
 use crate::kernel::write_sysctl;
 use crate::model::{Endpoint, Network};
 
@@ -248,6 +248,37 @@ impl Firewall for Iptables {
 
     fn watch_interval(&self) -> Duration {
         Duration::from_secs(2)
+    }
+
+    /// iptables-restore cannot read counters back: the rules, without them.
+    fn chains(&self, desired: &Desired) -> Result<Vec<ChainView>, FirewallError> {
+        let mut out: Vec<ChainView> = Vec::new();
+        for (v6, family) in [(false, "iptables"), (true, "ip6tables")] {
+            for (table, _) in JUMPS {
+                for line in chain_rules(table, desired, v6) {
+                    let Some(rest) = line.strip_prefix("-A ") else {
+                        continue;
+                    };
+                    let (chain, rule) = rest.split_once(' ').unwrap_or((rest, ""));
+                    let name = format!("{family} {table}");
+                    if !out
+                        .last()
+                        .is_some_and(|c| c.table == name && c.chain == chain)
+                    {
+                        out.push(ChainView {
+                            table: name,
+                            chain: chain.to_string(),
+                            rules: Vec::new(),
+                        });
+                    }
+                    out.last_mut().expect("just pushed").rules.push(RuleView {
+                        text: rule.to_string(),
+                        counters: None,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn render(&self, desired: &Desired) -> String {

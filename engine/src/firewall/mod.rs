@@ -56,6 +56,24 @@ pub trait Firewall: Send + Sync {
     fn watch_interval(&self) -> Duration;
     /// What `apply` puts in place, as the backend's own text (for people to read).
     fn render(&self, desired: &Desired) -> String;
+    /// The chains in force with their rules and, where the backend keeps them, each rule's
+    /// packet and byte counters as the kernel reports them.
+    fn chains(&self, desired: &Desired) -> Result<Vec<ChainView>, FirewallError>;
+}
+
+/// One chain, for people to read.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ChainView {
+    pub table: String,
+    pub chain: String,
+    pub rules: Vec<RuleView>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RuleView {
+    pub text: String,
+    /// (packets, bytes), when the rule counts.
+    pub counters: Option<(u64, u64)>,
 }
 
 /// Which backend enforces the rules.

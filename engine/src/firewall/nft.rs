@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::docker;
 use super::ruleset::{render_changes, Change, Fingerprint, Ruleset};
-use super::{Backend, Desired, Firewall};
+use super::{Backend, ChainView, Desired, Firewall, RuleView};
 use crate::model::{Endpoint, Network};
 
 /// A failed nft run. `detail` is what nft reported; it is shown, never parsed.
@@ -88,14 +88,17 @@ impl Nft {
 
     /// Rule and element counts of the tables named in `expected`, as they are in the kernel.
     pub fn fingerprint(&self) -> Result<Fingerprint, FirewallError> {
+        Ok(fingerprint_of(&self.list()?))
+    }
+
+    /// The kernel's whole ruleset, as nft's JSON.
+    fn list(&self) -> Result<Value, FirewallError> {
         let json = nftables::helper::get_current_ruleset_raw(
             nftables::helper::DEFAULT_NFT,
             ["list", "ruleset"],
         )
         .map_err(|e| from_nftables("listing", e))?;
-        let doc: Value = serde_json::from_str(&json)
-            .map_err(|e| FirewallError::Exec(format!("nft's JSON: {e}")))?;
-        Ok(fingerprint_of(&doc))
+        serde_json::from_str(&json).map_err(|e| FirewallError::Exec(format!("nft's JSON: {e}")))
     }
 }
 
@@ -143,6 +146,33 @@ impl Firewall for Nft {
     fn render(&self, desired: &Desired) -> String {
         docker::compile(&desired.network_refs(), &desired.endpoint_refs()).render()
     }
+
+    fn chains(&self, desired: &Desired) -> Result<Vec<ChainView>, FirewallError> {
+        let wanted = docker::compile(&desired.network_refs(), &desired.endpoint_refs());
+        let counters = counters_of(&self.list()?);
+        let mut out = Vec::new();
+        for t in &wanted.tables {
+            for c in &t.chains {
+                let key = format!("{}/{}/{}", t.family.as_str(), t.name, c.name);
+                let kernel = counters.get(&key);
+                let rules = c
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| RuleView {
+                        text: r.clone(),
+                        counters: kernel.and_then(|k| k.get(i).copied().flatten()),
+                    })
+                    .collect();
+                out.push(ChainView {
+                    table: format!("{} {}", t.family.as_str(), t.name),
+                    chain: c.name.clone(),
+                    rules,
+                });
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Counts rules per chain and elements per set or map in `nft -j list ruleset` output.
@@ -166,6 +196,32 @@ pub fn fingerprint_of(doc: &Value) -> Fingerprint {
         }
     }
     fp
+}
+
+/// Each chain's rules' counters, in order (`None` for a rule without a counter).
+pub fn counters_of(doc: &Value) -> std::collections::BTreeMap<String, Vec<Option<(u64, u64)>>> {
+    let mut out: std::collections::BTreeMap<String, Vec<Option<(u64, u64)>>> = Default::default();
+    for rule in doc["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.get("rule"))
+    {
+        let key = format!(
+            "{}/{}/{}",
+            rule["family"].as_str().unwrap_or(""),
+            rule["table"].as_str().unwrap_or(""),
+            rule["chain"].as_str().unwrap_or("")
+        );
+        let counter = rule["expr"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|e| e.get("counter"))
+            .and_then(|c| Some((c["packets"].as_u64()?, c["bytes"].as_u64()?)));
+        out.entry(key).or_default().push(counter);
+    }
+    out
 }
 
 /// Whether `actual` has our tables as `expected` says (foreign tables are ignored).

@@ -588,15 +588,22 @@ async fn topology_svg(State(s): State<UiState>, _auth: Authed) -> Response {
 struct RulesetPage {
     csrf: String,
     backend: String,
+    chains: Vec<wasmnet_engine::firewall::ChainView>,
     lines: usize,
     rules: String,
 }
 
 async fn ruleset(State(s): State<UiState>, auth: Authed) -> Response {
-    let rules = s.app.engine.firewall_text();
+    let e = &s.app.engine;
+    let chains = match e.firewall_chains().await {
+        Ok(c) => c,
+        Err(err) => return error_page(&auth, err, "/"),
+    };
+    let rules = e.firewall_text();
     render(RulesetPage {
         csrf: auth.csrf,
-        backend: s.app.engine.firewall_backend().to_string(),
+        backend: e.firewall_backend().to_string(),
+        chains,
         lines: rules.lines().count(),
         rules,
     })
