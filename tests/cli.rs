@@ -201,6 +201,8 @@ fn network_sandbox_endpoint_verbs() {
     assert!(fails(&server, &["network", "ls", "--filter", "colour=red"]).contains("--filter"));
     assert!(fails(&server, &["network", "disconnect", "v6", "box"]).contains("not connected"));
 
+    // The firewall can be re-asserted by hand.
+    ok(&server, &["firewall", "reload"]);
     ok(&server, &["network", "disconnect", "web", "box"]);
     assert_eq!(ok(&server, &["network", "rm", "web"]).trim(), "web");
     let pruned = ok(&server, &["network", "prune", "-f"]);

@@ -265,44 +265,8 @@ fn bridge_table(networks: &[&Network], endpoints: &[&Endpoint]) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{IpConfig, Protocol};
-
-    fn net(id: char, subnet: &str, internal: bool, icc: bool) -> Network {
-        let subnet: ipnet::IpNet = subnet.parse().unwrap();
-        Network {
-            id: id.to_string().repeat(64),
-            name: format!("n{id}"),
-            driver: Default::default(),
-            ipv4: IpConfig {
-                gateway: subnet.hosts().next().unwrap(),
-                subnet,
-                ip_range: None,
-            },
-            ipv6: None,
-            internal,
-            labels: Default::default(),
-            options: [("icc".to_string(), icc.to_string())].into(),
-            created: String::new(),
-        }
-    }
-
-    fn endpoint(net: &Network, ip: &str, ports: Vec<PortMapping>) -> Endpoint {
-        Endpoint {
-            id: "e".repeat(64),
-            network_id: net.id.clone(),
-            network_name: net.name.clone(),
-            sandbox_id: "s".repeat(64),
-            sandbox_name: "s".into(),
-            interface: "eth0".into(),
-            mac: "02:42:0a:00:00:02".into(),
-            ipv4: Some(ip.parse().unwrap()),
-            ipv6: Some("fd00::2".parse().unwrap()),
-            aliases: vec![],
-            ports,
-            labels: Default::default(),
-            created: String::new(),
-        }
-    }
+    use crate::firewall::fixtures::{endpoint, net, sample_ports};
+    use crate::model::Protocol;
 
     /// The default ruleset for one open network with a published port, and one internal
     /// icc=false network, is exactly this (a golden file).
@@ -310,20 +274,7 @@ mod tests {
     fn golden_default_ruleset() {
         let a = net('a', "10.1.0.0/24", false, true);
         let b = net('b', "10.2.0.0/24", true, false);
-        let ports = vec![
-            PortMapping {
-                host_ip: None,
-                host_port: 8080,
-                container_port: 80,
-                protocol: Protocol::Tcp,
-            },
-            PortMapping {
-                host_ip: Some("127.0.0.1".parse().unwrap()),
-                host_port: 5353,
-                container_port: 53,
-                protocol: Protocol::Udp,
-            },
-        ];
+        let ports = sample_ports();
         let e = endpoint(&a, "10.1.0.2", ports);
         let mut isolated = endpoint(&b, "10.2.0.2", vec![]);
         isolated.id = "f".repeat(64);

@@ -298,55 +298,14 @@ impl Firewall for Iptables {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{IpConfig, PortMapping, Protocol};
+    use crate::firewall::fixtures::{endpoint, net, sample_ports};
     use std::sync::Arc;
 
     #[test]
     fn golden_scripts() {
-        let subnet: ipnet::IpNet = "10.1.0.0/24".parse().unwrap();
-        let n = Network {
-            id: "a".repeat(64),
-            name: "a".into(),
-            driver: Default::default(),
-            ipv4: IpConfig {
-                subnet,
-                gateway: "10.1.0.1".parse().unwrap(),
-                ip_range: None,
-            },
-            ipv6: None,
-            internal: false,
-            labels: Default::default(),
-            options: Default::default(),
-            created: String::new(),
-        };
-        let e = Endpoint {
-            id: "e".repeat(64),
-            network_id: n.id.clone(),
-            network_name: "a".into(),
-            sandbox_id: "s".repeat(64),
-            sandbox_name: "s".into(),
-            interface: "eth0".into(),
-            mac: String::new(),
-            ipv4: Some("10.1.0.2".parse().unwrap()),
-            ipv6: None,
-            aliases: vec![],
-            ports: vec![
-                PortMapping {
-                    host_ip: None,
-                    host_port: 8080,
-                    container_port: 80,
-                    protocol: Protocol::Tcp,
-                },
-                PortMapping {
-                    host_ip: Some("127.0.0.1".parse().unwrap()),
-                    host_port: 53,
-                    container_port: 53,
-                    protocol: Protocol::Udp,
-                },
-            ],
-            labels: Default::default(),
-            created: String::new(),
-        };
+        let n = net('a', "10.1.0.0/24", false, true);
+        let mut e = endpoint(&n, "10.1.0.2", sample_ports());
+        e.ipv6 = None;
         let d = Desired {
             networks: vec![Arc::new(n)],
             endpoints: vec![Arc::new(e)],
@@ -373,7 +332,7 @@ mod tests {
             ),
             "{nat}"
         );
-        assert!(nat.contains("-A WASMNET-DNAT -d 127.0.0.1 -p udp -m udp --dport 53 -j DNAT --to-destination 10.1.0.2:53\n"), "{nat}");
+        assert!(nat.contains("-A WASMNET-DNAT -d 127.0.0.1 -p udp -m udp --dport 5353 -j DNAT --to-destination 10.1.0.2:53\n"), "{nat}");
         assert!(
             nat.contains(
                 "-A WASMNET-POSTROUTING -s 10.1.0.0/24 ! -o wnbraaaaaaaaaaa -j MASQUERADE\n"

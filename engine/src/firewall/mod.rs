@@ -4,6 +4,8 @@
 //! `iptables` (iptables-restore, atomic per table, linear rules: the slower backend).
 
 pub mod docker;
+#[cfg(test)]
+mod fixtures;
 pub mod iptables;
 pub mod nft;
 pub mod ruleset;
