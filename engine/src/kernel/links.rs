@@ -51,6 +51,14 @@ pub struct VethSpec<'a> {
     pub gateway_addrs: Vec<IpAddr>,
 }
 
+/// No IPv6 addresses on a link (addr_gen_mode none): no link-local address, so no DAD, router
+/// solicitation or MLD report is sent when it comes up.
+fn no_ipv6_attr() -> LinkAttribute {
+    LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+        In6AddrGenMode::None,
+    )])])
+}
+
 /// Netlink in the daemon's own namespace (the "host").
 pub struct Links {
     host: Handle,
@@ -250,17 +258,13 @@ impl Links {
             .name(spec.ifname.to_string())
             .address(spec.mac.to_vec())
             .setns_by_fd(ns.as_raw_fd());
-        // The host end is created on the bridge and up; it gets no IPv6 addresses (a bridge port
-        // needs none; without them it adds no routes to the host's tables).
+        // The host end is created on the bridge, down; IPv6 is switched off on it before it
+        // comes up (a bridge port needs none, and an IPv6-enabled port would add a multicast
+        // route per port to the host's table, which the kernel then walks on every change).
         let bridge_index = self.bridge_index(spec.bridge).await?;
-        let no_ipv6 =
-            LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
-                In6AddrGenMode::None,
-            )])]);
         let mut veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(spec.host_name.to_string())
-            .controller(bridge_index)
-            .up();
+            .controller(bridge_index);
         if let Some(m) = spec.mtu {
             peer = peer.mtu(m);
             veth = veth.mtu(m);
@@ -281,24 +285,35 @@ impl Links {
         }
         drop(ns);
         mark("veth");
-        // No IPv6 addresses on the host end: set before its peer comes up (no carrier yet, so
-        // no link-local address was made). The kernel refuses this at creation.
-        let quiet_host = LinkUnspec::new_with_name(spec.host_name)
-            .append_extra_attribute(no_ipv6)
-            .build();
-        self.host
-            .link()
-            .set(quiet_host)
-            .execute()
-            .await
-            .map_err(fail(format!("turning IPv6 off on {}", spec.host_name)))?;
+        super::write_sysctl(
+            &format!("net/ipv6/conf/{}/disable_ipv6", spec.host_name),
+            "1",
+        )?;
+        let host_index = require_index(&self.host, spec.host_name).await?;
+        set_up(&self.host, host_index, spec.host_name).await?;
         mark("addrgenmode");
         // On a network without IPv6 the sandbox's interface keeps quiet in IPv6 too (as Docker).
-        let quiet =
-            (!spec.ipv6).then(|| (format!("net/ipv6/conf/{}/disable_ipv6", spec.ifname), "1"));
-        let inside = netlink_in(spec.netns, quiet.as_slice()).await?;
+        let inside = netlink_in(spec.netns, &[]).await?;
         mark("netns");
         let index = require_index(&inside, spec.ifname).await?;
+        if !spec.ipv6 {
+            // Through netlink, not /proc/sys: every sandbox has an `eth0`, and the kernel looks
+            // a sysctl path up among all namespaces' entries of that name.
+            inside
+                .link()
+                .set(
+                    LinkUnspec::new_with_index(index)
+                        .append_extra_attribute(no_ipv6_attr())
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(fail(format!(
+                    "turning IPv6 off on {} in {}",
+                    spec.ifname,
+                    spec.netns.display()
+                )))?;
+        }
         for a in &spec.addrs {
             add_address(&inside, index, spec.ifname, *a).await?;
         }
