@@ -87,6 +87,19 @@ async fn one_network_talks_and_networks_are_isolated(backend: &str) {
         neigh.contains("PERMANENT") && neigh.contains(e1["mac"].as_str().unwrap()),
         "{neigh}"
     );
+    // ... and its MAC is static in the bridge's forwarding table, on its port.
+    let veth1 = format!("wnv{}", &e1["id"].as_str().unwrap()[..12]);
+    let fdb = String::from_utf8(
+        server
+            .host
+            .exec(&["bridge", "fdb", "show", "dev", &veth1])
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        fdb.contains(e1["mac"].as_str().unwrap()) && fdb.contains("static"),
+        "{fdb}"
+    );
     assert!(ping(&s1, &ip(&e2)), "same network");
     assert!(ping(&s2, &ip(&e1)), "same network, back");
     assert!(ping(&s1, "10.11.0.1"), "the gateway");

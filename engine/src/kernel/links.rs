@@ -10,7 +10,7 @@ use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
 };
 use netlink_packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{
@@ -291,6 +291,19 @@ impl Links {
         )?;
         let host_index = require_index(&self.host, spec.host_name).await?;
         set_up(&self.host, host_index, spec.host_name).await?;
+        // The bridge knows the endpoint's MAC from the start: the first frames to it are not
+        // flooded to every port, as they would be until it had sent something.
+        let fdb = self
+            .host
+            .neighbours()
+            .add_bridge(host_index, &spec.mac)
+            .state(NeighbourState::Noarp)
+            .flags(NeighbourFlags::Controller)
+            .replace();
+        fdb.execute().await.map_err(fail(format!(
+            "adding {} to the forwarding table of {}",
+            spec.host_name, spec.bridge
+        )))?;
         mark("addrgenmode");
         // On a network without IPv6 the sandbox's interface keeps quiet in IPv6 too (as Docker).
         let inside = netlink_in(spec.netns, &[]).await?;
