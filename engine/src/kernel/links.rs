@@ -163,10 +163,13 @@ impl Links {
         let index = match index_of(&self.host, name).await? {
             Some(i) => i,
             None => {
-                let mut b = LinkBridge::new(name).address(mac.to_vec());
-                if let Some(m) = mtu {
-                    b = b.mtu(m);
-                }
+                // Multicast snooping off (its per-port timers and queries are per-port work on
+                // every join) and the MTU set explicitly (so the kernel does not rescan every
+                // port's MTU each time one is added).
+                let b = LinkBridge::new(name)
+                    .address(mac.to_vec())
+                    .mcast_snooping(false)
+                    .mtu(mtu.unwrap_or(1500));
                 match self.host.link().add(b.build()).execute().await {
                     Err(e) if is_errno(&e, EEXIST) => {}
                     r => r.map_err(fail(format!("creating bridge {name}")))?,
