@@ -54,22 +54,59 @@ async fn on_page(c: &Client, what: &str, ok: impl Fn(&str) -> bool) -> Step {
 }
 
 async fn fill(c: &Client, id: &str, text: &str) -> Step {
-    let field = find(c, Locator::Id(id)).await?;
-    field.clear().await?;
-    field.send_keys(text).await?;
-    Ok(())
+    // A page can be replaced between finding a field and typing into it (a navigation still
+    // settling): find it again and retry, a few times.
+    let mut last = None;
+    for _ in 0..5 {
+        let field = find(c, Locator::Id(id)).await?;
+        match async {
+            field.clear().await?;
+            field.send_keys(text).await
+        }
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(last.expect("tried").into())
 }
 
 async fn submit(c: &Client, form: &str) -> Step {
-    find(c, Locator::Css(&format!("{form} button[type=submit]")))
-        .await?
-        .click()
-        .await?;
-    Ok(())
+    click_nav(c, Locator::Css(&format!("{form} button[type=submit]"))).await
+}
+
+/// Clicks something that navigates, and waits until the new page has replaced the old one
+/// (the clicked element goes stale) and has loaded: no later step can catch the old page.
+async fn click_nav(c: &Client, at: Locator<'_>) -> Step {
+    let element = find(c, at).await?;
+    element.click().await?;
+    for _ in 0..50 {
+        if element.tag_name().await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..50 {
+        if c.execute("return document.readyState", vec![]).await? == "complete" {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err("the page never finished loading".into())
 }
 
 async fn body(c: &Client) -> Result<String, Box<dyn std::error::Error>> {
-    Ok(find(c, Locator::Css("body")).await?.text().await?)
+    let mut last = None;
+    for _ in 0..5 {
+        match find(c, Locator::Css("body")).await?.text().await {
+            Ok(text) => return Ok(text),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(last.expect("tried").into())
 }
 
 async fn flows(c: &Client, base: &str, token: &str, shots: &Path) -> Step {
@@ -134,32 +171,20 @@ async fn flows(c: &Client, base: &str, token: &str, shots: &Path) -> Step {
 
     // Delete everything from the UI.
     c.goto(&format!("{base}/sandboxes")).await?;
-    find(c, Locator::LinkText("box")).await?.click().await?;
-    find(c, Locator::Css("form[action^='/endpoints/'] button"))
-        .await?
-        .click()
-        .await?;
+    click_nav(c, Locator::LinkText("box")).await?;
+    click_nav(c, Locator::Css("form[action^='/endpoints/'] button")).await?;
     on_page(c, "the sandbox again", |p| p.starts_with("/sandboxes/")).await?;
-    find(c, Locator::Css("form[action$='/delete'] button"))
-        .await?
-        .click()
-        .await?;
+    click_nav(c, Locator::Css("form[action$='/delete'] button")).await?;
     on_page(c, "the sandbox list", |p| p == "/sandboxes").await?;
     c.goto(&format!("{base}/networks")).await?;
-    find(c, Locator::LinkText("web")).await?.click().await?;
+    click_nav(c, Locator::LinkText("web")).await?;
     on_page(c, "the network's page", |p| p.starts_with("/networks/")).await?;
-    find(c, Locator::Css("form[action$='/delete'] button"))
-        .await?
-        .click()
-        .await?;
+    click_nav(c, Locator::Css("form[action$='/delete'] button")).await?;
     on_page(c, "the network list", |p| p == "/networks").await?;
     assert!(!body(c).await?.contains("10.9.0.0/24"));
 
     // Log out, and be refused.
-    find(c, Locator::Css("form.logout button"))
-        .await?
-        .click()
-        .await?;
+    click_nav(c, Locator::Css("form.logout button")).await?;
     on_page(c, "the login page after logging out", |p| p == "/login").await?;
     c.goto(&format!("{base}/networks")).await?;
     on_page(c, "the login page (refused)", |p| p == "/login").await?;
