@@ -60,42 +60,29 @@ async fn one_network_talks_and_networks_are_isolated(backend: &str) {
     let (s3, e3) = sandbox_on(&c, "s3", "b", json!({})).await;
 
     // The sandbox side: eth0 with the address and MAC wasmnet recorded, default route via the gateway.
-    let addr = String::from_utf8(
-        common::net::run_in(&s1, &["ip", "-o", "addr", "show", "dev", "eth0"]).stdout,
-    )
-    .unwrap();
+    let addr = common::net::stdout_in(&s1, &["ip", "-o", "addr", "show", "dev", "eth0"]);
     assert!(addr.contains(&format!("{}/24", ip(&e1))), "{addr}");
-    let link = String::from_utf8(
-        common::net::run_in(&s1, &["ip", "-o", "link", "show", "dev", "eth0"]).stdout,
-    )
-    .unwrap();
+    let link = common::net::stdout_in(&s1, &["ip", "-o", "link", "show", "dev", "eth0"]);
     assert!(link.contains(e1["mac"].as_str().unwrap()), "{link}");
-    let routes = String::from_utf8(common::net::run_in(&s1, &["ip", "route"]).stdout).unwrap();
+    let routes = common::net::stdout_in(&s1, &["ip", "route"]);
     assert!(
         routes.contains("default via 10.11.0.1 dev eth0"),
         "{routes}"
     );
 
     // Gateway and endpoints are pinned neighbours: no ARP (and no dynamic table entry) needed.
-    let neigh =
-        String::from_utf8(common::net::run_in(&s1, &["ip", "neigh", "show", "10.11.0.1"]).stdout)
-            .unwrap();
+    let neigh = common::net::stdout_in(&s1, &["ip", "neigh", "show", "10.11.0.1"]);
     assert!(neigh.contains("PERMANENT"), "{neigh}");
-    let neigh =
-        String::from_utf8(server.host.exec(&["ip", "neigh", "show", &ip(&e1)]).stdout).unwrap();
+    let neigh = server.host.stdout(&["ip", "neigh", "show", &ip(&e1)]);
     assert!(
         neigh.contains("PERMANENT") && neigh.contains(e1["mac"].as_str().unwrap()),
         "{neigh}"
     );
     // ... and its MAC is static in the bridge's forwarding table, on its port.
     let veth1 = format!("wnv{}", &e1["id"].as_str().unwrap()[..12]);
-    let fdb = String::from_utf8(
-        server
-            .host
-            .exec(&["bridge", "fdb", "show", "dev", &veth1])
-            .stdout,
-    )
-    .unwrap();
+    let fdb = server
+        .host
+        .stdout(&["bridge", "fdb", "show", "dev", &veth1]);
     assert!(
         fdb.contains(e1["mac"].as_str().unwrap()) && fdb.contains("static"),
         "{fdb}"
@@ -188,7 +175,7 @@ async fn masquerade_out_and_internal_networks_have_no_way_out(backend: &str) {
     );
     assert!(!ping(&closed, WORLD), "internal: no way out");
     assert_eq!(tcp_probe(closed.clone(), &format!("{WORLD}:9000")), None);
-    let routes = String::from_utf8(common::net::run_in(&closed, &["ip", "route"]).stdout).unwrap();
+    let routes = common::net::stdout_in(&closed, &["ip", "route"]);
     assert!(
         !routes.contains("default"),
         "an internal network gives no default route: {routes}"
@@ -344,23 +331,11 @@ async fn foreign_state_is_untouched_and_our_tables_come_back(backend: &str) {
         c.post("/v1/firewall/reload", &json!({})).await.unwrap();
         assert!(nft(&server, &["list", "chain", "inet", "wasmnet", "forward"]).contains("vmap"));
     } else {
-        let ours = |server: &Server| {
-            String::from_utf8(
-                server
-                    .host
-                    .exec(&["iptables", "-S", "WASMNET-FORWARD"])
-                    .stdout,
-            )
-            .unwrap()
-        };
+        let ours = |server: &Server| server.host.stdout(&["iptables", "-S", "WASMNET-FORWARD"]);
         assert!(ours(&server).contains("-j DROP"));
-        let dnat = String::from_utf8(
-            server
-                .host
-                .exec(&["iptables", "-t", "nat", "-S", "WASMNET-DNAT"])
-                .stdout,
-        )
-        .unwrap();
+        let dnat = server
+            .host
+            .stdout(&["iptables", "-t", "nat", "-S", "WASMNET-DNAT"]);
         assert!(dnat.contains("--dport 8081"), "{dnat}");
         sh(&[
             "ip",
@@ -386,8 +361,7 @@ async fn foreign_state_is_untouched_and_our_tables_come_back(backend: &str) {
             "WASMNET-FORWARD",
         ]);
         c.post("/v1/firewall/reload", &json!({})).await.unwrap();
-        let forward =
-            String::from_utf8(server.host.exec(&["iptables", "-S", "FORWARD"]).stdout).unwrap();
+        let forward = server.host.stdout(&["iptables", "-S", "FORWARD"]);
         assert_eq!(
             forward.matches("-j WASMNET-FORWARD").count(),
             1,
@@ -465,7 +439,7 @@ async fn adopted_namespaces_are_kept_and_vanished_ones_are_cleaned_up(backend: &
         json!({"network": "n", "sandbox": "adopted"}),
     )
     .await;
-    let link = String::from_utf8(other.exec(&["ip", "-o", "link", "show", "eth0"]).stdout).unwrap();
+    let link = other.stdout(&["ip", "-o", "link", "show", "eth0"]);
     assert!(link.contains("mtu 1400"), "the network's MTU: {link}");
     assert!(ping(&other.netns_path(), "10.20.0.1"));
     c.delete(&format!(
@@ -503,21 +477,13 @@ async fn adopted_namespaces_are_kept_and_vanished_ones_are_cleaned_up(backend: &
     let veth = format!("wnv{}", &e["id"].as_str().unwrap()[..12]);
     assert!(!server.host.links().contains(&veth));
     let rules = if backend == "nftables" {
-        String::from_utf8(
-            server
-                .host
-                .exec(&["nft", "list", "map", "inet", "wasmnet", "pub4"])
-                .stdout,
-        )
-        .unwrap()
+        server
+            .host
+            .stdout(&["nft", "list", "map", "inet", "wasmnet", "pub4"])
     } else {
-        String::from_utf8(
-            server
-                .host
-                .exec(&["iptables", "-t", "nat", "-S", "WASMNET-DNAT"])
-                .stdout,
-        )
-        .unwrap()
+        server
+            .host
+            .stdout(&["iptables", "-t", "nat", "-S", "WASMNET-DNAT"])
     };
     assert!(
         !rules.contains("8088"),

@@ -184,26 +184,18 @@ async fn chaos(backend: &str) {
         .map(|e| e["ports"].as_array().unwrap().len())
         .sum();
     if backend == "nftables" {
-        let elements = String::from_utf8(
-            server
-                .host
-                .exec(&["nft", "list", "set", "inet", "wasmnet", "bridges"])
-                .stdout,
-        )
-        .unwrap();
+        let elements = server
+            .host
+            .stdout(&["nft", "list", "set", "inet", "wasmnet", "bridges"]);
         for n in &networks {
             assert!(
                 elements.contains(&format!("wnbr{}", &n["id"].as_str().unwrap()[..11])),
                 "{elements}"
             );
         }
-        let map = String::from_utf8(
-            server
-                .host
-                .exec(&["nft", "-j", "list", "map", "inet", "wasmnet", "pub4"])
-                .stdout,
-        )
-        .unwrap();
+        let map = server
+            .host
+            .stdout(&["nft", "-j", "list", "map", "inet", "wasmnet", "pub4"]);
         let map: Value = serde_json::from_str(&map).unwrap();
         let count = map["nftables"][1]["map"]["elem"]
             .as_array()
@@ -213,25 +205,15 @@ async fn chaos(backend: &str) {
             "every published port and nothing else is in the map (seed {seed})"
         );
     } else {
-        let dnat = String::from_utf8(
-            server
-                .host
-                .exec(&["iptables", "-t", "nat", "-S", "WASMNET-DNAT"])
-                .stdout,
-        )
-        .unwrap();
+        let dnat = server
+            .host
+            .stdout(&["iptables", "-t", "nat", "-S", "WASMNET-DNAT"]);
         assert_eq!(
             dnat.matches("-j DNAT").count(),
             published,
             "one DNAT rule per published port: {dnat} (seed {seed})"
         );
-        let forward = String::from_utf8(
-            server
-                .host
-                .exec(&["iptables", "-S", "WASMNET-FORWARD"])
-                .stdout,
-        )
-        .unwrap();
+        let forward = server.host.stdout(&["iptables", "-S", "WASMNET-FORWARD"]);
         assert_eq!(
             forward.matches("-i wnbr").count(),
             3 * networks.len(),

@@ -64,10 +64,14 @@ impl Host {
             .unwrap()
     }
 
+    /// What a command run inside the host's namespace printed.
+    pub fn stdout(&self, args: &[&str]) -> String {
+        String::from_utf8(self.exec(args).stdout).unwrap()
+    }
+
     /// Names of the host's links, without `@peer`.
     pub fn links(&self) -> Vec<String> {
-        let out = self.exec(&["ip", "-o", "link"]);
-        String::from_utf8_lossy(&out.stdout)
+        self.stdout(&["ip", "-o", "link"])
             .lines()
             .filter_map(|l| l.split(": ").nth(1))
             .map(|n| n.split('@').next().unwrap().to_string())

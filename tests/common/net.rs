@@ -25,6 +25,11 @@ pub fn run_in(ns: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// What a command run inside the namespace at `ns` printed.
+pub fn stdout_in(ns: &Path, args: &[&str]) -> String {
+    String::from_utf8(run_in(ns, args).stdout).unwrap()
+}
+
 /// One ping, one second to answer.
 pub fn ping(ns: &Path, ip: &str) -> bool {
     run_in(ns, &["ping", "-c", "1", "-W", "1", "-q", ip])
