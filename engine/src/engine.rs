@@ -14,12 +14,14 @@ use crate::config::EngineConfig;
 use crate::drivers::Bridge;
 use crate::error::{Error, Kind, Result};
 use crate::events::Event;
-use crate::firewall::{Desired, Firewall};
+use crate::firewall::{Desired, Firewall, FirewallError};
 use crate::ids;
 use crate::ipam::{plan_family, AddressSpace, StaticRefusal, UsedSubnet};
 use crate::model::*;
+use crate::policy::Plan;
 use crate::store::Store;
 use crate::view::{resolve_prefix, View};
+use wasmnet_policy::ir::PortDecision;
 
 /// A Linux bridge takes at most 1,024 ports (BR_MAX_PORTS), one of them its own.
 const MAX_ENDPOINTS_PER_NETWORK: usize = 1023;
@@ -31,11 +33,14 @@ pub struct Engine {
     cfg: EngineConfig,
     pub(crate) bridge: Bridge,
     pub(crate) firewall: Arc<dyn Firewall>,
-    store: Store,
+    pub(crate) store: Store,
     view: RwLock<View>,
     writer: Mutex<()>,
     events: broadcast::Sender<Event>,
     seq: AtomicU64,
+    pub(crate) policies: std::sync::Mutex<crate::policy::Policies>,
+    /// Bumped at every change put in the firewall.
+    pub(crate) generation: AtomicU64,
 }
 
 /// Which objects a list returns: all `labels` must match (`key` alone: the label exists);
@@ -153,6 +158,8 @@ impl Engine {
             .for_each(|e| view.add_endpoint(Arc::new(e)));
         let bridge = Bridge::new()?;
         let firewall = crate::firewall::backend(cfg.firewall, &cfg.run_dir);
+        let cache = cfg.database.with_extension("policy-cache");
+        let policies = Engine::open_policies(&cache, &store).await?;
         let (events, _) = broadcast::channel(1024);
         let engine = Arc::new(Engine {
             cfg,
@@ -163,7 +170,10 @@ impl Engine {
             writer: Mutex::new(()),
             events,
             seq: AtomicU64::new(0),
+            policies: std::sync::Mutex::new(policies),
+            generation: AtomicU64::new(0),
         });
+        engine.plan_at_start();
         report("reconciling at start", engine.reconcile().await);
         crate::reconcile::spawn_firewall_watch(&engine);
         Ok(engine)
@@ -180,10 +190,22 @@ impl Engine {
     /// What the firewall should enforce: the committed state, plus `net` or `ep` while they
     /// are being added.
     pub(crate) fn desired(&self, net: Option<&Network>, ep: Option<&Endpoint>) -> Desired {
+        let plan = self.policies().plan.clone();
+        self.desired_with(net, ep, plan)
+    }
+
+    /// As `desired`, under the policies' `plan`.
+    pub(crate) fn desired_with(
+        &self,
+        net: Option<&Network>,
+        ep: Option<&Endpoint>,
+        plan: Arc<Plan>,
+    ) -> Desired {
         let v = self.read();
         let mut d = Desired {
             networks: v.networks.iter_from(None).cloned().collect(),
             endpoints: v.endpoints.values().cloned().collect(),
+            plan,
         };
         d.networks.extend(net.map(|n| Arc::new(n.clone())));
         d.endpoints.extend(ep.map(|e| Arc::new(e.clone())));
@@ -194,25 +216,93 @@ impl Engine {
     pub(crate) async fn firewall_apply(&self, desired: Desired) -> Result<()> {
         let fw = self.firewall.clone();
         let applied = tokio::task::spawn_blocking(move || fw.apply(&desired)).await;
-        applied
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .map_err(Error::from)
+        self.applied(applied)
     }
 
-    /// An endpoint joined (`ep` given: not yet committed) or left (already out of the view).
-    async fn firewall_endpoint(&self, e: &Endpoint, n: &Network, joined: bool) -> Result<()> {
+    fn applied(
+        &self,
+        r: std::result::Result<std::result::Result<(), FirewallError>, tokio::task::JoinError>,
+    ) -> Result<()> {
+        r.map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(Error::from)?;
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// An endpoint joined (`ep` given: not yet committed) or left (already out of the view),
+    /// with the groups the policies put it in. Set elements only, unless the backend cannot
+    /// or a group is new (then the whole ruleset, with the plan updated).
+    async fn firewall_endpoint(
+        &self,
+        e: &Endpoint,
+        n: &Network,
+        joined: bool,
+        members: &[(String, String)],
+    ) -> Result<()> {
         let fw = self.firewall.clone();
-        let desired = if fw.incremental() {
-            Desired::default()
-        } else {
-            self.desired(None, joined.then_some(e))
+        let plan = self.policies().plan.clone();
+        let new_group = joined && !members.is_empty() && {
+            let known = plan.groups();
+            members.iter().any(|m| !known.contains(m))
         };
         let (e, n) = (e.clone(), n.clone());
+        if new_group || !fw.incremental() {
+            let mut p = (*plan).clone();
+            p.members.remove(&e.id);
+            if joined && !members.is_empty() {
+                p.members.insert(e.id.clone(), members.to_vec());
+            }
+            let desired = self.desired_with(None, joined.then_some(&e), Arc::new(p));
+            let applied = tokio::task::spawn_blocking(move || {
+                if new_group {
+                    fw.apply(&desired)
+                } else {
+                    fw.endpoint(&e, &n, joined, &desired)
+                }
+            })
+            .await;
+            return self.applied(applied);
+        }
+        let mut only = Plan::default();
+        if !members.is_empty() {
+            only.members.insert(e.id.clone(), members.to_vec());
+        }
+        let desired = Desired {
+            plan: Arc::new(only),
+            ..Default::default()
+        };
         let applied =
             tokio::task::spawn_blocking(move || fw.endpoint(&e, &n, joined, &desired)).await;
-        applied
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .map_err(Error::from)
+        self.applied(applied)
+    }
+
+    /// Deleted networks leave the plan, and their attachments go (as the store's did).
+    fn forget_networks(&self, gone: &[Arc<Network>]) {
+        let mut p = self.policies();
+        for l in p.loaded.values_mut() {
+            l.policy
+                .attachments
+                .retain(|a| !gone.iter().any(|n| a.network_id.as_ref() == Some(&n.id)));
+        }
+        let plan = Arc::make_mut(&mut p.plan);
+        for n in gone {
+            plan.networks.remove(&n.id);
+        }
+    }
+
+    /// Records (or forgets) an endpoint's groups in the plan in force.
+    fn set_members(&self, endpoint_id: &str, members: Vec<(String, String)>) {
+        let mut p = self.policies();
+        let plan = Arc::make_mut(&mut p.plan);
+        plan.members.remove(endpoint_id);
+        if !members.is_empty() {
+            plan.members.insert(endpoint_id.to_string(), members);
+        }
+    }
+
+    fn members_of(&self, endpoint_id: &str) -> Vec<(String, String)> {
+        let p = self.policies();
+        p.plan.members.get(endpoint_id).cloned().unwrap_or_default()
     }
 
     /// Forces wasmnet's rules back to what the store says (`wasmnet firewall reload`).
@@ -242,12 +332,15 @@ impl Engine {
 
     /// Kernel first, then the firewall, then the store: a failure undoes what came before, and
     /// a crash in between leaves only kernel objects the reconciler removes at the next start.
-    async fn commit_network(&self, n: &Network) -> Result<()> {
+    async fn commit_network(&self, n: &Network, plan: Arc<Plan>) -> Result<()> {
         if let Err(e) = self.bridge.create_network(n).await {
             let _ = self.bridge.delete_network(n).await;
             return Err(e.into());
         }
-        let result = match self.firewall_apply(self.desired(Some(n), None)).await {
+        let result = match self
+            .firewall_apply(self.desired_with(Some(n), None, plan))
+            .await
+        {
             Ok(()) => self.store.insert_network(n).await,
             Err(e) => Err(e),
         };
@@ -260,6 +353,7 @@ impl Engine {
 
     /// After networks left the store: their rules and bridges go; every failure is reported.
     async fn teardown_networks(&self, gone: &[Arc<Network>]) {
+        self.forget_networks(gone);
         let mut problems = Vec::new();
         if let Err(e) = self.firewall_apply(self.desired(None, None)).await {
             problems.push(e.to_string());
@@ -272,20 +366,17 @@ impl Engine {
         report("removing networks", problems);
     }
 
-    async fn commit_endpoint(
-        &self,
-        e: &Endpoint,
-        n: &Network,
-        s: &Sandbox,
-        default_route: bool,
-    ) -> Result<()> {
-        self.bridge.join(e, n, s, default_route).await?;
-        let result = match self.firewall_endpoint(e, n, true).await {
+    async fn commit_endpoint(&self, plan: &EndpointPlan, e: &Endpoint) -> Result<()> {
+        let (n, members) = (&plan.network, &plan.members);
+        self.bridge
+            .join(e, n, &plan.sandbox, plan.default_route)
+            .await?;
+        let result = match self.firewall_endpoint(e, n, true, members).await {
             Ok(()) => self.store.insert_endpoint(e).await,
             Err(err) => Err(err),
         };
         if result.is_err() {
-            let _ = self.firewall_endpoint(e, n, false).await;
+            let _ = self.firewall_endpoint(e, n, false, members).await;
             let _ = self.bridge.leave(e, n).await;
         }
         result
@@ -298,9 +389,11 @@ impl Engine {
             let network = self.read().networks.resolve(&e.network_id).ok();
             let left = match network {
                 Some(n) => {
-                    if let Err(err) = self.firewall_endpoint(e, &n, false).await {
+                    let members = self.members_of(&e.id);
+                    if let Err(err) = self.firewall_endpoint(e, &n, false, &members).await {
                         problems.push(err.to_string());
                     }
+                    self.set_members(&e.id, vec![]);
                     self.bridge.leave(e, &n).await
                 }
                 None => self.bridge.remove_veth(e).await,
@@ -324,7 +417,7 @@ impl Engine {
         self.view.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, View> {
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, View> {
         self.view.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -332,7 +425,7 @@ impl Engine {
         self.events.subscribe()
     }
 
-    fn publish<T: Serialize>(&self, action: &'static str, id: &str, object: &T) {
+    pub(crate) fn publish<T: Serialize>(&self, action: &'static str, id: &str, object: &T) {
         let event = Event {
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             time: ids::now(),
@@ -461,8 +554,11 @@ impl Engine {
                 created: ids::now(),
             })
         };
-        self.commit_network(&network).await?;
+        // Global policies see the new network (a whole-view call) before it exists.
+        let plan = Arc::new(self.compute_plan(|_| {}, &[], Some(&network))?);
+        self.commit_network(&network, plan.clone()).await?;
         self.write().add_network(network.clone());
+        self.policies().plan = plan;
         self.publish("network.create", &network.id, &network);
         Ok(network)
     }
@@ -668,11 +764,11 @@ impl Engine {
     pub async fn connect(&self, mut req: EndpointCreate) -> Result<Arc<Endpoint>> {
         validate_endpoint_request(&mut req)?;
         let _writer = self.writer.lock().await;
-        let plan = self.plan_endpoint(req)?;
-        let endpoint = Arc::new(plan.endpoint);
-        self.commit_endpoint(&endpoint, &plan.network, &plan.sandbox, plan.default_route)
-            .await?;
+        let plan = self.admit(req)?;
+        let endpoint = Arc::new(plan.endpoint.clone());
+        self.commit_endpoint(&plan, &endpoint).await?;
         self.write().add_endpoint(endpoint.clone());
+        self.set_members(&endpoint.id, plan.members);
         self.publish("endpoint.connect", &endpoint.id, &endpoint);
         Ok(endpoint)
     }
@@ -761,7 +857,52 @@ impl Engine {
             default_route: !network.internal && !has_way_out,
             network,
             sandbox,
+            members: vec![],
         })
+    }
+
+    /// Plans an endpoint and asks the policies governing its network: a refused port refuses
+    /// the connect, a remapped one is planned again on its new host port, and the groups the
+    /// policies name are recorded.
+    fn admit(&self, mut req: EndpointCreate) -> Result<EndpointPlan> {
+        let mut plan = self.plan_endpoint(req.clone())?;
+        let decisions = {
+            let current = self.policies().plan.clone();
+            let labels = plan.sandbox.labels.clone();
+            self.policies()
+                .classify(&current, &plan.endpoint, &plan.network, &labels)?
+        };
+        if decisions.is_empty() {
+            return Ok(plan);
+        }
+        let mut remapped = false;
+        for (i, port) in req.ports.iter_mut().enumerate() {
+            let first = decisions
+                .iter()
+                .filter(|(a, _)| !a.audit)
+                .find_map(|(a, d)| match &d.ports[i] {
+                    PortDecision::Honour => None,
+                    other => Some((a, other)),
+                });
+            match first {
+                Some((a, PortDecision::Refuse(why))) => {
+                    return Err(Error::invalid(
+                        format!("ports[{i}]"),
+                        format!("refused by policy {:?}: {why}", a.policy_name),
+                    ))
+                }
+                Some((_, PortDecision::Remap(to))) => {
+                    port.host_port = *to;
+                    remapped = true;
+                }
+                _ => {}
+            }
+        }
+        if remapped {
+            plan = self.plan_endpoint(req)?;
+        }
+        plan.members = crate::policy::memberships(&decisions);
+        Ok(plan)
     }
 
     pub async fn disconnect(&self, reference: &str) -> Result<Arc<Endpoint>> {
@@ -784,6 +925,8 @@ struct EndpointPlan {
     network: Arc<Network>,
     sandbox: Arc<Sandbox>,
     default_route: bool,
+    /// (policy id, group) for each group the policies put it in.
+    members: Vec<(String, String)>,
 }
 
 /// Logs the failures of a teardown that kept going; the store is already right, and the

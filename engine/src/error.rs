@@ -25,6 +25,12 @@ pub enum Error {
     /// nft refused or could not run; its report is included, not interpreted.
     #[error("firewall: {0}")]
     Firewall(#[from] crate::firewall::FirewallError),
+    /// A policy could not be loaded, or failed or misbehaved when called; names the policy.
+    #[error("policy {policy:?}: {error}")]
+    Policy {
+        policy: String,
+        error: wasmnet_policy::PolicyError,
+    },
 }
 
 /// The kinds of object wasmnet keeps, for messages.
@@ -33,6 +39,7 @@ pub enum Kind {
     Network,
     Sandbox,
     Endpoint,
+    Policy,
 }
 
 impl fmt::Display for Kind {
@@ -41,6 +48,7 @@ impl fmt::Display for Kind {
             Kind::Network => "network",
             Kind::Sandbox => "sandbox",
             Kind::Endpoint => "endpoint",
+            Kind::Policy => "policy",
         })
     }
 }

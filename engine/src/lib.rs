@@ -15,6 +15,7 @@ pub mod ids;
 pub mod ipam;
 pub mod kernel;
 pub mod model;
+pub mod policy;
 mod reconcile;
 pub mod store;
 mod view;

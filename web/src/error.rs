@@ -69,6 +69,13 @@ impl From<Error> for ApiError {
             }
             Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
             Error::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
+            Error::Policy { ref error, .. } => {
+                let code = match error {
+                    wasmnet_policy::PolicyError::Invalid(_) => "invalid_policy",
+                    _ => "policy_failed",
+                };
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+            }
             // The operator needs to know which kernel step failed and why: say it.
             Error::Kernel(_) | Error::Firewall(_) => {
                 tracing::error!(error = %e, "request failed");

@@ -42,6 +42,7 @@ pub struct AppState {
         (name = "networks", description = "Groups of endpoints that talk directly (a Linux bridge)"),
         (name = "sandboxes", description = "Network namespaces"),
         (name = "endpoints", description = "A sandbox's connection to a network"),
+        (name = "policies", description = "Wasm policies deciding isolation and NAT, and the ruleset they produce"),
         (name = "system", description = "Health, events and this document"),
     )
 )]
@@ -49,7 +50,7 @@ struct ApiDoc;
 
 /// The documented routes, and the OpenAPI document built from the same list.
 fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use api::{endpoints, networks, sandboxes, system};
+    use api::{endpoints, networks, policies, sandboxes, system};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::health))
         .routes(routes!(system::events))
@@ -61,7 +62,17 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sandboxes::list, sandboxes::create))
         .routes(routes!(sandboxes::inspect, sandboxes::delete))
         .routes(routes!(endpoints::list, endpoints::create))
-        .routes(routes!(endpoints::inspect, endpoints::delete))
+        .routes(routes!(
+            endpoints::inspect,
+            endpoints::delete,
+            endpoints::update
+        ))
+        .routes(routes!(policies::list, policies::upload))
+        .routes(routes!(policies::inspect, policies::delete))
+        .routes(routes!(policies::attach))
+        .routes(routes!(policies::detach))
+        .routes(routes!(policies::dry_run))
+        .routes(routes!(policies::ruleset))
         .split_for_parts()
 }
 

@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 
+use super::policy::{self, Plan};
 use super::ruleset::{Change, Family, Ruleset, Table};
 use crate::model::{Endpoint, Network, PortMapping};
 
@@ -37,17 +38,23 @@ pub fn option_true(n: &Network, key: &str, default: bool) -> bool {
     n.options.get(key).map_or(default, |v| v == "true")
 }
 
-/// The whole ruleset for these networks and endpoints.
-pub fn compile(networks: &[&Network], endpoints: &[&Endpoint]) -> Ruleset {
+/// The whole ruleset for these networks and endpoints, under the policies' `plan` (Docker's
+/// semantics alone when it is empty).
+pub fn compile(networks: &[&Network], endpoints: &[&Endpoint], plan: &Plan) -> Ruleset {
     Ruleset {
         tables: vec![
-            inet_table(networks, endpoints),
+            inet_table(networks, endpoints, plan),
             bridge_table(networks, endpoints),
         ],
     }
 }
 
-fn inet_table(networks: &[&Network], endpoints: &[&Endpoint]) -> Table {
+/// Whether a network masquerades, and the address it source-NATs to instead.
+fn nat_of(n: &Network, plan: &Plan) -> (bool, Option<IpAddr>) {
+    policy::nat(n, plan.governs(&n.id).unwrap_or_default())
+}
+
+fn inet_table(networks: &[&Network], endpoints: &[&Endpoint], plan: &Plan) -> Table {
     let mut t = Table::new(Family::Inet, TABLE);
     let bridges: Vec<String> = networks
         .iter()
@@ -56,7 +63,7 @@ fn inet_table(networks: &[&Network], endpoints: &[&Endpoint]) -> Table {
     let masq = |v6: bool| -> Vec<String> {
         networks
             .iter()
-            .filter(|n| !n.internal && option_true(n, "masquerade", true))
+            .filter(|n| nat_of(n, plan) == (true, None))
             .filter_map(|n| if v6 { n.ipv6.as_ref() } else { Some(&n.ipv4) })
             .map(|c| c.subnet.to_string())
             .collect()
@@ -92,8 +99,13 @@ fn inet_table(networks: &[&Network], endpoints: &[&Endpoint]) -> Table {
         ],
     );
     for n in networks {
-        t.chain(&chain_of(&n.id), None, network_rules(n));
+        let rules = match plan.governs(&n.id) {
+            Some(applied) => policy::network_rules(n, applied),
+            None => network_rules(n),
+        };
+        t.chain(&chain_of(&n.id), None, rules);
     }
+    policy::add_to(&mut t, networks, endpoints, plan);
     let publish = "fib daddr type local meta l4proto { tcp, udp, sctp } counter jump publish";
     t.chain(
         "prerouting",
@@ -115,20 +127,35 @@ fn inet_table(networks: &[&Network], endpoints: &[&Endpoint]) -> Table {
             "dnat ip6 addr . port to meta l4proto . th dport map @pub6".into(),
         ],
     );
+    let mut post = vec![
+        // Hairpin: a sandbox reaching a published port through the host must see replies
+        // come back through the host too.
+        "ct status dnat iifname @bridges oifname @bridges counter masquerade".to_string(),
+        // From the host's loopback to a published port (needs route_localnet on the bridge).
+        "ip saddr 127.0.0.0/8 oifname @bridges counter masquerade".into(),
+    ];
+    post.extend(networks.iter().filter_map(|n| snat_rule(n, plan)));
+    post.push("ip saddr @masq4 oifname != @bridges counter masquerade".into());
+    post.push("ip6 saddr @masq6 oifname != @bridges counter masquerade".into());
     t.chain(
         "postrouting",
         Some("type nat hook postrouting priority srcnat; policy accept;"),
-        vec![
-            // Hairpin: a sandbox reaching a published port through the host must see replies
-            // come back through the host too.
-            "ct status dnat iifname @bridges oifname @bridges counter masquerade".into(),
-            // From the host's loopback to a published port (needs route_localnet on the bridge).
-            "ip saddr 127.0.0.0/8 oifname @bridges counter masquerade".into(),
-            "ip saddr @masq4 oifname != @bridges counter masquerade".into(),
-            "ip6 saddr @masq6 oifname != @bridges counter masquerade".into(),
-        ],
+        post,
     );
     t
+}
+
+/// A policy's SNAT for a network's subnet of the address's family.
+fn snat_rule(n: &Network, plan: &Plan) -> Option<String> {
+    let (_, to) = nat_of(n, plan);
+    let to = to?;
+    let (fam, subnet) = match to {
+        IpAddr::V4(_) => ("ip", n.ipv4.subnet),
+        IpAddr::V6(_) => ("ip6", n.ipv6.as_ref()?.subnet),
+    };
+    Some(format!(
+        "{fam} saddr {subnet} oifname != @bridges counter snat {fam} to {to}"
+    ))
 }
 
 /// Packets leaving one network's bridge.
@@ -278,7 +305,7 @@ mod tests {
         let e = endpoint(&a, "10.1.0.2", ports);
         let mut isolated = endpoint(&b, "10.2.0.2", vec![]);
         isolated.id = "f".repeat(64);
-        let got = compile(&[&a, &b], &[&e, &isolated]).render();
+        let got = compile(&[&a, &b], &[&e, &isolated], &Plan::default()).render();
         let golden = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/src/firewall/testdata/default.nft"

@@ -309,6 +309,7 @@ mod tests {
         let d = Desired {
             networks: vec![Arc::new(n)],
             endpoints: vec![Arc::new(e)],
+            plan: Default::default(),
         };
         assert_eq!(
             table_script("filter", &d, false, true),

@@ -8,6 +8,7 @@ pub mod docker;
 mod fixtures;
 pub mod iptables;
 pub mod nft;
+pub mod policy;
 pub mod ruleset;
 
 use std::sync::Arc;
@@ -24,6 +25,9 @@ pub use ruleset::{Change, Fingerprint, Ruleset};
 pub struct Desired {
     pub networks: Vec<Arc<Network>>,
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// What the attached policies decided (empty: Docker's semantics alone). For an
+    /// incremental endpoint change, only the endpoint's own groups.
+    pub plan: Arc<policy::Plan>,
 }
 
 impl Desired {
@@ -79,7 +83,17 @@ pub struct RuleView {
 }
 
 /// Which backend enforces the rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     #[default]

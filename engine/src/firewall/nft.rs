@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
-use super::docker;
 use super::ruleset::{render_changes, Change, Fingerprint, Ruleset};
+use super::{docker, policy};
 use super::{Backend, ChainView, Desired, Firewall, RuleView};
 use crate::model::{Endpoint, Network};
 
@@ -108,10 +108,10 @@ impl Firewall for Nft {
     }
 
     fn apply(&self, desired: &Desired) -> Result<(), FirewallError> {
-        self.replace(&docker::compile(
-            &desired.network_refs(),
-            &desired.endpoint_refs(),
-        ))
+        if desired.plan.needs_br_netfilter() {
+            enable_br_netfilter()?;
+        }
+        self.replace(&compile(desired))
     }
 
     /// One element transaction: the endpoint's published ports (and its port in an icc=false
@@ -125,13 +125,17 @@ impl Firewall for Nft {
         e: &Endpoint,
         n: &Network,
         joined: bool,
-        _: &Desired,
+        desired: &Desired,
     ) -> Result<(), FirewallError> {
-        self.update(&docker::endpoint_changes(e, n, joined))
+        let mut changes = docker::endpoint_changes(e, n, joined);
+        if let Some(groups) = desired.plan.members.get(&e.id) {
+            changes.extend(policy::member_changes(e, groups, joined));
+        }
+        self.update(&changes)
     }
 
     fn reassert(&self, desired: &Desired) -> Result<bool, FirewallError> {
-        let wanted = docker::compile(&desired.network_refs(), &desired.endpoint_refs());
+        let wanted = compile(desired);
         if matches(&wanted.fingerprint(), &self.fingerprint()?) {
             return Ok(false);
         }
@@ -144,11 +148,11 @@ impl Firewall for Nft {
     }
 
     fn render(&self, desired: &Desired) -> String {
-        docker::compile(&desired.network_refs(), &desired.endpoint_refs()).render()
+        compile(desired).render()
     }
 
     fn chains(&self, desired: &Desired) -> Result<Vec<ChainView>, FirewallError> {
-        let wanted = docker::compile(&desired.network_refs(), &desired.endpoint_refs());
+        let wanted = compile(desired);
         let counters = counters_of(&self.list()?);
         let mut out = Vec::new();
         for t in &wanted.tables {
@@ -173,6 +177,23 @@ impl Firewall for Nft {
         }
         Ok(out)
     }
+}
+
+fn compile(d: &Desired) -> Ruleset {
+    docker::compile(&d.network_refs(), &d.endpoint_refs(), &d.plan)
+}
+
+/// Bridged traffic between endpoints of one network reaches the inet hooks (and conntrack)
+/// only through br_netfilter: policies between them need it, in the daemon's namespace.
+fn enable_br_netfilter() -> Result<(), FirewallError> {
+    for key in [
+        "net/bridge/bridge-nf-call-iptables",
+        "net/bridge/bridge-nf-call-ip6tables",
+    ] {
+        crate::kernel::write_sysctl(key, "1")
+            .map_err(|e| FirewallError::Exec(format!("policies need br_netfilter: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Counts rules per chain and elements per set or map in `nft -j list ruleset` output.

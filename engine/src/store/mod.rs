@@ -2,7 +2,10 @@
 //! second process inspecting the file) run beside the writer; foreign keys are on.
 //! Constraint violations become `Error::Conflict` here, in one place.
 
+mod policies;
 mod rows;
+
+pub use policies::StoredPolicy;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -27,7 +30,7 @@ pub struct Snapshot {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl Store {

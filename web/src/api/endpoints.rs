@@ -61,3 +61,23 @@ pub async fn delete(
 ) -> ApiResult<Json<Arc<Endpoint>>> {
     Ok(Json(s.engine.disconnect(&id).await?))
 }
+
+/// What `PATCH /v1/endpoints/{id}` may change.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointUpdate {
+    /// Replaces the endpoint's labels; the policies classify it again and the rules follow.
+    pub labels: wasmnet_engine::model::Labels,
+}
+
+/// Change an endpoint's labels.
+#[utoipa::path(patch, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = String, Path, description = "id or unique id prefix")),
+    request_body = EndpointUpdate,
+    responses((status = 200, body = Endpoint), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<EndpointUpdate>,
+) -> ApiResult<Json<Arc<Endpoint>>> {
+    Ok(Json(s.engine.relabel_endpoint(&id, req.labels).await?))
+}

@@ -2,5 +2,6 @@
 
 pub mod endpoints;
 pub mod networks;
+pub mod policies;
 pub mod sandboxes;
 pub mod system;

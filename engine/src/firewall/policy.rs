@@ -1,0 +1,425 @@
+//! Policy decisions compiled into the inet table. Groups become address sets (one per family),
+//! each governed network's chain jumps through one chain per attached policy (in priority
+//! order, first match wins), then falls back to the policies' defaults and Docker's.
+//!
+//! Only set elements depend on endpoints: an endpoint joining a governed network adds its
+//! addresses to its groups' sets. Chains change with networks, attachments and group names.
+//!
+//! Traffic between endpoints of one network is bridged, not routed: it reaches the inet
+//! forward hook (and conntrack) through br_netfilter, which the nft backend turns on in the
+//! daemon's namespace while any policy is attached, as Docker does.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use wasmnet_policy::ir::{NetworkDecision, Peer, Protocol, Rule, Verdict};
+
+use super::docker::{bridge_name, option_true};
+use super::ruleset::{Change, Family, Table};
+use crate::model::{Endpoint, Network};
+
+/// Everything the attached policies decided, as the firewall consumes it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Per governed network id: its policies, in priority order.
+    pub networks: HashMap<String, Vec<Applied>>,
+    /// Per endpoint id: (policy id, group) for each group a policy put it in.
+    pub members: HashMap<String, Vec<(String, String)>>,
+}
+
+/// One policy's decision for one network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    pub policy_id: String,
+    pub policy_name: String,
+    /// Audit mode: would-be drops are counted and logged, nothing is enforced.
+    pub audit: bool,
+    pub decision: NetworkDecision,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.networks.is_empty()
+    }
+
+    pub fn governs(&self, network_id: &str) -> Option<&[Applied]> {
+        self.networks
+            .get(network_id)
+            .map(Vec::as_slice)
+            .filter(|a| !a.is_empty())
+    }
+
+    /// Every (policy id, group) in use: by an endpoint, or named by a rule.
+    pub fn groups(&self) -> BTreeSet<(String, String)> {
+        let mut out: BTreeSet<(String, String)> =
+            self.members.values().flatten().cloned().collect();
+        for a in self.networks.values().flatten() {
+            for r in &a.decision.rules {
+                for p in [&r.from, &r.to] {
+                    if let Peer::Group(g) = p {
+                        out.insert((a.policy_id.clone(), g.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The groups of one policy (for `same-group`).
+    fn groups_of(&self, policy_id: &str) -> Vec<String> {
+        self.groups()
+            .into_iter()
+            .filter(|(p, _)| p == policy_id)
+            .map(|(_, g)| g)
+            .collect()
+    }
+
+    /// Whether enforcing this plan means reading bridged traffic through br_netfilter.
+    pub fn needs_br_netfilter(&self) -> bool {
+        !self.is_empty()
+    }
+
+    /// The first non-audit answer among a network's policies.
+    fn first<T>(applied: &[Applied], f: impl Fn(&NetworkDecision) -> Option<T>) -> Option<T> {
+        applied
+            .iter()
+            .filter(|a| !a.audit)
+            .find_map(|a| f(&a.decision))
+    }
+}
+
+/// The address set of a group, per family: `g_<policy>_<group>_4`.
+pub fn group_set(policy_id: &str, group: &str, v6: bool) -> String {
+    let clean: String = group
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(32)
+        .collect();
+    // Names that sanitising could make collide keep apart through a hash of the original.
+    let tag = if clean == group {
+        String::new()
+    } else {
+        format!("_{:08x}", fnv(group))
+    };
+    format!(
+        "g_{}_{clean}{tag}_{}",
+        &policy_id[..8],
+        if v6 { 6 } else { 4 }
+    )
+}
+
+/// The chain holding one policy's rules for one network.
+pub fn policy_chain(policy_id: &str, network_id: &str) -> String {
+    format!("pol_{}_{}", &policy_id[..8], &network_id[..12])
+}
+
+fn fnv(s: &str) -> u32 {
+    s.bytes().fold(0x811c9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x01000193)
+    })
+}
+
+/// Adds the group sets and the per-policy chains to the inet table.
+pub fn add_to(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], plan: &Plan) {
+    if plan.is_empty() {
+        return;
+    }
+    let addresses: HashMap<&str, &Endpoint> =
+        endpoints.iter().map(|e| (e.id.as_str(), *e)).collect();
+    let mut elements: HashMap<(String, String), (Vec<String>, Vec<String>)> = plan
+        .groups()
+        .into_iter()
+        .map(|k| (k, Default::default()))
+        .collect();
+    for (ep, groups) in &plan.members {
+        let Some(e) = addresses.get(ep.as_str()) else {
+            continue;
+        };
+        for key in groups {
+            let slot = elements.entry(key.clone()).or_default();
+            slot.0.extend(e.ipv4.map(|a| a.to_string()));
+            slot.1.extend(e.ipv6.map(|a| a.to_string()));
+        }
+    }
+    let mut keys: Vec<_> = elements.into_iter().collect();
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    for ((policy, group), (v4, v6)) in keys {
+        t.set(&group_set(&policy, &group, false), "type ipv4_addr;", v4);
+        t.set(&group_set(&policy, &group, true), "type ipv6_addr;", v6);
+    }
+    for n in networks {
+        for a in plan.governs(&n.id).unwrap_or_default() {
+            t.chain(
+                &policy_chain(&a.policy_id, &n.id),
+                None,
+                policy_rules(n, a, networks, plan),
+            );
+        }
+    }
+}
+
+/// The chain of a governed network: its policies first, then the defaults.
+pub fn network_rules(n: &Network, applied: &[Applied]) -> Vec<String> {
+    let bridge = format!("\"{}\"", bridge_name(&n.id));
+    let mut rules = Vec::new();
+    if n.internal {
+        // An internal network has no way out, whatever a policy says.
+        rules.push("oifname != @bridges counter drop".to_string());
+    }
+    rules.extend(
+        applied
+            .iter()
+            .map(|a| format!("jump {}", policy_chain(&a.policy_id, &n.id))),
+    );
+    let icc = if option_true(n, "icc", true) {
+        Verdict::Accept
+    } else {
+        Verdict::Drop
+    };
+    let internal = Plan::first(applied, |d| d.default_internal).unwrap_or(icc);
+    rules.push(format!(
+        "oifname {bridge} counter {}",
+        nft_verdict(internal, None)
+    ));
+    rules.push("oifname @bridges counter drop".into());
+    let egress = Plan::first(applied, |d| d.default_egress).unwrap_or(Verdict::Accept);
+    rules.push(format!("counter {}", nft_verdict(egress, None)));
+    rules
+}
+
+/// Whether a network masquerades, and the address it source-NATs to instead, if any.
+pub fn nat(n: &Network, applied: &[Applied]) -> (bool, Option<IpAddr>) {
+    let docker = !n.internal && option_true(n, "masquerade", true);
+    let masq = Plan::first(applied, |d| d.masquerade).unwrap_or(docker) && !n.internal;
+    (
+        masq,
+        Plan::first(applied, |d| d.snat).filter(|_| !n.internal),
+    )
+}
+
+/// One policy's rules for one network. In audit mode nothing is decided: an accept returns to
+/// the network's chain, a would-be drop is counted and logged, then returns.
+fn policy_rules(n: &Network, a: &Applied, networks: &[&Network], plan: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &a.decision.rules {
+        for m in matches(r, n, &a.policy_id, networks, plan) {
+            if r.log && !a.audit {
+                out.push(format!(
+                    "{m}limit rate 10/second log prefix \"wasmnet {}: \"",
+                    short(&a.policy_name)
+                ));
+            }
+            out.push(format!(
+                "{m}counter {}",
+                verdict_text(r.verdict, r.protocol, a)
+            ));
+        }
+    }
+    if a.audit {
+        let bridge = format!("\"{}\"", bridge_name(&n.id));
+        let log = audit_log(a);
+        if a.decision
+            .default_internal
+            .is_some_and(|v| v != Verdict::Accept)
+        {
+            out.push(format!("oifname {bridge} counter {log}"));
+        }
+        if a.decision
+            .default_egress
+            .is_some_and(|v| v != Verdict::Accept)
+        {
+            out.push(format!("oifname != @bridges counter {log}"));
+        }
+    }
+    out
+}
+
+fn short(name: &str) -> String {
+    name.chars().take(16).collect()
+}
+
+fn audit_log(a: &Applied) -> String {
+    format!("log prefix \"wasmnet-audit {}: \"", short(&a.policy_name))
+}
+
+fn verdict_text(v: Verdict, proto: Option<Protocol>, a: &Applied) -> String {
+    match (a.audit, v) {
+        (true, Verdict::Accept) => "return".into(),
+        (true, _) => format!("{} return", audit_log(a)),
+        (false, v) => nft_verdict(v, proto),
+    }
+}
+
+fn nft_verdict(v: Verdict, proto: Option<Protocol>) -> String {
+    match (v, proto) {
+        (Verdict::Accept, _) => "accept".into(),
+        (Verdict::Drop, _) => "drop".into(),
+        (Verdict::Reject, Some(Protocol::Tcp)) => "reject with tcp reset".into(),
+        (Verdict::Reject, _) => "reject".into(),
+    }
+}
+
+/// Which families a rule's matches pin it to.
+#[derive(Clone, Copy, PartialEq)]
+enum Fam {
+    V4,
+    V6,
+}
+
+/// The match part of a rule (ending in a space), once per family it needs; none when the rule
+/// can never match in this network's chain.
+fn matches(r: &Rule, n: &Network, policy: &str, networks: &[&Network], plan: &Plan) -> Vec<String> {
+    // The chain only sees traffic leaving this network's endpoints.
+    match &r.from {
+        Peer::World => return vec![],
+        Peer::Network(x) if resolve(x, networks) != Some(n.id.as_str()) => return vec![],
+        _ => {}
+    }
+    let fams: &[Fam] = if needs_family(r) {
+        &[Fam::V4, Fam::V6]
+    } else {
+        &[Fam::V4]
+    };
+    let mut out = Vec::new();
+    for &fam in fams {
+        let src = match &r.from {
+            p @ (Peer::Group(_) | Peer::Cidr(_)) => {
+                match peer_match(p, "saddr", fam, policy, networks) {
+                    Some(s) => s,
+                    None => continue,
+                }
+            }
+            _ => None,
+        };
+        let dsts: Vec<Vec<String>> = match &r.to {
+            Peer::SameGroup => plan
+                .groups_of(policy)
+                .iter()
+                .map(|g| {
+                    let set = format!("@{}", group_set(policy, g, fam == Fam::V6));
+                    vec![addr(fam, "saddr", &set), addr(fam, "daddr", &set)]
+                })
+                .collect(),
+            to => match peer_match(to, "daddr", fam, policy, networks) {
+                Some(d) => vec![d.into_iter().collect()],
+                None => continue,
+            },
+        };
+        for dst in dsts {
+            let conds = src.iter().cloned().chain(dst).chain(proto_match(r, fam));
+            out.push(conds.map(|c| format!("{c} ")).collect());
+        }
+    }
+    out
+}
+
+fn needs_family(r: &Rule) -> bool {
+    let pinned = |p: &Peer| matches!(p, Peer::Group(_) | Peer::SameGroup | Peer::Cidr(_));
+    pinned(&r.from) || pinned(&r.to) || r.protocol == Some(Protocol::Icmp)
+}
+
+fn addr(fam: Fam, dir: &str, what: &str) -> String {
+    format!("{} {dir} {what}", if fam == Fam::V6 { "ip6" } else { "ip" })
+}
+
+/// `None`: this peer cannot match in this family (the rule is left out); `Some(None)`: no
+/// condition needed.
+fn peer_match(
+    p: &Peer,
+    dir: &str,
+    fam: Fam,
+    policy: &str,
+    networks: &[&Network],
+) -> Option<Option<String>> {
+    Some(match p {
+        Peer::Any => None,
+        Peer::Group(g) => Some(addr(
+            fam,
+            dir,
+            &format!("@{}", group_set(policy, g, fam == Fam::V6)),
+        )),
+        Peer::Cidr(c) => {
+            if c.addr().is_ipv6() != (fam == Fam::V6) {
+                return None;
+            }
+            Some(addr(fam, dir, &c.to_string()))
+        }
+        Peer::World if dir == "daddr" => Some("oifname != @bridges".into()),
+        Peer::Network(x) if dir == "daddr" => {
+            let id = resolve(x, networks)?;
+            Some(format!("oifname \"{}\"", bridge_name(id)))
+        }
+        // Sources are this network's endpoints (see `matches`).
+        Peer::World | Peer::Network(_) | Peer::SameGroup => None,
+    })
+}
+
+fn proto_match(r: &Rule, fam: Fam) -> Option<String> {
+    let p = r.protocol?;
+    if p == Protocol::Icmp {
+        let icmp = if fam == Fam::V4 { "icmp" } else { "ipv6-icmp" };
+        return Some(format!("meta l4proto {icmp}"));
+    }
+    let ports: Vec<String> = r
+        .ports
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    Some(match ports.len() {
+        0 => format!("meta l4proto {p}"),
+        1 => format!("{p} dport {}", ports[0]),
+        _ => format!("{p} dport {{ {} }}", ports.join(", ")),
+    })
+}
+
+/// A network named by id or name.
+fn resolve<'a>(x: &str, networks: &[&'a Network]) -> Option<&'a str> {
+    networks
+        .iter()
+        .find(|n| n.id == x || n.name == x)
+        .map(|n| n.id.as_str())
+}
+
+/// The element changes that put endpoint `e` into its groups' sets (or take it out).
+pub fn member_changes(e: &Endpoint, groups: &[(String, String)], add: bool) -> Vec<Change> {
+    let mut out = Vec::new();
+    for (policy, group) in groups {
+        for (v6, a) in [(false, e.ipv4), (true, e.ipv6)] {
+            let Some(a) = a else { continue };
+            let (family, table, set, element) = (
+                Family::Inet,
+                super::docker::TABLE.to_string(),
+                group_set(policy, group, v6),
+                a.to_string(),
+            );
+            out.push(if add {
+                Change::Add {
+                    family,
+                    table,
+                    set,
+                    element,
+                }
+            } else {
+                Change::Delete {
+                    family,
+                    table,
+                    set,
+                    element,
+                }
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,330 @@
+//! Loading and running policy components: one wasmtime engine with an epoch ticker, a module
+//! compiled once (with its artifact cached on disk), an `InstancePre` to instantiate cheaply,
+//! and one live instance per module reused across calls until a call fails.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+
+use crate::bindings::{PolicyModule, PolicyModulePre};
+use crate::error::truncate;
+use crate::ir::{EndpointDecision, NetworkDecision, OutputLimits};
+use crate::{wit, PolicyError, INTERFACE, VERSION};
+
+/// How often the epoch advances: the time limit is enforced to this granularity.
+const TICK: Duration = Duration::from_millis(5);
+
+/// What one call may use.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub time: Duration,
+    pub memory: usize,
+    pub module_size: usize,
+    pub output: OutputLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            time: Duration::from_millis(50),
+            memory: 64 << 20,
+            module_size: 8 << 20,
+            output: OutputLimits::default(),
+        }
+    }
+}
+
+/// The wasmtime engine policies run in, and the thread that makes time pass for them.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<Host>,
+    limits: Limits,
+    cache_dir: Option<PathBuf>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A store's data: only its limits (a policy gets no host state).
+pub struct Host {
+    limits: StoreLimits,
+}
+
+impl Runtime {
+    /// `cache_dir`: where compiled artifacts are kept between runs (wasmnet's own state dir).
+    pub fn new(limits: Limits, cache_dir: Option<&Path>) -> Result<Self, PolicyError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| PolicyError::Invalid(format!("{e:#}")))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (e, s) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    e.increment_epoch();
+                }
+            })
+            .map_err(|e| PolicyError::Invalid(format!("epoch thread: {e}")))?;
+        if let Some(dir) = cache_dir {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        Ok(Runtime {
+            linker: Linker::new(&engine),
+            engine,
+            limits,
+            cache_dir: cache_dir.map(Path::to_path_buf),
+            stop,
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Checks and compiles a component: it must be a component, import nothing, and export
+    /// `wasmnet:policy/policy` at a version compatible with this host's.
+    pub fn load(&self, bytes: &[u8]) -> Result<Module, PolicyError> {
+        if bytes.len() > self.limits.module_size {
+            return Err(PolicyError::Invalid(format!(
+                "module is {} bytes, at most {} are allowed",
+                bytes.len(),
+                self.limits.module_size
+            )));
+        }
+        let sha256 = hex(&Sha256::digest(bytes));
+        let component = self.compile(bytes, &sha256)?;
+        let version = self.check_contract(&component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PolicyModulePre::new)
+            .map_err(|e| {
+                PolicyError::Invalid(format!("does not match {INTERFACE}@{VERSION}: {e:#}"))
+            })?;
+        Ok(Module {
+            pre,
+            engine: self.engine.clone(),
+            limits: self.limits,
+            sha256,
+            size: bytes.len(),
+            version,
+            live: Mutex::new(None),
+        })
+    }
+
+    /// Compiles, or loads the artifact this host compiled earlier from the same bytes.
+    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, PolicyError> {
+        if !bytes.starts_with(b"\0asm") {
+            return Err(PolicyError::Invalid(
+                "not a WebAssembly binary (no \\0asm header)".into(),
+            ));
+        }
+        if bytes.get(4..8) != Some(&[0x0d, 0x00, 0x01, 0x00]) {
+            return Err(PolicyError::Invalid(
+                "a core WebAssembly module, not a component (build with wasm-component-ld)".into(),
+            ));
+        }
+        let cached = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{sha256}.cwasm")));
+        if let Some(path) = cached.as_ref().filter(|p| p.exists()) {
+            // SAFETY: the file is one this process family wrote from `serialize` into
+            // wasmnet's private state dir; wasmtime still checks version and config match.
+            if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, path) } {
+                return Ok(c);
+            }
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| PolicyError::Invalid(format!("not a valid component: {e:#}")))?;
+        if let (Some(path), Ok(art)) = (cached, component.serialize()) {
+            let tmp = path.with_extension("tmp");
+            if std::fs::write(&tmp, art).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+        }
+        Ok(component)
+    }
+
+    /// Names the first import (a policy may have none) or the export that is missing.
+    fn check_contract(&self, c: &Component) -> Result<String, PolicyError> {
+        let ty = c.component_type();
+        if let Some((name, _)) = ty.imports(&self.engine).next() {
+            return Err(PolicyError::Invalid(format!(
+                "imports {name}: a policy may import nothing (no WASI, no host functions)"
+            )));
+        }
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let ours = |n: &str| {
+            n.strip_prefix(INTERFACE)
+                .and_then(|v| v.strip_prefix('@'))
+                .map(str::to_string)
+        };
+        if c.get_export_index(None, &format!("{INTERFACE}@{VERSION}"))
+            .is_none()
+        {
+            let found = exports.iter().find_map(|n| ours(n));
+            return Err(PolicyError::Invalid(match found {
+                Some(v) => format!("exports {INTERFACE}@{v}; this wasmnet loads {INTERFACE}@0.1.x"),
+                None => {
+                    let names: Vec<&str> = exports.iter().map(String::as_str).collect();
+                    format!(
+                        "does not export {INTERFACE}@{VERSION} (exports: {})",
+                        if names.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    )
+                }
+            }));
+        }
+        Ok(exports
+            .iter()
+            .find_map(|n| ours(n))
+            .unwrap_or_else(|| VERSION.into()))
+    }
+}
+
+/// A loaded policy, ready to call.
+pub struct Module {
+    pre: PolicyModulePre<Host>,
+    engine: Engine,
+    limits: Limits,
+    pub sha256: String,
+    pub size: usize,
+    /// The package version the guest was built against (`0.1.0`, `0.1.1`, ...).
+    pub version: String,
+    live: Mutex<Option<(Store<Host>, PolicyModule)>>,
+}
+
+impl Module {
+    /// The decisions for these networks (whole view).
+    pub fn evaluate(&self, networks: &[wit::Network]) -> Result<Vec<NetworkDecision>, PolicyError> {
+        const F: &str = "evaluate";
+        let raw = self.call(F, |s, m| {
+            m.wasmnet_policy_policy().call_evaluate(s, networks)
+        })?;
+        let raw = raw.map_err(|m| PolicyError::Refused {
+            function: F,
+            message: truncate(m),
+        })?;
+        self.limits
+            .output
+            .networks(raw, networks.len())
+            .map_err(|reason| PolicyError::BadOutput {
+                function: F,
+                reason,
+            })
+    }
+
+    /// The groups and port decisions for one endpoint of `network`.
+    pub fn classify(
+        &self,
+        endpoint: &wit::Endpoint,
+        network: &wit::Network,
+    ) -> Result<EndpointDecision, PolicyError> {
+        const F: &str = "classify";
+        let raw = self.call(F, |s, m| {
+            m.wasmnet_policy_policy()
+                .call_classify(s, endpoint, network)
+        })?;
+        let raw = raw.map_err(|m| PolicyError::Refused {
+            function: F,
+            message: truncate(m),
+        })?;
+        self.limits
+            .output
+            .endpoint(raw, endpoint.ports.len())
+            .map_err(|reason| PolicyError::BadOutput {
+                function: F,
+                reason,
+            })
+    }
+
+    /// Runs `f` on the live instance (made on first use), within the time limit. A failed
+    /// call discards the store: the next call starts from a fresh instance.
+    fn call<R>(
+        &self,
+        function: &'static str,
+        f: impl FnOnce(&mut Store<Host>, &PolicyModule) -> wasmtime::Result<R>,
+    ) -> Result<R, PolicyError> {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if live.is_none() {
+            *live = Some(self.instantiate().map_err(|e| self.failure(function, e))?);
+        }
+        let (store, instance) = live.as_mut().expect("instantiated above");
+        store.set_epoch_deadline(self.ticks());
+        f(store, instance).map_err(|e| {
+            *live = None;
+            self.failure(function, e)
+        })
+    }
+
+    /// A fresh store and instance (what the first call, and every call after a failure, pays).
+    pub fn instantiate(&self) -> wasmtime::Result<(Store<Host>, PolicyModule)> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.memory)
+            .memories(4)
+            .tables(8)
+            .table_elements(100_000)
+            .instances(16)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&self.engine, Host { limits });
+        store.limiter(|h| &mut h.limits);
+        store.set_epoch_deadline(self.ticks());
+        let instance = self.pre.instantiate(&mut store)?;
+        Ok((store, instance))
+    }
+
+    fn ticks(&self) -> u64 {
+        (self.limits.time.as_millis() as u64)
+            .div_ceil(TICK.as_millis() as u64)
+            .max(1)
+    }
+
+    fn failure(&self, function: &'static str, e: wasmtime::Error) -> PolicyError {
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => PolicyError::Timeout {
+                function,
+                ms: self.limits.time.as_millis() as u64,
+            },
+            Some(Trap::StackOverflow) => PolicyError::Trap {
+                function,
+                reason: "call stack exhausted (unbounded recursion?)".into(),
+            },
+            Some(Trap::UnreachableCodeReached) => PolicyError::Trap {
+                function,
+                reason: "unreachable instruction (a panic in the guest?)".into(),
+            },
+            Some(t) => PolicyError::Trap {
+                function,
+                reason: t.to_string(),
+            },
+            // The store limiter's refusal (memory, tables, instances) and instantiation errors.
+            None => PolicyError::Trap {
+                function,
+                reason: truncate(format!("{:#}", e.root_cause())),
+            },
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

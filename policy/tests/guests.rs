@@ -1,0 +1,215 @@
+//! The runtime against real components: the shipped policies, and hostile or broken modules,
+//! each refused at load or stopped with a clear error, after which the host keeps working.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use wasmnet_policy::ir::{PortDecision, Verdict};
+use wasmnet_policy::{wit, PolicyError, Runtime};
+
+fn wasm(name: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../policies/dist")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn runtime() -> Runtime {
+    Runtime::new(Default::default(), None).unwrap()
+}
+
+fn label(k: &str, v: &str) -> wit::Label {
+    wit::Label {
+        key: k.into(),
+        value: v.into(),
+    }
+}
+
+fn network() -> wit::Network {
+    wit::Network {
+        id: "a".repeat(64),
+        name: "front".into(),
+        driver: "bridge".into(),
+        internal: false,
+        labels: vec![],
+        options: vec![],
+        subnets: vec!["10.1.0.0/24".into()],
+    }
+}
+
+fn endpoint(labels: Vec<wit::Label>, ports: Vec<wit::PublishedPort>) -> wit::Endpoint {
+    wit::Endpoint {
+        id: "e".repeat(64),
+        network_id: "a".repeat(64),
+        sandbox_id: "s".repeat(64),
+        sandbox_name: "web1".into(),
+        interface: "eth0".into(),
+        labels,
+        ipv4: Some("10.1.0.2".into()),
+        ipv6: None,
+        mac: "02:42:0a:01:00:02".into(),
+        ports,
+    }
+}
+
+#[test]
+fn shipped_policies_load_and_decide() {
+    let rt = runtime();
+    let docker = rt.load(&wasm("docker-default")).unwrap();
+    assert_eq!(docker.version, "0.1.0");
+    let d = docker.evaluate(&[network()]).unwrap();
+    assert_eq!(d[0].default_internal, Some(Verdict::Accept));
+    assert_eq!(d[0].masquerade, Some(true));
+    let labels = rt.load(&wasm("label-isolation")).unwrap();
+    let e = labels
+        .classify(&endpoint(vec![label("tier", "web")], vec![]), &network())
+        .unwrap();
+    assert_eq!(e.groups, ["tier=web"]);
+    let guard = rt.load(&wasm("port-guard")).unwrap();
+    let port = |p| wit::PublishedPort {
+        host_ip: None,
+        host_port: p,
+        container_port: 80,
+        protocol: wit::Protocol::Tcp,
+    };
+    let e = guard
+        .classify(&endpoint(vec![], vec![port(80), port(8080)]), &network())
+        .unwrap();
+    assert!(matches!(&e.ports[0], PortDecision::Refuse(why) if why.contains("80")));
+    assert_eq!(e.ports[1], PortDecision::Honour);
+}
+
+#[test]
+fn a_newer_minor_version_loads() {
+    let m = runtime().load(&wasm("testdata/newer-minor")).unwrap();
+    assert_eq!(m.version, "0.1.1");
+    let e = m
+        .classify(&endpoint(vec![label("tier", "db")], vec![]), &network())
+        .unwrap();
+    assert_eq!(e.groups, ["tier=db"]);
+}
+
+fn invalid(name: &str) -> String {
+    match runtime().load(&wasm(name)) {
+        Err(PolicyError::Invalid(m)) => m,
+        Err(other) => panic!("{name}: unexpected {other}"),
+        Ok(_) => panic!("{name} loaded"),
+    }
+}
+
+#[test]
+fn wrong_modules_are_refused_naming_why() {
+    assert!(invalid("testdata/wrong-version").contains("wasmnet:policy/policy@0.2.0"));
+    assert!(invalid("testdata/wrong-interface").contains("other:thing/policy@0.1.0"));
+    assert!(invalid("testdata/wasi-import").contains("imports wasi:random/random@0.2"));
+    assert!(invalid("testdata/other-import").contains("imports evil:net/socket@0.1.0"));
+    let rt = runtime();
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    assert!(
+        matches!(rt.load(&random), Err(PolicyError::Invalid(m)) if m.contains("not a WebAssembly binary"))
+    );
+    let core = b"\0asm\x01\0\0\0";
+    assert!(
+        matches!(rt.load(core), Err(PolicyError::Invalid(m)) if m.contains("core WebAssembly module"))
+    );
+    let big = vec![0u8; 9 << 20];
+    assert!(matches!(rt.load(&big), Err(PolicyError::Invalid(m)) if m.contains("at most")));
+}
+
+/// Runs `evaluate` on a hostile module: it must fail, in bounded time, and the same module
+/// must fail again (from a fresh store), while another module still works.
+fn hostile(name: &str) -> PolicyError {
+    let rt = runtime();
+    let m = rt.load(&wasm(&format!("testdata/{name}"))).unwrap();
+    let start = Instant::now();
+    let err = m.evaluate(&[network()]).unwrap_err();
+    assert!(
+        start.elapsed().as_secs() < 5,
+        "{name} took {:?}",
+        start.elapsed()
+    );
+    m.evaluate(&[network()]).unwrap_err();
+    let ok = rt.load(&wasm("docker-default")).unwrap();
+    ok.evaluate(&[network()]).unwrap();
+    err
+}
+
+#[test]
+fn an_infinite_loop_times_out() {
+    assert_eq!(
+        hostile("loop"),
+        PolicyError::Timeout {
+            function: "evaluate",
+            ms: 50
+        }
+    );
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_limit() {
+    let e = hostile("memory-bomb");
+    assert!(
+        matches!(&e, PolicyError::Trap { reason, .. } if reason.contains("memory")),
+        "{e}"
+    );
+}
+
+#[test]
+fn deep_recursion_exhausts_the_stack() {
+    let e = hostile("recursion");
+    assert!(
+        matches!(&e, PolicyError::Trap { reason, .. } if reason.contains("call stack exhausted")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_trap_is_an_error() {
+    let e = hostile("trap");
+    assert!(
+        matches!(&e, PolicyError::Trap { reason, .. } if reason.contains("unreachable")),
+        "{e}"
+    );
+}
+
+#[test]
+fn enormous_outputs_are_refused() {
+    // A million rules: the time or the memory limit stops it, whichever comes first.
+    let e = hostile("huge-output");
+    let stopped = match &e {
+        PolicyError::Timeout { .. } => true,
+        PolicyError::Trap { reason, .. } => reason.contains("memory"),
+        _ => false,
+    };
+    assert!(stopped, "{e}");
+    let e = hostile("many-rules");
+    assert!(
+        matches!(&e, PolicyError::BadOutput { reason, .. } if reason.contains("20000 rules")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_module_that_traps_on_one_input_keeps_working_for_others() {
+    let m = runtime().load(&wasm("testdata/trap-on-label")).unwrap();
+    let boom = endpoint(vec![label("boom", "1")], vec![]);
+    assert!(matches!(
+        m.classify(&boom, &network()),
+        Err(PolicyError::Trap { .. })
+    ));
+    m.classify(&endpoint(vec![], vec![]), &network()).unwrap();
+}
+
+#[test]
+fn compiled_artifacts_are_cached() {
+    let dir = std::env::temp_dir().join(format!("wasmnet-cache-{}", std::process::id()));
+    let rt = Runtime::new(Default::default(), Some(&dir)).unwrap();
+    let first = rt.load(&wasm("docker-default")).unwrap();
+    let cached = dir.join(format!("{}.cwasm", first.sha256));
+    assert!(cached.exists());
+    let again = rt.load(&wasm("docker-default")).unwrap();
+    again.evaluate(&[network()]).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
