@@ -60,6 +60,9 @@ pub enum Command {
     /// The firewall wasmnet keeps.
     #[command(subcommand)]
     Firewall(FirewallCmd),
+    /// Wasm policies: upload, attach, dry-run, and test offline.
+    #[command(subcommand)]
+    Policy(crate::policy_cli::PolicyCmd),
 }
 
 #[derive(Subcommand)]
@@ -226,6 +229,7 @@ pub async fn run(args: &ClientArgs, command: Command) -> Result<(), String> {
         Command::Sandbox(cmd) => ctx.sandbox(cmd).await,
         Command::Endpoint(cmd) => ctx.endpoint(cmd).await,
         Command::Events => ctx.events().await,
+        Command::Policy(cmd) => return crate::policy_cli::run(&ctx.client, ctx.format, cmd).await,
         Command::Firewall(FirewallCmd::Reload) => ctx
             .client
             .post("/v1/firewall/reload", &json!({}))

@@ -2,6 +2,7 @@
 
 mod cli;
 mod output;
+mod policy_cli;
 mod serve;
 
 use std::process::ExitCode;

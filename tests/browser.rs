@@ -169,7 +169,67 @@ async fn flows(c: &Client, base: &str, token: &str, shots: &Path) -> Step {
     assert!(body(c).await?.contains("tcp . 8080 : 10.9.0.2 . 80"));
     shot(c, shots, "ruleset").await?;
 
+    // Upload a policy through the file input, preview attaching it to the network (the diff),
+    // attach it, and find it on the network's page.
+    c.goto(&format!("{base}/policies")).await?;
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/dist/label-isolation.wasm");
+    find(c, Locator::Id("module"))
+        .await?
+        .send_keys(&wasm.display().to_string())
+        .await?;
+    fill(c, "name", "isolation").await?;
+    fill(c, "description", "tiers apart").await?;
+    shot(c, shots, "policies").await?;
+    submit(c, "form.create").await?;
+    on_page(c, "the new policy's page", |p| p.starts_with("/policies/")).await?;
+    let text = body(c).await?;
+    assert!(
+        text.contains("Policy isolation") && text.contains("Not attached"),
+        "{text}"
+    );
+    shot(c, shots, "policy").await?;
+    find(c, Locator::Id("network"))
+        .await?
+        .select_by_label("web (10.9.0.0/24)")
+        .await?;
+    fill(c, "priority", "50").await?;
+    click_nav(c, Locator::Id("preview-button")).await?;
+    find(c, Locator::Css("pre.diff span.add")).await?;
+    let text = body(c).await?;
+    assert!(
+        text.contains("Nothing has changed yet") && text.contains("Not attached"),
+        "{text}"
+    );
+    let added = c
+        .execute(
+            "return getComputedStyle(document.querySelector('pre.diff span.add')).backgroundColor",
+            vec![],
+        )
+        .await?;
+    assert_eq!(added, "rgb(220, 252, 231)", "added lines are green");
+    shot(c, shots, "policy-preview").await?;
+    click_nav(c, Locator::Id("attach-button")).await?;
+    on_page(c, "the policy's page, attached", |p| {
+        p.starts_with("/policies/")
+    })
+    .await?;
+    let text = body(c).await?;
+    assert!(text.contains("Detach from web"), "{text}");
+    shot(c, shots, "policy-attached").await?;
+    c.goto(&format!("{base}/networks")).await?;
+    click_nav(c, Locator::LinkText("web")).await?;
+    on_page(c, "the network's page", |p| p.starts_with("/networks/")).await?;
+    find(c, Locator::LinkText("isolation")).await?;
+    assert!(body(c).await?.contains("to this network"));
+    shot(c, shots, "network-policies").await?;
+
     // Delete everything from the UI.
+    c.goto(&format!("{base}/policies")).await?;
+    click_nav(c, Locator::LinkText("isolation")).await?;
+    on_page(c, "the policy's page", |p| p.starts_with("/policies/")).await?;
+    click_nav(c, Locator::Css("form[action$='/delete'] button")).await?;
+    on_page(c, "the policy list", |p| p == "/policies").await?;
+    assert!(body(c).await?.contains("0 uploaded"));
     c.goto(&format!("{base}/sandboxes")).await?;
     click_nav(c, Locator::LinkText("box")).await?;
     click_nav(c, Locator::Css("form[action^='/endpoints/'] button")).await?;

@@ -51,12 +51,45 @@ fn http(
     send(server, req)
 }
 
+/// A multipart/form-data POST (what a form with a file input sends): text fields, then one
+/// file as `module`.
+fn upload(
+    server: &Server,
+    cookie: &str,
+    fields: &[(&str, &str)],
+    file_name: &str,
+    file: &[u8],
+) -> Resp {
+    let addr = server.url.trim_start_matches("http://");
+    let boundary = "----wasmnetTestBoundary7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"module\"; filename=\"{file_name}\"\r\nContent-Type: application/wasm\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut req = format!(
+        "POST /policies HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: wasmnet_session={cookie}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    send(server, req)
+}
+
 /// Sends a raw request from inside the daemon's namespace and parses the answer.
-fn send(server: &Server, req: String) -> Resp {
+fn send(server: &Server, req: impl Into<Vec<u8>>) -> Resp {
     let addr = server.url.trim_start_matches("http://").to_string();
+    let req = req.into();
     let raw = in_netns(server.host.netns_path(), move || {
         let mut s = TcpStream::connect(&addr).unwrap();
-        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(&req).unwrap();
         let mut out = Vec::new();
         s.read_to_end(&mut out).unwrap();
         out
@@ -126,6 +159,8 @@ fn nothing_without_logging_in_and_strict_headers() {
         "/topology",
         "/topology.svg",
         "/ruleset",
+        "/policies",
+        "/policies/x",
         "/ui/events",
     ] {
         let r = http(&server, "GET", path, None, &[]);
@@ -369,4 +404,325 @@ fn create_connect_see_and_delete_from_the_browser() {
         303
     );
     assert_eq!(http(&server, "GET", "/", s, &[]).status, 303);
+}
+
+#[test]
+fn upload_preview_attach_detach_and_delete_a_policy() {
+    let server = Server::start(&[]);
+    let (session, csrf) = login(&server);
+    let s = Some(session.as_str());
+    let r = http(
+        &server,
+        "POST",
+        "/networks",
+        s,
+        &[("csrf", &csrf), ("name", "web"), ("subnet", "10.9.0.0/24")],
+    );
+    assert_eq!(r.status, 303);
+    let net_url = r.header("location").unwrap().to_string();
+    let net_id = net_url.trim_start_matches("/networks/").to_string();
+
+    let page = http(&server, "GET", "/policies", s, &[]);
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("<a href=\"/policies\">Policies</a>")
+            && page.body.contains("enctype=\"multipart/form-data\"")
+            && page.body.contains("<label for=\"module\">")
+            && page.body.contains("at most 8.0 MiB"),
+        "{}",
+        page.body
+    );
+
+    // A module that is not one: the engine's message, inline beside the file field; no 5xx.
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let r = upload(
+        &server,
+        &session,
+        &[("csrf", &csrf), ("name", "junk"), ("description", "")],
+        "junk.wasm",
+        &junk,
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body
+            .contains("id=\"module-error\" class=\"error\" role=\"alert\">policy &#34;junk&#34;: "),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("aria-invalid=\"true\""));
+    assert!(r.body.contains("value=\"junk\""), "what was typed is kept");
+    assert!(!r.body.contains("href=\"/policies/"), "nothing was stored");
+    // Without the session's CSRF token: refused, before anything is looked at.
+    let wasm = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies/dist/label-isolation.wasm"
+    ))
+    .unwrap();
+    let r = upload(
+        &server,
+        &session,
+        &[("csrf", "forged"), ("name", "x")],
+        "x.wasm",
+        &wasm,
+    );
+    assert_eq!(r.status, 403);
+    // Larger than the limit: an inline error, not a broken connection or a 5xx.
+    let big = vec![0u8; 9 << 20];
+    let r = upload(
+        &server,
+        &session,
+        &[("csrf", &csrf), ("name", "big")],
+        "big.wasm",
+        &big,
+    );
+    assert_eq!(r.status, 413);
+    assert!(
+        r.body.contains("id=\"module-error\"") && r.body.contains("larger than 8.0 MiB"),
+        "{}",
+        r.body
+    );
+    // No file chosen.
+    let r = upload(
+        &server,
+        &session,
+        &[("csrf", &csrf), ("name", "none")],
+        "",
+        b"",
+    );
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("Choose a policy module"), "{}", r.body);
+
+    // The real thing.
+    let r = upload(
+        &server,
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("name", "isolation"),
+            ("description", "tiers apart"),
+        ],
+        "label-isolation.wasm",
+        &wasm,
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let pol_url = r.header("location").unwrap().to_string();
+    assert!(pol_url.starts_with("/policies/"), "{pol_url}");
+    let pol_id = pol_url.trim_start_matches("/policies/").to_string();
+    let page = http(&server, "GET", &pol_url, s, &[]).body;
+    assert!(
+        page.contains("<h1>Policy isolation</h1>")
+            && page.contains("tiers apart")
+            && page.contains("wasmnet:policy@0.1")
+            && page.contains(&format!("({} bytes)", wasm.len()))
+            && page.contains("Not attached"),
+        "{page}"
+    );
+    assert!(page.contains("<option value=\"\" selected>global (every network)</option>"));
+    let list = http(&server, "GET", "/policies", s, &[]).body;
+    assert!(
+        list.contains(&format!("<a href=\"{pol_url}\">isolation</a>"))
+            && list.contains("not attached"),
+        "{list}"
+    );
+    let r = upload(
+        &server,
+        &session,
+        &[("csrf", &csrf), ("name", "isolation")],
+        "l.wasm",
+        &wasm,
+    );
+    assert_eq!(r.status, 422);
+    assert!(
+        r.body.contains("id=\"name-error\""),
+        "a taken name, beside the name field"
+    );
+
+    // Preview: the diff, coloured line by line, the form as it was filled, nothing changed.
+    let attach_url = format!("{pol_url}/attach");
+    let r = http(
+        &server,
+        "POST",
+        &attach_url,
+        s,
+        &[
+            ("csrf", &csrf),
+            ("network", &net_id),
+            ("priority", "50"),
+            ("action", "preview"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("<pre class=\"diff\"")
+            && r.body.contains("<span class=\"add\">+")
+            && r.body.contains("<span class=\"file\">--- in force")
+            && r.body.contains("<span class=\"hunk\">@@")
+            && r.body.contains("Nothing has changed yet"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains(&format!("<option value=\"{net_id}\" selected>web"))
+            && r.body.contains("value=\"50\""),
+        "the form is pre-filled"
+    );
+    assert!(http(&server, "GET", &pol_url, s, &[])
+        .body
+        .contains("Not attached"));
+    let r = http(
+        &server,
+        "POST",
+        &attach_url,
+        s,
+        &[
+            ("csrf", &csrf),
+            ("network", &net_id),
+            ("priority", "high"),
+            ("action", "attach"),
+        ],
+    );
+    assert_eq!(r.status, 422);
+    assert!(
+        r.body.contains(
+            "id=\"priority-error\" class=\"error\">priority: &#34;high&#34; is not a whole number"
+        ),
+        "{}",
+        r.body
+    );
+    let r = http(
+        &server,
+        "POST",
+        &attach_url,
+        s,
+        &[
+            ("csrf", "forged"),
+            ("network", &net_id),
+            ("action", "attach"),
+        ],
+    );
+    assert_eq!(r.status, 403);
+
+    // Attach: enforced, listed on the policy's page and the network's.
+    let generation = |body: &str| -> u64 {
+        let at = body
+            .find("id=\"generation\"><a href=\"/ruleset\">")
+            .expect("a generation")
+            + 35;
+        body[at..].split('<').next().unwrap().parse().unwrap()
+    };
+    let before = generation(&http(&server, "GET", "/", s, &[]).body);
+    let r = http(
+        &server,
+        "POST",
+        &attach_url,
+        s,
+        &[
+            ("csrf", &csrf),
+            ("network", &net_id),
+            ("priority", "50"),
+            ("action", "attach"),
+        ],
+    );
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some(pol_url.as_str()))
+    );
+    assert!(
+        generation(&http(&server, "GET", "/", s, &[]).body) > before,
+        "the ruleset changed"
+    );
+    let page = http(&server, "GET", &pol_url, s, &[]).body;
+    assert!(
+        page.contains(&format!("<a href=\"{net_url}\">web</a>"))
+            && page.contains("Detach from web")
+            && page.contains("Would-drop packets")
+            && page.contains("Detach everywhere and delete policy"),
+        "{page}"
+    );
+    let net = http(&server, "GET", &net_url, s, &[]).body;
+    assert!(
+        net.contains(&format!("<a href=\"{pol_url}\">isolation</a>"))
+            && net.contains("to this network"),
+        "{net}"
+    );
+    assert!(http(&server, "GET", "/policies", s, &[])
+        .body
+        .contains("web (50)"));
+    let rules = http(&server, "GET", "/ruleset", s, &[]).body;
+    assert!(
+        rules.contains(&format!("pol_{}", &pol_id[..8])),
+        "its chain is in force"
+    );
+
+    // Deleting an attached policy needs force.
+    let r = http(
+        &server,
+        "POST",
+        &format!("{pol_url}/delete"),
+        s,
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(r.status, 409);
+    assert!(r.body.contains("detach it first"), "{}", r.body);
+
+    // Detach; attach globally in audit mode; the network's page says so.
+    let r = http(
+        &server,
+        "POST",
+        &format!("{pol_url}/detach"),
+        s,
+        &[("csrf", &csrf), ("network", &net_id)],
+    );
+    assert_eq!(r.status, 303);
+    assert!(http(&server, "GET", &pol_url, s, &[])
+        .body
+        .contains("Not attached"));
+    assert!(!http(&server, "GET", &net_url, s, &[])
+        .body
+        .contains("isolation</a>"));
+    let r = http(
+        &server,
+        "POST",
+        &attach_url,
+        s,
+        &[
+            ("csrf", &csrf),
+            ("network", ""),
+            ("priority", "100"),
+            ("audit", "true"),
+            ("action", "attach"),
+        ],
+    );
+    assert_eq!(r.status, 303);
+    let net = http(&server, "GET", &net_url, s, &[]).body;
+    assert!(
+        net.contains("globally (every network)")
+            && net.contains("audit (counts, enforces nothing)"),
+        "{net}"
+    );
+    let page = http(&server, "GET", &pol_url, s, &[]).body;
+    assert!(
+        page.contains("Detach from global (every network)"),
+        "{page}"
+    );
+
+    // Delete with force: gone from the list and from the network's page.
+    let r = http(
+        &server,
+        "POST",
+        &format!("{pol_url}/delete"),
+        s,
+        &[("csrf", &csrf), ("force", "true")],
+    );
+    assert_eq!((r.status, r.header("location")), (303, Some("/policies")));
+    assert!(!http(&server, "GET", "/policies", s, &[])
+        .body
+        .contains(&pol_url));
+    assert!(http(&server, "GET", &net_url, s, &[])
+        .body
+        .contains("No policy governs this network"));
+    assert_eq!(http(&server, "GET", &pol_url, s, &[]).status, 404);
 }

@@ -88,12 +88,26 @@ impl Client {
         })
     }
 
-    /// Sends one request; returns the status and the raw body.
+    /// Sends one request with a JSON body (or none); returns the status and the raw body.
     pub async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let payload = match body {
+            Some(v) => Some(("application/json", Bytes::from(serde_json::to_vec(v)?))),
+            None => None,
+        };
+        self.send_bytes(method, path, payload).await
+    }
+
+    /// Sends one request with a body of the given content type.
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Bytes)>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
         let io = TokioIo::new(self.connect().await?);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
@@ -110,9 +124,9 @@ impl Client {
             req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let payload = match body {
-            Some(v) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Bytes::from(serde_json::to_vec(v)?)
+            Some((content_type, bytes)) => {
+                req = req.header(header::CONTENT_TYPE, content_type);
+                bytes
             }
             None => Bytes::new(),
         };
@@ -130,23 +144,26 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
-        let (status, bytes) = self.send(method, path, body).await?;
-        let value: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)?
-        };
-        if status.is_success() {
-            return Ok(value);
-        }
-        let text = |k: &str| value["error"][k].as_str().unwrap_or_default().to_string();
-        Err(ClientError::Api {
-            status,
-            code: text("code"),
-            message: text("message"),
-        })
+        let answer = self.send(method, path, body).await?;
+        decode(answer)
     }
 
+    /// Uploads raw bytes (a policy module) and decodes the JSON answer.
+    pub async fn upload(
+        &self,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Value, ClientError> {
+        let answer = self
+            .send_bytes(Method::POST, path, Some((content_type, Bytes::from(bytes))))
+            .await?;
+        decode(answer)
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
         self.call(Method::GET, path, None).await
     }
@@ -275,4 +292,22 @@ mod tests {
         assert!("https://x".parse::<Target>().is_err());
         assert!("http://a/b".parse::<Target>().is_err());
     }
+}
+
+/// A JSON answer, or the API's error.
+fn decode((status, bytes): (StatusCode, Bytes)) -> Result<Value, ClientError> {
+    let value: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)?
+    };
+    if status.is_success() {
+        return Ok(value);
+    }
+    let text = |k: &str| value["error"][k].as_str().unwrap_or_default().to_string();
+    Err(ClientError::Api {
+        status,
+        code: text("code"),
+        message: text("message"),
+    })
 }

@@ -72,6 +72,7 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(policies::attach))
         .routes(routes!(policies::detach))
         .routes(routes!(policies::dry_run))
+        .routes(routes!(policies::counters))
         .routes(routes!(policies::ruleset))
         .split_for_parts()
 }

@@ -14,6 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::docker::{bridge_name, option_true};
+use super::iptables_policy::Builder;
+use super::policy;
 use super::{Backend, ChainView, Desired, Firewall, FirewallError, RuleView};
 use crate::kernel::write_sysctl;
 use crate::model::{Endpoint, Network};
@@ -36,19 +38,25 @@ pub struct Iptables;
 /// Our chains' rules for one table and family (`v6`), without the table header.
 pub fn chain_rules(table: &str, desired: &Desired, v6: bool) -> Vec<String> {
     match table {
-        "filter" => filter_rules(desired),
+        "filter" => filter_rules(desired, v6),
         _ => nat_rules(desired, v6),
     }
 }
 
-fn filter_rules(d: &Desired) -> Vec<String> {
+fn filter_rules(d: &Desired, v6: bool) -> Vec<String> {
     let mut r = vec![
         ":WASMNET-FORWARD - [0:0]".to_string(),
         "-A WASMNET-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".into(),
         "-A WASMNET-FORWARD -m conntrack --ctstate INVALID -j DROP".into(),
         "-A WASMNET-FORWARD -o wnbr+ -m conntrack --ctstate DNAT -j ACCEPT".into(),
     ];
+    let mut policies = Builder::new(d, v6);
     for n in &d.networks {
+        if let Some(applied) = d.plan.governs(&n.id) {
+            policies.network(n, applied);
+            r.append(&mut policies.lines);
+            continue;
+        }
         let br = bridge_name(&n.id);
         let icc = if option_true(n, "icc", true) {
             "ACCEPT"
@@ -92,10 +100,15 @@ fn nat_rules(d: &Desired, v6: bool) -> Vec<String> {
         r.push(format!(
             "-A WASMNET-POSTROUTING -s {subnet} -o {br} -m conntrack --ctstate DNAT -j MASQUERADE"
         ));
-        if !n.internal && option_true(n, "masquerade", true) {
-            r.push(format!(
+        match policy::nat(n, d.plan.governs(&n.id).unwrap_or_default()) {
+            (_, Some(to)) if to.is_ipv6() == v6 => r.push(format!(
+                "-A WASMNET-POSTROUTING -s {subnet} ! -o {br} -j SNAT --to-source {to}"
+            )),
+            (_, Some(_)) => {}
+            (true, None) => r.push(format!(
                 "-A WASMNET-POSTROUTING -s {subnet} ! -o {br} -j MASQUERADE"
-            ));
+            )),
+            (false, None) => {}
         }
     }
     for e in &d.endpoints {
@@ -202,10 +215,11 @@ impl Firewall for Iptables {
 
     fn apply(&self, desired: &Desired) -> Result<(), FirewallError> {
         // iptables sees bridged frames only through br_netfilter: icc=false needs it on.
-        if desired
-            .networks
-            .iter()
-            .any(|n| !option_true(n, "icc", true))
+        if desired.plan.needs_br_netfilter()
+            || desired
+                .networks
+                .iter()
+                .any(|n| !option_true(n, "icc", true))
         {
             for key in [
                 "net/bridge/bridge-nf-call-iptables",
@@ -235,7 +249,7 @@ impl Firewall for Iptables {
         _: bool,
         desired: &Desired,
     ) -> Result<(), FirewallError> {
-        if e.ports.is_empty() {
+        if e.ports.is_empty() && desired.plan.is_empty() {
             return Ok(());
         }
         self.apply(desired)

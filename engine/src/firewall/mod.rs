@@ -7,6 +7,7 @@ pub mod docker;
 #[cfg(test)]
 mod fixtures;
 pub mod iptables;
+mod iptables_policy;
 pub mod nft;
 pub mod policy;
 pub mod ruleset;

@@ -9,6 +9,7 @@
 //! would-be drops are counted and logged.
 
 mod input;
+pub mod offline;
 mod ops;
 
 use std::collections::HashMap;
@@ -23,7 +24,7 @@ use crate::error::{Error, Result};
 pub use crate::firewall::policy::{Applied, Plan};
 use crate::model::{Endpoint, Labels, Network};
 
-pub use ops::{DryRun, Ruleset};
+pub use ops::{DryRun, PolicyCounters, Ruleset};
 
 /// A policy as the API shows it.
 #[derive(Clone, Debug, Serialize, ToSchema)]

@@ -37,6 +37,16 @@ pub struct Ruleset {
     pub chains: Vec<ChainView>,
 }
 
+/// What a policy's rules matched in one network: (packets, bytes).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyCounters {
+    pub network_id: String,
+    pub network_name: String,
+    pub matched: (u64, u64),
+    /// Audit mode: what it would have dropped.
+    pub would_drop: (u64, u64),
+}
+
 const MAX_DESCRIPTION: usize = 1024;
 
 impl Engine {
@@ -474,6 +484,36 @@ impl Engine {
             ruleset: then,
             diff,
         })
+    }
+
+    /// Per network the policy governs: the packets and bytes its rules matched, and (for an
+    /// audit-mode attachment) those it would have dropped, from the kernel's counters.
+    pub async fn policy_counters(&self, reference: &str) -> Result<Vec<PolicyCounters>> {
+        let policy = self.policy(reference)?;
+        let prefix = format!("pol_{}_", &policy.id[..8]);
+        let chains = self.firewall_chains().await?;
+        let networks: Vec<_> = self.view().networks.iter_from(None).cloned().collect();
+        let mut out = Vec::new();
+        for c in chains.iter().filter(|c| c.chain.starts_with(&prefix)) {
+            let net = &c.chain[prefix.len()..];
+            let Some(n) = networks.iter().find(|n| n.id.starts_with(net)) else {
+                continue;
+            };
+            let sum = |audit: bool| {
+                c.rules
+                    .iter()
+                    .filter(|r| r.text.contains("wasmnet-audit") == audit)
+                    .filter_map(|r| r.counters)
+                    .fold((0, 0), |(p, b), (rp, rb)| (p + rp, b + rb))
+            };
+            out.push(PolicyCounters {
+                network_id: n.id.clone(),
+                network_name: n.name.clone(),
+                matched: sum(false),
+                would_drop: sum(true),
+            });
+        }
+        Ok(out)
     }
 
     pub async fn ruleset(&self) -> Result<Ruleset> {

@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use wasmnet_engine::policy::{AttachRequest, DryRun, Policy, Ruleset};
+use wasmnet_engine::policy::{AttachRequest, DryRun, Policy, PolicyCounters, Ruleset};
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
@@ -191,4 +191,15 @@ pub async fn dry_run(
 #[utoipa::path(get, path = "/v1/ruleset", tag = "policies", responses((status = 200, body = Ruleset)))]
 pub async fn ruleset(State(s): State<AppState>) -> ApiResult<Json<Ruleset>> {
     Ok(Json(s.engine.ruleset().await?))
+}
+
+/// Per network the policy governs: packets and bytes its rules matched and, in audit mode,
+/// what it would have dropped (from the kernel's counters).
+#[utoipa::path(get, path = "/v1/policies/{id}/counters", tag = "policies", params(("id" = String, Path, description = "id, unique id prefix, or name")),
+    responses((status = 200, body = Vec<PolicyCounters>), (status = 404, body = ErrorBody)))]
+pub async fn counters(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<PolicyCounters>>> {
+    Ok(Json(s.engine.policy_counters(&id).await?))
 }

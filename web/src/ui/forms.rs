@@ -5,6 +5,7 @@ use serde::Deserialize;
 use wasmnet_engine::model::{
     EndpointCreate, IpConfigRequest, Labels, NetworkCreate, PortRequest, SandboxCreate,
 };
+use wasmnet_engine::policy::AttachRequest;
 use wasmnet_engine::Error;
 
 /// Messages beside fields; `general` for the rest.
@@ -17,6 +18,11 @@ pub struct FormErrors {
     pub labels: Option<String>,
     pub ip: Option<String>,
     pub publish: Option<String>,
+    pub description: Option<String>,
+    /// A policy module's upload.
+    pub module: Option<String>,
+    pub network: Option<String>,
+    pub priority: Option<String>,
 }
 
 impl FormErrors {
@@ -34,6 +40,10 @@ impl FormErrors {
                 f if f.starts_with("labels") => &mut errors.labels,
                 "ipv4" => &mut errors.ip,
                 f if f.starts_with("ports") => &mut errors.publish,
+                "description" => &mut errors.description,
+                "module" => &mut errors.module,
+                "network" => &mut errors.network,
+                "priority" => &mut errors.priority,
                 _ => &mut errors.general,
             },
             Error::Conflict {
@@ -56,6 +66,17 @@ impl FormErrors {
         };
         *slot = Some(message);
         errors
+    }
+
+    /// An upload's error: a module the engine refused is shown beside the file field.
+    pub fn from_upload_error(e: &Error) -> Self {
+        match e {
+            Error::Policy { .. } => FormErrors {
+                module: Some(e.to_string()),
+                ..Default::default()
+            },
+            other => FormErrors::from_error(other),
+        }
     }
 }
 
@@ -180,6 +201,59 @@ impl ConnectForm {
     }
 }
 
+/// The text fields of a policy upload (the module itself is read apart, bounded).
+#[derive(Default, Debug)]
+pub struct UploadForm {
+    pub name: String,
+    pub description: String,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct AttachForm {
+    #[serde(default)]
+    pub csrf: String,
+    /// A network's id; empty: global (every network).
+    #[serde(default)]
+    pub network: String,
+    #[serde(default = "default_priority")]
+    pub priority: String,
+    pub audit: Option<String>,
+    /// Which button: `preview` (a dry run) or `attach`.
+    #[serde(default)]
+    pub action: String,
+}
+
+fn default_priority() -> String {
+    "100".into()
+}
+
+impl Default for AttachForm {
+    fn default() -> Self {
+        AttachForm {
+            csrf: String::new(),
+            network: String::new(),
+            priority: default_priority(),
+            audit: None,
+            action: String::new(),
+        }
+    }
+}
+
+impl AttachForm {
+    pub fn to_request(&self) -> Result<AttachRequest, Error> {
+        let network = self.network.trim();
+        Ok(AttachRequest {
+            network: (!network.is_empty()).then(|| network.to_string()),
+            priority: parse_opt("priority", &self.priority, "a whole number")?.unwrap_or(100),
+            audit: self.audit.is_some(),
+        })
+    }
+
+    pub fn previewing(&self) -> bool {
+        self.action == "preview"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +317,32 @@ mod tests {
         }
         .to_request("s")
         .is_err());
+        let a = AttachForm {
+            network: "n1".into(),
+            priority: " 50 ".into(),
+            audit: Some("true".into()),
+            action: "preview".into(),
+            ..Default::default()
+        };
+        let r = a.to_request().unwrap();
+        assert_eq!(
+            (r.network.as_deref(), r.priority, r.audit),
+            (Some("n1"), 50, true)
+        );
+        assert!(a.previewing());
+        let global = AttachForm::default().to_request().unwrap();
+        assert_eq!(
+            (global.network, global.priority, global.audit),
+            (None, 100, false)
+        );
+        let bad = AttachForm {
+            priority: "high".into(),
+            ..Default::default()
+        };
+        let f = FormErrors::from_error(&bad.to_request().unwrap_err());
+        assert_eq!(
+            f.priority.as_deref(),
+            Some("priority: \"high\" is not a whole number")
+        );
     }
 }

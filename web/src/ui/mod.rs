@@ -3,13 +3,14 @@
 //! without JavaScript (a small module adds live updates). Every page sends a strict CSP.
 
 mod forms;
+mod policies;
 mod session;
 pub mod topology;
 
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -55,6 +56,16 @@ pub fn router(app: AppState, token: String) -> Router {
         .route("/endpoints/{id}/disconnect", post(disconnect))
         .route("/topology", get(topology_page))
         .route("/topology.svg", get(topology_svg))
+        .route(
+            "/policies",
+            get(policies::list)
+                .post(policies::upload)
+                .layer(DefaultBodyLimit::max(policies::UPLOAD_BODY_LIMIT)),
+        )
+        .route("/policies/{id}", get(policies::show))
+        .route("/policies/{id}/attach", post(policies::attach))
+        .route("/policies/{id}/detach", post(policies::detach))
+        .route("/policies/{id}/delete", post(policies::delete))
         .route("/ruleset", get(ruleset))
         .route("/ui/events", get(events))
         .route(
@@ -212,15 +223,25 @@ struct Overview {
     csrf: String,
     counts: Counts,
     firewall: String,
+    /// The ruleset generation (bumped at every change put in the kernel); None if unknown.
+    generation: Option<u64>,
     version: &'static str,
 }
 
 async fn overview(State(s): State<UiState>, auth: Authed) -> Response {
     let e = &s.app.engine;
+    let generation = match e.ruleset().await {
+        Ok(r) => Some(r.generation),
+        Err(err) => {
+            tracing::warn!(error = %err, "reading the ruleset generation");
+            None
+        }
+    };
     render(Overview {
         csrf: auth.csrf,
         counts: e.counts(),
         firewall: e.firewall_backend().to_string(),
+        generation,
         version: env!("CARGO_PKG_VERSION"),
     })
 }
@@ -319,6 +340,7 @@ struct NetworkPage {
     d: NetworkDetail,
     free: u128,
     rules: String,
+    policies: Vec<policies::Governing>,
 }
 
 async fn network(State(s): State<UiState>, auth: Authed, Path(id): Path<String>) -> Response {
@@ -330,11 +352,13 @@ async fn network(State(s): State<UiState>, auth: Authed, Path(id): Path<String>)
     let chain = format!("net_{}", &d.network.id[..12]);
     let rules = rules_for(&s.app.engine.firewall_text(), &bridge, &chain);
     let free = d.usage.ipv4.total - d.usage.ipv4.used;
+    let policies = policies::governing(&s.app.engine, &d.network.id);
     render(NetworkPage {
         csrf: auth.csrf,
         d,
         free,
         rules,
+        policies,
     })
 }
 

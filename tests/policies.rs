@@ -1,0 +1,455 @@
+//! Wasm policies end to end: uploaded over REST, attached, enforced by the real kernel (ping
+//! and TCP between real namespaces), with both firewall backends; and hostile modules, each
+//! refused or stopped with a clear error while the server keeps serving and the rules stay.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::net::{ping, tcp_probe, tcp_server};
+use common::{Server, BIN};
+use serde_json::{json, Value};
+use wasmnet_web::client::{Client, ClientError};
+
+fn module(name: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("policies/dist")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+async fn upload(c: &Client, name: &str, file: &str) -> Result<Value, ClientError> {
+    c.upload(
+        &format!("/v1/policies?name={name}"),
+        "application/wasm",
+        module(file),
+    )
+    .await
+}
+
+async fn make(c: &Client, path: &str, body: Value) -> Value {
+    c.post(path, &body)
+        .await
+        .unwrap_or_else(|e| panic!("POST {path} {body}: {e}"))
+}
+
+/// A sandbox connected to `net` with endpoint labels; returns (namespace, endpoint).
+async fn member(c: &Client, name: &str, net: &str, labels: Value) -> (PathBuf, Value) {
+    let s = make(c, "/v1/sandboxes", json!({"name": name})).await;
+    let e = make(
+        c,
+        "/v1/endpoints",
+        json!({"network": net, "sandbox": name, "labels": labels}),
+    )
+    .await;
+    (PathBuf::from(s["netns"].as_str().unwrap()), e)
+}
+
+fn ip(e: &Value) -> String {
+    e["ipv4"].as_str().unwrap().to_string()
+}
+
+fn api_code(r: Result<Value, ClientError>) -> (u16, String, String) {
+    match r {
+        Err(ClientError::Api {
+            status,
+            code,
+            message,
+        }) => (status.as_u16(), code, message),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// TCP from `from` to `to`:8080 (a server runs in `to` for the probe).
+fn tcp(from: &PathBuf, to: &PathBuf, addr: &str) -> bool {
+    let _server = tcp_server(to.clone(), 8080);
+    tcp_probe(from.clone(), &format!("{addr}:8080")).is_some()
+}
+
+async fn label_isolation_is_enforced_and_follows_labels(backend: &str) {
+    let server = Server::start(&["--firewall-backend", backend]);
+    let c = server.client();
+    make(
+        &c,
+        "/v1/networks",
+        json!({"name": "app", "ipv4": {"subnet": "10.31.0.0/24"}}),
+    )
+    .await;
+    let (web1, _) = member(&c, "web1", "app", json!({"tier": "web"})).await;
+    let (web2, e2) = member(&c, "web2", "app", json!({"tier": "web"})).await;
+    let (db, edb) = member(&c, "db", "app", json!({"tier": "db"})).await;
+    assert!(
+        ping(&web1, &ip(&edb)),
+        "Docker's default: one network talks"
+    );
+
+    let p = upload(&c, "tiers", "label-isolation").await.unwrap();
+    assert_eq!(p["version"], "0.1.0");
+    assert_eq!(p["sha256"].as_str().unwrap().len(), 64);
+    let before = c.get("/v1/ruleset").await.unwrap();
+    let dry = make(&c, "/v1/policies/tiers/dry-run", json!({"network": "app"})).await;
+    assert!(dry["diff"].as_str().unwrap().contains("+"), "{dry}");
+    let after = c.get("/v1/ruleset").await.unwrap();
+    assert_eq!(
+        before["generation"], after["generation"],
+        "a dry run touches nothing"
+    );
+
+    let p = make(
+        &c,
+        "/v1/policies/tiers/attach",
+        json!({"network": "app", "priority": 10}),
+    )
+    .await;
+    assert_eq!(p["attachments"][0]["priority"], 10);
+    assert!(ping(&web1, &ip(&e2)), "same tier talks");
+    assert!(tcp(&web1, &web2, &ip(&e2)), "same tier, tcp");
+    assert!(!ping(&web1, &ip(&edb)), "web -> db refused");
+    assert!(!tcp(&web1, &db, &ip(&edb)), "web -> db refused, tcp");
+    assert!(!ping(&db, &ip(&e2)), "db -> web refused");
+    assert!(
+        ping(&db, "10.31.0.1"),
+        "the gateway is not another endpoint"
+    );
+
+    // A new endpoint joins under the policy: element updates put it in its group.
+    let (web3, e3) = member(&c, "web3", "app", json!({"tier": "web"})).await;
+    assert!(ping(&web3, &ip(&e2)), "a newcomer of the same tier talks");
+    assert!(!ping(&web3, &ip(&edb)), "and not to another tier");
+
+    // Relabel: the rules follow.
+    let id = edb["id"].as_str().unwrap();
+    c.patch(
+        &format!("/v1/endpoints/{id}"),
+        &json!({"labels": {"tier": "web"}}),
+    )
+    .await
+    .unwrap();
+    assert!(ping(&web1, &ip(&edb)), "db relabelled web talks to web");
+    c.patch(
+        &format!("/v1/endpoints/{id}"),
+        &json!({"labels": {"tier": "db"}}),
+    )
+    .await
+    .unwrap();
+    assert!(!ping(&web1, &ip(&edb)), "and back");
+
+    // Detach: Docker's defaults are back.
+    make(&c, "/v1/policies/tiers/detach", json!({"network": "app"})).await;
+    assert!(ping(&web1, &ip(&edb)), "detached: everyone talks again");
+    assert!(ping(&web3, &ip(&edb)));
+
+    let (status, code, _) = api_code(c.delete("/v1/policies/nope").await);
+    assert_eq!((status, code.as_str()), (404, "not_found"));
+    c.delete("/v1/policies/tiers").await.unwrap();
+    for s in ["web1", "web2", "web3", "db"] {
+        c.delete(&format!("/v1/sandboxes/{s}")).await.unwrap();
+    }
+    c.delete("/v1/networks/app").await.unwrap();
+}
+
+async fn priorities_compose_and_audit_mode_only_counts(backend: &str) {
+    let server = Server::start(&["--firewall-backend", backend]);
+    let c = server.client();
+    make(
+        &c,
+        "/v1/networks",
+        json!({"name": "seg", "ipv4": {"subnet": "10.32.0.0/24"}}),
+    )
+    .await;
+    let (web, _) = member(&c, "web", "seg", json!({"role": "web"})).await;
+    let (db, edb) = member(&c, "db", "seg", json!({"role": "db"})).await;
+    upload(&c, "micro", "microsegmentation").await.unwrap();
+    upload(&c, "docker", "docker-default").await.unwrap();
+    // Global Docker default at 20, microsegmentation at 10 on the network: micro's default
+    // (drop between endpoints) comes first; only tcp/5432 web -> db passes.
+    make(&c, "/v1/policies/docker/attach", json!({"priority": 20})).await;
+    make(
+        &c,
+        "/v1/policies/micro/attach",
+        json!({"network": "seg", "priority": 10}),
+    )
+    .await;
+    assert!(
+        !ping(&web, &ip(&edb)),
+        "micro first: web -> db icmp dropped"
+    );
+    let _pg = tcp_server(db.clone(), 5432);
+    assert!(
+        tcp_probe(web.clone(), &format!("{}:5432", ip(&edb))).is_some(),
+        "web -> db tcp/5432"
+    );
+    assert!(!tcp(&web, &db, &ip(&edb)), "web -> db on another port");
+    // Lower its priority below Docker's: Docker's default (accept) decides first.
+    make(
+        &c,
+        "/v1/policies/micro/attach",
+        json!({"network": "seg", "priority": 30}),
+    )
+    .await;
+    assert!(ping(&web, &ip(&edb)), "docker first: accepted");
+    // Audit mode: nothing enforced, would-be drops counted.
+    make(&c, "/v1/policies/docker/detach", json!({})).await;
+    make(
+        &c,
+        "/v1/policies/micro/attach",
+        json!({"network": "seg", "priority": 10, "audit": true}),
+    )
+    .await;
+    assert!(ping(&web, &ip(&edb)), "audit enforces nothing");
+    if backend == "nftables" {
+        let counters = c.get("/v1/policies/micro/counters").await.unwrap();
+        assert!(
+            counters[0]["would_drop"][0].as_u64().unwrap() >= 1,
+            "{counters}"
+        );
+    }
+    let (status, code, msg) = api_code(c.delete("/v1/policies/micro").await);
+    assert_eq!((status, code.as_str()), (409, "attached"), "{msg}");
+    c.delete("/v1/policies/micro?force=true").await.unwrap();
+    c.delete("/v1/policies/docker").await.unwrap();
+    assert!(ping(&web, &ip(&edb)));
+    for s in ["web", "db"] {
+        c.delete(&format!("/v1/sandboxes/{s}")).await.unwrap();
+    }
+    c.delete("/v1/networks/seg").await.unwrap();
+}
+
+async fn policies_survive_a_restart(backend: &str) {
+    let server = Server::start(&["--firewall-backend", backend]);
+    let c = server.client();
+    make(
+        &c,
+        "/v1/networks",
+        json!({"name": "keep", "ipv4": {"subnet": "10.33.0.0/24"}}),
+    )
+    .await;
+    let (a, _) = member(&c, "a", "keep", json!({"tier": "x"})).await;
+    let (_, eb) = member(&c, "b", "keep", json!({"tier": "y"})).await;
+    upload(&c, "tiers", "label-isolation").await.unwrap();
+    make(&c, "/v1/policies/tiers/attach", json!({"network": "keep"})).await;
+    assert!(!ping(&a, &ip(&eb)));
+    let host = server.crash();
+    let server = Server::start_in(host, &["--firewall-backend", backend]);
+    let c = server.client();
+    assert!(
+        !ping(&a, &ip(&eb)),
+        "still enforced after a crash and restart"
+    );
+    let p = c.get("/v1/policies/tiers").await.unwrap();
+    assert_eq!(p["attachments"].as_array().unwrap().len(), 1);
+    assert!(p["last_error"].is_null(), "{p}");
+    c.delete("/v1/policies/tiers?force=true").await.unwrap();
+    for s in ["a", "b"] {
+        c.delete(&format!("/v1/sandboxes/{s}")).await.unwrap();
+    }
+    c.delete("/v1/networks/keep").await.unwrap();
+}
+
+macro_rules! per_backend {
+    ($backend:ident: $($test:ident),*) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(stringify!($backend)).await
+                }
+            )*
+        }
+    };
+}
+
+per_backend!(nftables: label_isolation_is_enforced_and_follows_labels, priorities_compose_and_audit_mode_only_counts, policies_survive_a_restart);
+per_backend!(iptables: label_isolation_is_enforced_and_follows_labels, priorities_compose_and_audit_mode_only_counts, policies_survive_a_restart);
+
+/// Every hostile module is refused at upload with a clear error; the server keeps serving and
+/// the rules in force do not change.
+#[tokio::test]
+async fn hostile_modules_are_refused_and_change_nothing() {
+    let server = Server::start(&[]);
+    let c = server.client();
+    make(
+        &c,
+        "/v1/networks",
+        json!({"name": "h", "ipv4": {"subnet": "10.34.0.0/24"}}),
+    )
+    .await;
+    member(&c, "s", "h", json!({})).await;
+    let ruleset = c.get("/v1/ruleset").await.unwrap();
+    let cases = [
+        ("loop", "policy_failed", "time limit of 50 ms"),
+        ("memory-bomb", "policy_failed", "memory"),
+        ("recursion", "policy_failed", "call stack exhausted"),
+        ("trap", "policy_failed", "unreachable"),
+        ("many-rules", "policy_failed", "20000 rules"),
+        (
+            "wrong-version",
+            "invalid_policy",
+            "wasmnet:policy/policy@0.2.0",
+        ),
+        (
+            "wrong-interface",
+            "invalid_policy",
+            "does not export wasmnet:policy/policy@0.1.0",
+        ),
+        (
+            "wasi-import",
+            "invalid_policy",
+            "imports wasi:random/random",
+        ),
+        ("other-import", "invalid_policy", "imports evil:net/socket"),
+    ];
+    for (file, want_code, want_text) in cases {
+        let (status, code, message) = api_code(upload(&c, file, &format!("testdata/{file}")).await);
+        assert_eq!(
+            (status, code.as_str()),
+            (422, want_code),
+            "{file}: {message}"
+        );
+        assert!(message.contains(want_text), "{file}: {message}");
+    }
+    let (_, code, message) = api_code(upload(&c, "huge", "testdata/huge-output").await);
+    assert_eq!(code, "policy_failed", "{message}");
+    let random: Vec<u8> = (0..65536u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let (status, code, message) = api_code(
+        c.upload("/v1/policies?name=random", "application/wasm", random)
+            .await,
+    );
+    assert_eq!(
+        (status, code.as_str()),
+        (422, "invalid_policy"),
+        "{message}"
+    );
+    let big = vec![0u8; 100 << 20];
+    let (status, code, _) = api_code(
+        c.upload("/v1/policies?name=big", "application/wasm", big)
+            .await,
+    );
+    assert_eq!((status, code.as_str()), (413, "payload_too_large"));
+    let (status, _, _) = api_code(c.upload("/v1/policies?name=x", "text/plain", vec![1]).await);
+    assert_eq!(status, 415);
+    assert_eq!(c.get("/healthz").await.unwrap()["status"], "ok");
+    assert_eq!(c.get("/v1/policies").await.unwrap()["items"], json!([]));
+    assert_eq!(
+        c.get("/v1/ruleset").await.unwrap()["text"],
+        ruleset["text"],
+        "rules unchanged"
+    );
+
+    // A module that traps on one endpoint only: the connect is refused, nothing changes.
+    upload(&c, "fragile", "testdata/trap-on-label")
+        .await
+        .unwrap();
+    make(&c, "/v1/policies/fragile/attach", json!({"network": "h"})).await;
+    let before = c.get("/v1/ruleset").await.unwrap();
+    make(&c, "/v1/sandboxes", json!({"name": "b"})).await;
+    let (status, code, message) = api_code(
+        c.post(
+            "/v1/endpoints",
+            &json!({"network": "h", "sandbox": "b", "labels": {"boom": "1"}}),
+        )
+        .await,
+    );
+    assert_eq!((status, code.as_str()), (422, "policy_failed"), "{message}");
+    assert!(
+        message.contains("fragile") && message.contains("classify trapped"),
+        "{message}"
+    );
+    let after = c.get("/v1/ruleset").await.unwrap();
+    assert_eq!(before["text"], after["text"]);
+    assert!(c.get("/v1/policies/fragile").await.unwrap()["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("trapped"));
+    let listed = c.get("/v1/endpoints?sandbox=b").await.unwrap();
+    assert_eq!(listed["items"], json!([]), "no endpoint left behind");
+    // The same sandbox connects without the label: the module still works.
+    make(&c, "/v1/endpoints", json!({"network": "h", "sandbox": "b"})).await;
+    c.delete("/v1/policies/fragile?force=true").await.unwrap();
+    for s in ["s", "b"] {
+        c.delete(&format!("/v1/sandboxes/{s}")).await.unwrap();
+    }
+    c.delete("/v1/networks/h").await.unwrap();
+}
+
+#[tokio::test]
+async fn port_guard_refuses_privileged_ports_and_a_newer_minor_loads() {
+    let server = Server::start(&[]);
+    let c = server.client();
+    make(
+        &c,
+        "/v1/networks",
+        json!({"name": "p", "ipv4": {"subnet": "10.35.0.0/24"}}),
+    )
+    .await;
+    upload(&c, "guard", "port-guard").await.unwrap();
+    make(&c, "/v1/policies/guard/attach", json!({})).await;
+    make(&c, "/v1/sandboxes", json!({"name": "s"})).await;
+    let body =
+        json!({"network": "p", "sandbox": "s", "ports": [{"host_port": 80, "container_port": 80}]});
+    let (status, code, message) = api_code(c.post("/v1/endpoints", &body).await);
+    assert_eq!((status, code.as_str()), (422, "invalid"), "{message}");
+    assert!(
+        message.contains("ports[0]") && message.contains("guard") && message.contains("privileged"),
+        "{message}"
+    );
+    let body = json!({"network": "p", "sandbox": "s", "ports": [{"host_port": 8080, "container_port": 80}]});
+    make(&c, "/v1/endpoints", body).await;
+
+    let newer = upload(&c, "newer", "testdata/newer-minor").await.unwrap();
+    assert_eq!(newer["version"], "0.1.1");
+    let listed = c.get("/v1/policies").await.unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+    c.delete("/v1/policies/newer").await.unwrap();
+    c.delete("/v1/policies/guard?force=true").await.unwrap();
+    c.delete("/v1/sandboxes/s").await.unwrap();
+    c.delete("/v1/networks/p").await.unwrap();
+}
+
+/// `wasmnet policy test` runs a policy offline against a fixture.
+#[test]
+fn policy_test_runs_offline_against_a_fixture() {
+    let dir = std::env::temp_dir().join(format!("wasmnet-fixture-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = dir.join("fixture.json");
+    std::fs::write(
+        &fixture,
+        r#"{"networks": [{"name": "app", "subnet": "10.9.0.0/24"}],
+            "endpoints": [{"network": "app", "sandbox": "web", "ipv4": "10.9.0.2", "labels": {"tier": "web"}},
+                          {"network": "app", "sandbox": "db", "ipv4": "10.9.0.3", "labels": {"tier": "db"}}]}"#,
+    )
+    .unwrap();
+    let wasm = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies/dist/label-isolation.wasm");
+    let out = std::process::Command::new(BIN)
+        .args(["policy", "test"])
+        .arg(&wasm)
+        .arg("--fixture")
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("rule     accept any -> same-group"), "{text}");
+    assert!(
+        text.contains("endpoint web on app: groups [tier=web]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ip saddr @g_") && text.contains("10.9.0.2"),
+        "{text}"
+    );
+    let bad = std::process::Command::new(BIN)
+        .args(["policy", "test", "/dev/null", "--fixture"])
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a WebAssembly binary"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
