@@ -53,9 +53,10 @@ impl<'a> Builder<'a> {
         name
     }
 
+    /// `-A chain` with the non-empty parts of a rule.
     fn add(&mut self, chain: &str, rule: &str) {
-        self.lines
-            .push(format!("-A {chain} {rule}").trim_end().to_string());
+        let parts: Vec<&str> = rule.split(' ').filter(|p| !p.is_empty()).collect();
+        self.lines.push(format!("-A {chain} {}", parts.join(" ")));
     }
 
     /// The forward rules of a governed network (in place of Docker's three).
@@ -108,7 +109,7 @@ impl<'a> Builder<'a> {
                 for s in &srcs {
                     for d in &dsts {
                         for t in &targets {
-                            self.add(chain, &format!("{s} {d} {proto} {t}").replace("  ", " "));
+                            self.add(chain, &format!("{s} {d} {proto} {t}"));
                         }
                     }
                 }

@@ -423,3 +423,211 @@ pub fn member_changes(e: &Endpoint, groups: &[(String, String)], add: bool) -> V
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::docker;
+    use crate::firewall::fixtures::{endpoint, net};
+    use wasmnet_policy::ir::Rule;
+
+    fn rule(
+        from: Peer,
+        to: Peer,
+        protocol: Option<Protocol>,
+        ports: Vec<(u16, u16)>,
+        verdict: Verdict,
+    ) -> Rule {
+        Rule {
+            from,
+            to,
+            protocol,
+            ports,
+            verdict,
+            log: false,
+        }
+    }
+
+    /// Two policies on one network (label isolation, then an audited microsegmentation), and an
+    /// egress allowlist with SNAT on another.
+    fn sample() -> (Vec<Network>, Vec<Endpoint>, Plan) {
+        let a = net('a', "10.1.0.0/24", false, true);
+        let b = net('b', "10.2.0.0/24", false, true);
+        let mut web = endpoint(&a, "10.1.0.2", vec![]);
+        web.id = "1".repeat(64);
+        let mut db = endpoint(&a, "10.1.0.3", vec![]);
+        db.id = "2".repeat(64);
+        let tiers = "7".repeat(64);
+        let micro = "8".repeat(64);
+        let egress = "9".repeat(64);
+        let applied = |policy: &str, name: &str, audit: bool, decision: NetworkDecision| Applied {
+            policy_id: policy.into(),
+            policy_name: name.into(),
+            audit,
+            decision,
+        };
+        let mut plan = Plan::default();
+        plan.networks.insert(
+            a.id.clone(),
+            vec![
+                applied(
+                    &tiers,
+                    "tiers",
+                    false,
+                    NetworkDecision {
+                        network_id: a.id.clone(),
+                        rules: vec![rule(
+                            Peer::Any,
+                            Peer::SameGroup,
+                            None,
+                            vec![],
+                            Verdict::Accept,
+                        )],
+                        default_internal: Some(Verdict::Drop),
+                        ..Default::default()
+                    },
+                ),
+                applied(
+                    &micro,
+                    "micro",
+                    true,
+                    NetworkDecision {
+                        network_id: a.id.clone(),
+                        rules: vec![rule(
+                            Peer::Group("web".into()),
+                            Peer::Group("db".into()),
+                            Some(Protocol::Tcp),
+                            vec![(5432, 5432)],
+                            Verdict::Accept,
+                        )],
+                        default_internal: Some(Verdict::Drop),
+                        ..Default::default()
+                    },
+                ),
+            ],
+        );
+        plan.networks.insert(
+            b.id.clone(),
+            vec![applied(
+                &egress,
+                "egress",
+                false,
+                NetworkDecision {
+                    network_id: b.id.clone(),
+                    rules: vec![
+                        rule(
+                            Peer::Any,
+                            Peer::Any,
+                            Some(Protocol::Udp),
+                            vec![(53, 53)],
+                            Verdict::Accept,
+                        ),
+                        rule(
+                            Peer::Any,
+                            Peer::Cidr("192.0.2.0/24".parse().unwrap()),
+                            None,
+                            vec![],
+                            Verdict::Accept,
+                        ),
+                        rule(
+                            Peer::Any,
+                            Peer::Network("na".into()),
+                            Some(Protocol::Icmp),
+                            vec![],
+                            Verdict::Reject,
+                        ),
+                    ],
+                    default_egress: Some(Verdict::Drop),
+                    snat: Some("198.51.100.7".parse().unwrap()),
+                    ..Default::default()
+                },
+            )],
+        );
+        plan.members.insert(
+            web.id.clone(),
+            vec![
+                (tiers.clone(), "tier=x".into()),
+                (micro.clone(), "web".into()),
+            ],
+        );
+        plan.members.insert(
+            db.id.clone(),
+            vec![
+                (tiers.clone(), "tier=x".into()),
+                (micro.clone(), "db".into()),
+            ],
+        );
+        (vec![a, b], vec![web, db], plan)
+    }
+
+    fn golden(name: &str, got: &str) {
+        let path = format!(
+            "{}/src/firewall/testdata/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, got).unwrap();
+        }
+        assert_eq!(
+            got,
+            std::fs::read_to_string(&path).unwrap(),
+            "rerun with UPDATE_GOLDEN=1 to accept"
+        );
+    }
+
+    #[test]
+    fn golden_policy_ruleset() {
+        let (nets, eps, plan) = sample();
+        let got = docker::compile(
+            &nets.iter().collect::<Vec<_>>(),
+            &eps.iter().collect::<Vec<_>>(),
+            &plan,
+        )
+        .render();
+        golden("policy.nft", &got);
+    }
+
+    #[test]
+    fn golden_policy_iptables() {
+        let (nets, eps, plan) = sample();
+        let d = crate::firewall::Desired {
+            networks: nets.into_iter().map(std::sync::Arc::new).collect(),
+            endpoints: eps.into_iter().map(std::sync::Arc::new).collect(),
+            plan: std::sync::Arc::new(plan),
+        };
+        let got = ["filter", "nat"]
+            .iter()
+            .map(|t| crate::firewall::iptables::table_script(t, &d, false, false))
+            .collect::<String>();
+        golden("policy.iptables", &got);
+    }
+
+    #[test]
+    fn group_names_are_safe_and_distinct() {
+        let p = "0123456789abcdef".repeat(4);
+        assert_eq!(group_set(&p, "web", false), "g_01234567_web_4");
+        let odd = group_set(&p, "tier=web", true);
+        assert!(
+            odd.starts_with("g_01234567_tier_web_") && odd.ends_with("_6"),
+            "{odd}"
+        );
+        assert_ne!(group_set(&p, "a b", false), group_set(&p, "a_b", false));
+        assert!(group_set(&p, &"x".repeat(64), false).len() < 64);
+    }
+
+    #[test]
+    fn joining_changes_elements_only() {
+        let a = net('a', "10.1.0.0/24", false, true);
+        let e = endpoint(&a, "10.1.0.2", vec![]);
+        let p = "7".repeat(64);
+        let text = crate::firewall::ruleset::render_changes(&member_changes(
+            &e,
+            &[(p, "web".into())],
+            true,
+        ));
+        assert_eq!(
+            text,
+            "add element inet wasmnet g_77777777_web_4 { 10.1.0.2 }\nadd element inet wasmnet g_77777777_web_6 { fd00::2 }\n"
+        );
+    }
+}
