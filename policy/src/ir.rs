@@ -316,6 +316,16 @@ impl fmt::Display for Peer {
     }
 }
 
+impl fmt::Display for PortDecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortDecision::Honour => f.write_str("honour"),
+            PortDecision::Refuse(why) => write!(f, "refuse ({why})"),
+            PortDecision::Remap(p) => write!(f, "remap to {p}"),
+        }
+    }
+}
+
 /// `accept any -> group db tcp/5432,6000-6010 log`
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -228,7 +228,7 @@ pub fn test(wasm: &[u8], fixture: &Fixture) -> Result<String, String> {
             let d = decided
                 .first()
                 .map_or(&PortDecision::Honour, |(_, d)| &d.ports[i]);
-            let _ = writeln!(out, "  port {}/{}: {d:?}", p.host_port, p.protocol);
+            let _ = writeln!(out, "  port {}/{}: {d}", p.host_port, p.protocol);
         }
     }
     let rules = docker::compile(
