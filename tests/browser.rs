@@ -172,7 +172,23 @@ async fn flows(c: &Client, base: &str, token: &str, shots: &Path) -> Step {
     // Upload a policy through the file input, preview attaching it to the network (the diff),
     // attach it, and find it on the network's page.
     c.goto(&format!("{base}/policies")).await?;
-    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/dist/label-isolation.wasm");
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/dist");
+    // A module that is not a policy: the engine's message beside the file field.
+    find(c, Locator::Id("module"))
+        .await?
+        .send_keys(
+            &dist
+                .join("testdata/wrong-interface.wasm")
+                .display()
+                .to_string(),
+        )
+        .await?;
+    fill(c, "name", "wrong").await?;
+    submit(c, "form.create").await?;
+    let error = find(c, Locator::Id("module-error")).await?.text().await?;
+    assert!(error.starts_with("policy \"wrong\": "), "{error}");
+    shot(c, shots, "policy-upload-error").await?;
+    let wasm = dist.join("label-isolation.wasm");
     find(c, Locator::Id("module"))
         .await?
         .send_keys(&wasm.display().to_string())
@@ -216,6 +232,13 @@ async fn flows(c: &Client, base: &str, token: &str, shots: &Path) -> Step {
     let text = body(c).await?;
     assert!(text.contains("Detach from web"), "{text}");
     shot(c, shots, "policy-attached").await?;
+    c.goto(&format!("{base}/policies")).await?;
+    let text = body(c).await?;
+    assert!(
+        text.contains("1 uploaded") && text.contains("web, priority 50"),
+        "{text}"
+    );
+    shot(c, shots, "policies-list").await?;
     c.goto(&format!("{base}/networks")).await?;
     click_nav(c, Locator::LinkText("web")).await?;
     on_page(c, "the network's page", |p| p.starts_with("/networks/")).await?;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::net::{ping, tcp_probe, tcp_server};
 use common::{Server, BIN};
@@ -61,9 +61,9 @@ fn api_code(r: Result<Value, ClientError>) -> (u16, String, String) {
 }
 
 /// TCP from `from` to `to`:8080 (a server runs in `to` for the probe).
-fn tcp(from: &PathBuf, to: &PathBuf, addr: &str) -> bool {
-    let _server = tcp_server(to.clone(), 8080);
-    tcp_probe(from.clone(), &format!("{addr}:8080")).is_some()
+fn tcp(from: &Path, to: &Path, addr: &str) -> bool {
+    let _server = tcp_server(to.to_path_buf(), 8080);
+    tcp_probe(from.to_path_buf(), &format!("{addr}:8080")).is_some()
 }
 
 async fn label_isolation_is_enforced_and_follows_labels(backend: &str) {
@@ -113,7 +113,7 @@ async fn label_isolation_is_enforced_and_follows_labels(backend: &str) {
     );
 
     // A new endpoint joins under the policy: element updates put it in its group.
-    let (web3, e3) = member(&c, "web3", "app", json!({"tier": "web"})).await;
+    let (web3, _) = member(&c, "web3", "app", json!({"tier": "web"})).await;
     assert!(ping(&web3, &ip(&e2)), "a newcomer of the same tier talks");
     assert!(!ping(&web3, &ip(&edb)), "and not to another tier");
 

@@ -479,7 +479,9 @@ fn upload_preview_attach_detach_and_delete_a_policy() {
     );
     assert_eq!(r.status, 413);
     assert!(
-        r.body.contains("id=\"module-error\"") && r.body.contains("larger than 8.0 MiB"),
+        r.body.contains("id=\"module-error\"")
+            && r.body.contains("larger than 8.0 MiB")
+            && r.body.contains("value=\"big\""),
         "{}",
         r.body
     );
@@ -607,10 +609,8 @@ fn upload_preview_attach_detach_and_delete_a_policy() {
 
     // Attach: enforced, listed on the policy's page and the network's.
     let generation = |body: &str| -> u64 {
-        let at = body
-            .find("id=\"generation\"><a href=\"/ruleset\">")
-            .expect("a generation")
-            + 35;
+        let marker = "id=\"generation\">";
+        let at = body.find(marker).expect("a generation") + marker.len();
         body[at..].split('<').next().unwrap().parse().unwrap()
     };
     let before = generation(&http(&server, "GET", "/", s, &[]).body);
@@ -650,7 +650,7 @@ fn upload_preview_attach_detach_and_delete_a_policy() {
     );
     assert!(http(&server, "GET", "/policies", s, &[])
         .body
-        .contains("web (50)"));
+        .contains("web, priority 50"));
     let rules = http(&server, "GET", "/ruleset", s, &[]).body;
     assert!(
         rules.contains(&format!("pol_{}", &pol_id[..8])),

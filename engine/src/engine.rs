@@ -241,10 +241,7 @@ impl Engine {
     ) -> Result<()> {
         let fw = self.firewall.clone();
         let plan = self.policies().plan.clone();
-        let new_group = joined && !members.is_empty() && {
-            let known = plan.groups();
-            members.iter().any(|m| !known.contains(m))
-        };
+        let new_group = joined && members.iter().any(|m| !plan.has_group(m));
         let (e, n) = (e.clone(), n.clone());
         if new_group || !fw.incremental() {
             let mut p = (*plan).clone();
@@ -324,6 +321,11 @@ impl Engine {
     /// The rules in force, in the backend's own syntax.
     pub fn firewall_text(&self) -> String {
         self.firewall.render(&self.desired(None, None))
+    }
+
+    /// Bumped at every change put in the firewall.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     pub fn firewall_backend(&self) -> crate::firewall::Backend {

@@ -174,7 +174,7 @@ impl Runtime {
                 .and_then(|v| v.strip_prefix('@'))
                 .map(str::to_string)
         };
-        if c.get_export_index(None, &format!("{INTERFACE}@{VERSION}"))
+        if c.get_export_index(None, format!("{INTERFACE}@{VERSION}"))
             .is_none()
         {
             let found = exports.iter().find_map(|n| ours(n));
@@ -256,6 +256,17 @@ impl Module {
             })
     }
 
+    /// `classify` from a fresh store and instance: what the first call, and the first after a
+    /// failure, pays (for benchmarks).
+    pub fn classify_fresh(
+        &self,
+        endpoint: &wit::Endpoint,
+        network: &wit::Network,
+    ) -> Result<EndpointDecision, PolicyError> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.classify(endpoint, network)
+    }
+
     /// Runs `f` on the live instance (made on first use), within the time limit. A failed
     /// call discards the store: the next call starts from a fresh instance.
     fn call<R>(
@@ -276,7 +287,7 @@ impl Module {
     }
 
     /// A fresh store and instance (what the first call, and every call after a failure, pays).
-    pub fn instantiate(&self) -> wasmtime::Result<(Store<Host>, PolicyModule)> {
+    fn instantiate(&self) -> wasmtime::Result<(Store<Host>, PolicyModule)> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory)
             .memories(4)

@@ -271,6 +271,24 @@ pub fn encode(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
+/// A JSON answer, or the API's error.
+fn decode((status, bytes): (StatusCode, Bytes)) -> Result<Value, ClientError> {
+    let value: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)?
+    };
+    if status.is_success() {
+        return Ok(value);
+    }
+    let text = |k: &str| value["error"][k].as_str().unwrap_or_default().to_string();
+    Err(ClientError::Api {
+        status,
+        code: text("code"),
+        message: text("message"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,22 +310,4 @@ mod tests {
         assert!("https://x".parse::<Target>().is_err());
         assert!("http://a/b".parse::<Target>().is_err());
     }
-}
-
-/// A JSON answer, or the API's error.
-fn decode((status, bytes): (StatusCode, Bytes)) -> Result<Value, ClientError> {
-    let value: Value = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)?
-    };
-    if status.is_success() {
-        return Ok(value);
-    }
-    let text = |k: &str| value["error"][k].as_str().unwrap_or_default().to_string();
-    Err(ClientError::Api {
-        status,
-        code: text("code"),
-        message: text("message"),
-    })
 }

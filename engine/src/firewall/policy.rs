@@ -65,13 +65,17 @@ impl Plan {
         out
     }
 
-    /// The groups of one policy (for `same-group`).
-    fn groups_of(&self, policy_id: &str) -> Vec<String> {
-        self.groups()
-            .into_iter()
-            .filter(|(p, _)| p == policy_id)
-            .map(|(_, g)| g)
-            .collect()
+    /// Whether a group is in use already (its sets exist): a cheap check for each join.
+    pub fn has_group(&self, key: &(String, String)) -> bool {
+        let named = self.networks.values().flatten().any(|a| {
+            a.policy_id == key.0
+                && a.decision.rules.iter().any(|r| {
+                    [&r.from, &r.to]
+                        .iter()
+                        .any(|p| matches!(p, Peer::Group(g) if *g == key.1))
+                })
+        });
+        named || self.members.values().any(|m| m.contains(key))
     }
 
     /// Whether enforcing this plan means reading bridged traffic through br_netfilter.
@@ -149,17 +153,28 @@ pub fn add_to(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], pla
     }
     let mut keys: Vec<_> = elements.into_iter().collect();
     keys.sort_by(|a, b| a.0.cmp(&b.0));
-    for ((policy, group), (v4, v6)) in keys {
-        t.set(&group_set(&policy, &group, false), "type ipv4_addr;", v4);
-        t.set(&group_set(&policy, &group, true), "type ipv6_addr;", v6);
+    for ((policy, group), (v4, v6)) in &keys {
+        t.set(
+            &group_set(policy, group, false),
+            "type ipv4_addr;",
+            v4.clone(),
+        );
+        t.set(
+            &group_set(policy, group, true),
+            "type ipv6_addr;",
+            v6.clone(),
+        );
+    }
+    // Each policy's groups, for `same-group`.
+    let mut groups: HashMap<&str, Vec<&str>> = HashMap::new();
+    for ((p, g), _) in &keys {
+        groups.entry(p.as_str()).or_default().push(g.as_str());
     }
     for n in networks {
         for a in plan.governs(&n.id).unwrap_or_default() {
-            t.chain(
-                &policy_chain(&a.policy_id, &n.id),
-                None,
-                policy_rules(n, a, networks, plan),
-            );
+            let mine = groups.get(a.policy_id.as_str()).map(Vec::as_slice);
+            let rules = policy_rules(n, a, networks, mine.unwrap_or_default());
+            t.chain(&policy_chain(&a.policy_id, &n.id), None, rules);
         }
     }
 }
@@ -205,10 +220,10 @@ pub fn nat(n: &Network, applied: &[Applied]) -> (bool, Option<IpAddr>) {
 
 /// One policy's rules for one network. In audit mode nothing is decided: an accept returns to
 /// the network's chain, a would-be drop is counted and logged, then returns.
-fn policy_rules(n: &Network, a: &Applied, networks: &[&Network], plan: &Plan) -> Vec<String> {
+fn policy_rules(n: &Network, a: &Applied, networks: &[&Network], groups: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     for r in &a.decision.rules {
-        for m in matches(r, n, &a.policy_id, networks, plan) {
+        for m in matches(r, n, &a.policy_id, networks, groups) {
             if r.log && !a.audit {
                 out.push(format!(
                     "{m}limit rate 10/second log prefix \"wasmnet {}: \"",
@@ -274,7 +289,13 @@ enum Fam {
 
 /// The match part of a rule (ending in a space), once per family it needs; none when the rule
 /// can never match in this network's chain.
-fn matches(r: &Rule, n: &Network, policy: &str, networks: &[&Network], plan: &Plan) -> Vec<String> {
+fn matches(
+    r: &Rule,
+    n: &Network,
+    policy: &str,
+    networks: &[&Network],
+    groups: &[&str],
+) -> Vec<String> {
     // The chain only sees traffic leaving this network's endpoints.
     match &r.from {
         Peer::World => return vec![],
@@ -298,8 +319,7 @@ fn matches(r: &Rule, n: &Network, policy: &str, networks: &[&Network], plan: &Pl
             _ => None,
         };
         let dsts: Vec<Vec<String>> = match &r.to {
-            Peer::SameGroup => plan
-                .groups_of(policy)
+            Peer::SameGroup => groups
                 .iter()
                 .map(|g| {
                     let set = format!("@{}", group_set(policy, g, fam == Fam::V6));

@@ -213,7 +213,7 @@ impl Policies {
         };
         let (we, wn) = (input::endpoint(e, sandbox_labels), input::network(n));
         let mut out = Vec::new();
-        for a in applied.to_vec() {
+        for a in applied.iter().cloned() {
             let module = self.module(&a.policy_id);
             let d = module
                 .classify(&we, &wn)

@@ -230,13 +230,7 @@ struct Overview {
 
 async fn overview(State(s): State<UiState>, auth: Authed) -> Response {
     let e = &s.app.engine;
-    let generation = match e.ruleset().await {
-        Ok(r) => Some(r.generation),
-        Err(err) => {
-            tracing::warn!(error = %err, "reading the ruleset generation");
-            None
-        }
-    };
+    let generation = Some(e.generation());
     render(Overview {
         csrf: auth.csrf,
         counts: e.counts(),

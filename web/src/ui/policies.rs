@@ -26,6 +26,9 @@ use crate::api::policies::MAX_MODULE;
 /// browser gets the page with the error rather than a reset connection.
 pub const UPLOAD_BODY_LIMIT: usize = 4 * MAX_MODULE;
 
+/// An upload's text fields are short; past this one is dropped (and then refused as empty).
+const MAX_FIELD: usize = 64 << 10;
+
 /// An attachment as shown: its network's name (None for a global one, or a network gone).
 pub struct AttachmentRow {
     pub network_id: Option<String>,
@@ -154,23 +157,20 @@ async fn read_upload(mut mp: Multipart) -> Upload {
         if name == "module" {
             up.has_file = field.file_name().is_some_and(|f| !f.is_empty());
         }
-        let mut text = Vec::new();
+        let limit = if name == "module" {
+            MAX_MODULE
+        } else {
+            MAX_FIELD
+        };
+        let (mut over, mut text) = (false, Vec::new());
         loop {
             match field.chunk().await {
-                Ok(Some(chunk)) => {
-                    let into = if name == "module" {
-                        &mut up.wasm
-                    } else {
-                        &mut text
-                    };
-                    if up.too_large || into.len() + chunk.len() > MAX_MODULE {
-                        // Keep reading (and dropping) so the browser sees the answer.
-                        up.too_large |= name == "module";
-                        into.clear();
-                    } else {
-                        into.extend_from_slice(&chunk);
-                    }
+                Ok(Some(chunk)) if over || text.len() + chunk.len() > limit => {
+                    // Keep reading (and dropping) so the browser sees the answer.
+                    over = true;
+                    text.clear();
                 }
+                Ok(Some(chunk)) => text.extend_from_slice(&chunk),
                 Ok(None) => break,
                 Err(e) => {
                     up.too_large |= e.status() == StatusCode::PAYLOAD_TOO_LARGE;
@@ -181,6 +181,11 @@ async fn read_upload(mut mp: Multipart) -> Upload {
         }
         if up.broken.is_some() {
             break;
+        }
+        if name == "module" {
+            up.too_large |= over;
+            up.wasm = text;
+            continue;
         }
         let text = String::from_utf8_lossy(&text).into_owned();
         match name.as_str() {
