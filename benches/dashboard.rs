@@ -1,5 +1,6 @@
-//! Scenario benchmark (root, not part of CI): the dashboard's pages at 1,000 networks and
-//! 10,000 endpoints (100 sandboxes on 100 of the networks), each page fetched 20 times over
+//! Scenario benchmark (root, not part of CI): the dashboard's pages (with a policy attached
+//! globally) at 1,000 networks and 10,000 endpoints (100 sandboxes on 100 of the networks),
+//! each page fetched 20 times over
 //! loopback from inside the daemon's namespace; reports the median and worst time per page.
 //!   cargo bench --bench dashboard
 
@@ -58,6 +59,18 @@ fn main() {
                 .unwrap();
             }
         }
+        // A policy governs every network, so its pages and the network's list it.
+        let wasm = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/policies/dist/label-isolation.wasm"
+        ))
+        .unwrap();
+        c.upload("/v1/policies?name=tiers", "application/wasm", wasm)
+            .await
+            .unwrap();
+        c.post("/v1/policies/tiers/attach", &json!({}))
+            .await
+            .unwrap();
         let net = c.get("/v1/networks/n0000").await.unwrap()["id"]
             .as_str()
             .unwrap()
@@ -86,6 +99,8 @@ fn main() {
         "/topology".into(),
         "/topology.svg".into(),
         "/ruleset".into(),
+        "/policies".into(),
+        "/policies/tiers".into(),
     ];
     common::in_netns(server.host.netns_path(), move || {
         let mut s = TcpStream::connect(&addr).unwrap();

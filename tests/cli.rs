@@ -259,3 +259,72 @@ fn talks_tcp_with_a_token_and_explains_unreachable_servers() {
             && String::from_utf8_lossy(&out.stderr).contains("unix:///PATH or http://HOST:PORT")
     );
 }
+
+/// `wasmnet policy …` end to end against a server.
+#[test]
+fn policies_from_the_command_line() {
+    let server = Server::start(&[]);
+    let dist = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/dist");
+    ok(
+        &server,
+        &["network", "create", "app", "--subnet", "10.36.0.0/24"],
+    );
+    let id = ok(
+        &server,
+        &[
+            "policy",
+            "upload",
+            &format!("{dist}/label-isolation.wasm"),
+            "--name",
+            "tiers",
+            "--description",
+            "by tier",
+        ],
+    );
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let err = fails(
+        &server,
+        &[
+            "policy",
+            "upload",
+            &format!("{dist}/testdata/wasi-import.wasm"),
+        ],
+    );
+    assert!(err.contains("imports wasi:random/random"), "{err}");
+    let err = fails(&server, &["policy", "upload", "/nonexistent.wasm"]);
+    assert!(err.contains("reading /nonexistent.wasm"), "{err}");
+    let ls = ok(&server, &["policy", "ls"]);
+    assert!(
+        ls.starts_with("POLICY ID") && ls.contains("tiers") && ls.contains("0.1.0"),
+        "{ls}"
+    );
+    let diff = ok(&server, &["policy", "dry-run", "tiers", "--network", "app"]);
+    assert!(
+        diff.contains("--- in force") && diff.contains("+\tchain pol_"),
+        "{diff}"
+    );
+    ok(
+        &server,
+        &[
+            "policy",
+            "attach",
+            "tiers",
+            "--network",
+            "app",
+            "--priority",
+            "5",
+        ],
+    );
+    let ls = ok(&server, &["policy", "ls"]);
+    assert!(ls.contains("@5"), "{ls}");
+    let p = json(&ok(&server, &["policy", "inspect", "tiers"]));
+    assert_eq!(p[0]["description"], "by tier");
+    assert_eq!(p[0]["attachments"][0]["priority"], 5);
+    let err = fails(&server, &["policy", "rm", "tiers"]);
+    assert!(err.contains("attached"), "{err}");
+    let err = fails(&server, &["policy", "detach", "tiers"]);
+    assert!(err.contains("not attached globally"), "{err}");
+    ok(&server, &["policy", "detach", "tiers", "--network", "app"]);
+    assert_eq!(ok(&server, &["policy", "rm", "tiers"]).trim(), "tiers");
+    assert_eq!(ok(&server, &["policy", "ls", "-q"]), "");
+}
