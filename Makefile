@@ -13,6 +13,7 @@ run:
 
 test: deps
 	$(CARGO) test --workspace --locked
+	cd policies && $(CARGO) test --workspace --locked
 
 # Debian packages the suite needs (CI and a fresh machine run as root).
 DEBS := nftables iptables iproute2 iputils-ping util-linux chromium chromium-driver
@@ -25,4 +26,5 @@ deps:
 # Benchmarks are not part of the suite (see README, "Benchmarks").
 bench:
 	$(CARGO) bench -p wasmnet-engine --bench ipam
+	$(CARGO) bench -p wasmnet-policy --bench calls
 	web/benches/list_networks.sh
