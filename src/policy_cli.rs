@@ -134,34 +134,13 @@ pub async fn run(client: &Client, format: Format, cmd: PolicyCmd) -> Result<(), 
             print_id(format, &p);
         }
         PolicyCmd::Inspect { policies } => {
-            let mut found = Vec::new();
-            let mut failed = false;
-            for p in &policies {
-                match client.get(&path(p)).await {
-                    Ok(v) => found.push(v),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        failed = true;
-                    }
-                }
-            }
-            output::json(&Value::Array(found));
-            if failed {
+            if crate::cli::inspect_each(client, "policies", &policies).await {
                 return Err(String::new());
             }
         }
         PolicyCmd::Rm { policies, force } => {
-            let mut failed = false;
-            for p in &policies {
-                match client.delete(&format!("{}?force={force}", path(p))).await {
-                    Ok(_) => println!("{p}"),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        failed = true;
-                    }
-                }
-            }
-            if failed {
+            let query = format!("?force={force}");
+            if crate::cli::remove_each(client, "policies", &policies, &query).await {
                 return Err(String::new());
             }
         }

@@ -370,16 +370,26 @@ impl Engine {
 
     async fn commit_endpoint(&self, plan: &EndpointPlan, e: &Endpoint) -> Result<()> {
         let (n, members) = (&plan.network, &plan.members);
-        self.bridge
-            .join(e, n, &plan.sandbox, plan.default_route)
-            .await?;
-        let result = match self.firewall_endpoint(e, n, true, members).await {
-            Ok(()) => self.store.insert_endpoint(e).await,
-            Err(err) => Err(err),
+        // The veth and the firewall's elements do not depend on each other: they are made at
+        // the same time (nft runs on a blocking thread while netlink works), so the endpoint's
+        // firewall state costs connect next to nothing. A failure of either undoes both.
+        let (joined, walled) = tokio::join!(
+            self.bridge.join(e, n, &plan.sandbox, plan.default_route),
+            self.firewall_endpoint(e, n, true, members)
+        );
+        let (join_ok, wall_ok) = (joined.is_ok(), walled.is_ok());
+        let result = match (joined, walled) {
+            (Ok(()), Ok(())) => self.store.insert_endpoint(e).await,
+            (Err(err), _) => Err(err.into()),
+            (_, Err(err)) => Err(err),
         };
         if result.is_err() {
-            let _ = self.firewall_endpoint(e, n, false, members).await;
-            let _ = self.bridge.leave(e, n).await;
+            if wall_ok {
+                let _ = self.firewall_endpoint(e, n, false, members).await;
+            }
+            if join_ok {
+                let _ = self.bridge.leave(e, n).await;
+            }
         }
         result
     }
@@ -766,9 +776,12 @@ impl Engine {
     pub async fn connect(&self, mut req: EndpointCreate) -> Result<Arc<Endpoint>> {
         validate_endpoint_request(&mut req)?;
         let _writer = self.writer.lock().await;
+        let start = std::time::Instant::now();
         let plan = self.admit(req)?;
+        let admitted = start.elapsed();
         let endpoint = Arc::new(plan.endpoint.clone());
         self.commit_endpoint(&plan, &endpoint).await?;
+        tracing::debug!(?admitted, committed = ?start.elapsed(), "connect");
         self.write().add_endpoint(endpoint.clone());
         self.set_members(&endpoint.id, plan.members);
         self.publish("endpoint.connect", &endpoint.id, &endpoint);

@@ -39,6 +39,20 @@ pub enum Peer {
     World,
 }
 
+/// Port ranges as text, a single port alone: `80`, `8000{sep}8080`.
+pub fn port_ranges(ports: &[(u16, u16)], sep: &str) -> Vec<String> {
+    ports
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}{sep}{b}")
+            }
+        })
+        .collect()
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Rule {
     pub from: Peer,
@@ -333,17 +347,7 @@ impl fmt::Display for Rule {
         if let Some(p) = self.protocol {
             write!(f, " {p}")?;
         }
-        let ports: Vec<String> = self
-            .ports
-            .iter()
-            .map(|&(a, b)| {
-                if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a}-{b}")
-                }
-            })
-            .collect();
+        let ports = port_ranges(&self.ports, "-");
         if !ports.is_empty() {
             write!(f, "/{}", ports.join(","))?;
         }

@@ -244,24 +244,7 @@ pub fn endpoint_changes(e: &Endpoint, n: &Network, add: bool) -> Vec<Change> {
         .then(|| (Family::Bridge, "noicc_ports", quoted(&veth_name(&e.id))));
     ports
         .chain(isolated)
-        .map(|(family, set, element)| {
-            let (table, set) = (TABLE.to_string(), set.to_string());
-            if add {
-                Change::Add {
-                    family,
-                    table,
-                    set,
-                    element,
-                }
-            } else {
-                Change::Delete {
-                    family,
-                    table,
-                    set,
-                    element,
-                }
-            }
-        })
+        .map(|(family, set, element)| Change::of(add, family, set, element))
         .collect()
 }
 

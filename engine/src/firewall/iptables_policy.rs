@@ -191,17 +191,7 @@ fn proto(r: &Rule, v6: bool) -> String {
     if p == Protocol::Icmp {
         return if v6 { "-p ipv6-icmp" } else { "-p icmp" }.into();
     }
-    let ports: Vec<String> = r
-        .ports
-        .iter()
-        .map(|&(a, b)| {
-            if a == b {
-                a.to_string()
-            } else {
-                format!("{a}:{b}")
-            }
-        })
-        .collect();
+    let ports = wasmnet_policy::ir::port_ranges(&r.ports, ":");
     match ports.len() {
         0 => format!("-p {p}"),
         1 => format!("-p {p} -m {p} --dport {}", ports[0]),

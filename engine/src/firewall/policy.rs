@@ -386,17 +386,7 @@ fn proto_match(r: &Rule, fam: Fam) -> Option<String> {
         let icmp = if fam == Fam::V4 { "icmp" } else { "ipv6-icmp" };
         return Some(format!("meta l4proto {icmp}"));
     }
-    let ports: Vec<String> = r
-        .ports
-        .iter()
-        .map(|&(a, b)| {
-            if a == b {
-                a.to_string()
-            } else {
-                format!("{a}-{b}")
-            }
-        })
-        .collect();
+    let ports = wasmnet_policy::ir::port_ranges(&r.ports, "-");
     Some(match ports.len() {
         0 => format!("meta l4proto {p}"),
         1 => format!("{p} dport {}", ports[0]),
@@ -418,27 +408,8 @@ pub fn member_changes(e: &Endpoint, groups: &[(String, String)], add: bool) -> V
     for (policy, group) in groups {
         for (v6, a) in [(false, e.ipv4), (true, e.ipv6)] {
             let Some(a) = a else { continue };
-            let (family, table, set, element) = (
-                Family::Inet,
-                super::docker::TABLE.to_string(),
-                group_set(policy, group, v6),
-                a.to_string(),
-            );
-            out.push(if add {
-                Change::Add {
-                    family,
-                    table,
-                    set,
-                    element,
-                }
-            } else {
-                Change::Delete {
-                    family,
-                    table,
-                    set,
-                    element,
-                }
-            });
+            let set = group_set(policy, group, v6);
+            out.push(Change::of(add, Family::Inet, &set, a.to_string()));
         }
     }
     out

@@ -66,6 +66,28 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// Adding (`add`) or deleting `element` in set or map `set` of wasmnet's table of `family`.
+    pub fn of(add: bool, family: Family, set: &str, element: String) -> Change {
+        let (table, set) = (super::docker::TABLE.to_string(), set.to_string());
+        if add {
+            Change::Add {
+                family,
+                table,
+                set,
+                element,
+            }
+        } else {
+            Change::Delete {
+                family,
+                table,
+                set,
+                element,
+            }
+        }
+    }
+}
+
 /// Rule and element counts per chain and set, to notice when someone else changed our tables.
 pub type Fingerprint = BTreeMap<String, usize>;
 
