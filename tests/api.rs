@@ -795,6 +795,16 @@ async fn openapi_documents_every_route() {
         "POST /v1/endpoints",
         "GET /v1/endpoints/{id}",
         "DELETE /v1/endpoints/{id}",
+        "PATCH /v1/endpoints/{id}",
+        "GET /v1/policies",
+        "POST /v1/policies",
+        "GET /v1/policies/{id}",
+        "DELETE /v1/policies/{id}",
+        "POST /v1/policies/{id}/attach",
+        "POST /v1/policies/{id}/detach",
+        "POST /v1/policies/{id}/dry-run",
+        "GET /v1/policies/{id}/counters",
+        "GET /v1/ruleset",
     ];
     let served: HashSet<String> = served.iter().map(|s| s.to_string()).collect();
     assert_eq!(

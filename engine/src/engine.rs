@@ -190,7 +190,7 @@ impl Engine {
     /// What the firewall should enforce: the committed state, plus `net` or `ep` while they
     /// are being added.
     pub(crate) fn desired(&self, net: Option<&Network>, ep: Option<&Endpoint>) -> Desired {
-        let plan = self.policies().plan.clone();
+        let plan = self.policies().snapshot();
         self.desired_with(net, ep, plan)
     }
 
@@ -240,11 +240,13 @@ impl Engine {
         members: &[(String, String)],
     ) -> Result<()> {
         let fw = self.firewall.clone();
-        let plan = self.policies().plan.clone();
-        let new_group = joined && members.iter().any(|m| !plan.has_group(m));
+        let new_group = joined && {
+            let p = self.policies();
+            members.iter().any(|m| !p.has_group(m))
+        };
         let (e, n) = (e.clone(), n.clone());
         if new_group || !fw.incremental() {
-            let mut p = (*plan).clone();
+            let mut p = (*self.policies().snapshot()).clone();
             p.members.remove(&e.id);
             if joined && !members.is_empty() {
                 p.members.insert(e.id.clone(), members.to_vec());
@@ -282,24 +284,24 @@ impl Engine {
                 .retain(|a| !gone.iter().any(|n| a.network_id.as_ref() == Some(&n.id)));
         }
         let plan = Arc::make_mut(&mut p.plan);
+        let networks = Arc::make_mut(&mut plan.networks);
         for n in gone {
-            plan.networks.remove(&n.id);
+            networks.remove(&n.id);
         }
     }
 
     /// Records (or forgets) an endpoint's groups in the plan in force.
     fn set_members(&self, endpoint_id: &str, members: Vec<(String, String)>) {
         let mut p = self.policies();
-        let plan = Arc::make_mut(&mut p.plan);
-        plan.members.remove(endpoint_id);
+        p.members.remove(endpoint_id);
         if !members.is_empty() {
-            plan.members.insert(endpoint_id.to_string(), members);
+            p.members.insert(endpoint_id.to_string(), members);
         }
     }
 
     fn members_of(&self, endpoint_id: &str) -> Vec<(String, String)> {
         let p = self.policies();
-        p.plan.members.get(endpoint_id).cloned().unwrap_or_default()
+        p.members.get(endpoint_id).cloned().unwrap_or_default()
     }
 
     /// Forces wasmnet's rules back to what the store says (`wasmnet firewall reload`).
@@ -570,7 +572,7 @@ impl Engine {
         let plan = Arc::new(self.compute_plan(|_| {}, &[], Some(&network))?);
         self.commit_network(&network, plan.clone()).await?;
         self.write().add_network(network.clone());
-        self.policies().plan = plan;
+        self.policies().install(&plan);
         self.publish("network.create", &network.id, &network);
         Ok(network)
     }

@@ -21,8 +21,9 @@ use crate::model::{Endpoint, Network};
 /// Everything the attached policies decided, as the firewall consumes it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
-    /// Per governed network id: its policies, in priority order.
-    pub networks: HashMap<String, Vec<Applied>>,
+    /// Per governed network id: its policies, in priority order. (Shared: the engine keeps
+    /// it while endpoints come and go.)
+    pub networks: std::sync::Arc<HashMap<String, Vec<Applied>>>,
     /// Per endpoint id: (policy id, group) for each group a policy put it in.
     pub members: HashMap<String, Vec<(String, String)>>,
 }
@@ -458,7 +459,8 @@ mod tests {
             decision,
         };
         let mut plan = Plan::default();
-        plan.networks.insert(
+        let networks = std::sync::Arc::make_mut(&mut plan.networks);
+        networks.insert(
             a.id.clone(),
             vec![
                 applied(
@@ -497,7 +499,7 @@ mod tests {
                 ),
             ],
         );
-        plan.networks.insert(
+        networks.insert(
             b.id.clone(),
             vec![applied(
                 &egress,

@@ -80,7 +80,11 @@ pub(crate) struct Loaded {
 pub(crate) struct Policies {
     pub runtime: Runtime,
     pub loaded: HashMap<String, Loaded>,
+    /// The decisions in force per network (its `members` left empty: they are below).
     pub plan: Arc<Plan>,
+    /// Per endpoint id, its groups: changed in place at every join and leave, never copied
+    /// on that path (a shared plan would be, whenever the firewall watcher holds it).
+    pub members: HashMap<String, Vec<(String, String)>>,
 }
 
 /// The state a plan is computed from.
@@ -91,6 +95,37 @@ pub(crate) struct Inputs<'a> {
 }
 
 impl Policies {
+    pub fn new(runtime: Runtime) -> Self {
+        Policies {
+            runtime,
+            loaded: HashMap::new(),
+            plan: Default::default(),
+            members: HashMap::new(),
+        }
+    }
+
+    /// The whole plan in force, for a full apply or a render.
+    pub fn snapshot(&self) -> Arc<Plan> {
+        Arc::new(Plan {
+            networks: self.plan.networks.clone(),
+            members: self.members.clone(),
+        })
+    }
+
+    /// Makes `plan` the one in force.
+    pub fn install(&mut self, plan: &Plan) {
+        self.members = plan.members.clone();
+        self.plan = Arc::new(Plan {
+            networks: plan.networks.clone(),
+            members: HashMap::new(),
+        });
+    }
+
+    /// Whether a group's sets exist already (a rule names it, or an endpoint is in it).
+    pub fn has_group(&self, key: &(String, String)) -> bool {
+        self.plan.has_group(key) || self.members.values().any(|m| m.contains(key))
+    }
+
     /// Records a failure on the policy (shown by inspect) and makes it the engine's error.
     fn failed(&mut self, id: &str, e: wasmnet_policy::PolicyError) -> Error {
         let entry = self.loaded.get_mut(id);
@@ -124,6 +159,7 @@ impl Policies {
     /// `last_error`); `skip` leaves policies out (those known to fail, at start).
     pub fn compute(&mut self, inputs: &Inputs<'_>, skip: &[String]) -> Result<Plan> {
         let mut plan = Plan::default();
+        let mut networks: HashMap<String, Vec<Applied>> = HashMap::new();
         let mut governed: HashMap<String, Vec<&Network>> = HashMap::new();
         let mut order: Vec<(String, Attachment)> = Vec::new();
         for (l, a) in self.attachments() {
@@ -163,7 +199,7 @@ impl Policies {
                             network_id: n.id.clone(),
                             ..Default::default()
                         });
-                let list = plan.networks.entry(n.id.clone()).or_default();
+                let list = networks.entry(n.id.clone()).or_default();
                 // A policy attached both globally and to the network counts once (first wins).
                 if !list.iter().any(|x| x.policy_id == policy) {
                     list.push(Applied {
@@ -175,6 +211,7 @@ impl Policies {
                 }
             }
         }
+        plan.networks = Arc::new(networks);
         let by_id: HashMap<&str, &Network> = inputs
             .networks
             .iter()

@@ -159,11 +159,7 @@ pub fn test(wasm: &[u8], fixture: &Fixture) -> Result<String, String> {
         }],
         last_error: None,
     };
-    let mut policies = Policies {
-        runtime,
-        loaded: HashMap::new(),
-        plan: Default::default(),
-    };
+    let mut policies = Policies::new(runtime);
     let version = policy.version.clone();
     policies.loaded.insert(
         policy.id.clone(),

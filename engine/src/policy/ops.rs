@@ -59,11 +59,7 @@ impl Engine {
     ) -> Result<Policies> {
         let runtime = Runtime::new(Default::default(), Some(cfg_cache))
             .map_err(|e| Error::Internal(format!("starting the policy runtime: {e}")))?;
-        let mut policies = Policies {
-            runtime,
-            loaded: Default::default(),
-            plan: Default::default(),
-        };
+        let mut policies = Policies::new(runtime);
         for stored in store.load_policies().await? {
             let mut policy = stored.policy;
             let module = match policies.runtime.load(&stored.wasm) {
@@ -87,7 +83,7 @@ impl Engine {
         loop {
             match self.compute_plan(|_| {}, &skip, None) {
                 Ok(plan) => {
-                    self.policies().plan = Arc::new(plan);
+                    self.policies().install(&plan);
                     return;
                 }
                 Err(Error::Policy { policy, .. }) => {
@@ -157,7 +153,7 @@ impl Engine {
         let plan = Arc::new(plan);
         self.firewall_apply(self.desired_with(None, None, plan.clone()))
             .await?;
-        self.policies().plan = plan;
+        self.policies().install(&plan);
         Ok(())
     }
 
