@@ -127,11 +127,12 @@ impl Firewall for Nft {
         joined: bool,
         desired: &Desired,
     ) -> Result<(), FirewallError> {
-        let mut changes = docker::endpoint_changes(e, n, joined);
-        if let Some(groups) = desired.plan.members.get(&e.id) {
-            changes.extend(policy::member_changes(e, groups, joined));
-        }
-        self.update(&changes)
+        self.update(&docker::endpoint_changes(e, n, joined))?;
+        // Group members over netlink: nft would first read every element of the set.
+        let groups = desired.plan.members.get(&e.id).map(Vec::as_slice);
+        let elements = policy::member_elements(e, groups.unwrap_or_default(), joined);
+        crate::kernel::nfset::apply(docker::TABLE, &elements)
+            .map_err(|err| FirewallError::Exec(err.to_string()))
     }
 
     fn reassert(&self, desired: &Desired) -> Result<bool, FirewallError> {

@@ -15,7 +15,8 @@ use std::net::IpAddr;
 use wasmnet_policy::ir::{NetworkDecision, Peer, Protocol, Rule, Verdict};
 
 use super::docker::{bridge_name, option_true};
-use super::ruleset::{Change, Family, Table};
+use super::ruleset::Table;
+use crate::kernel::nfset::Element;
 use crate::model::{Endpoint, Network};
 
 /// Everything the attached policies decided, as the firewall consumes it.
@@ -150,6 +151,13 @@ pub fn add_to(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], pla
             let slot = elements.entry(key.clone()).or_default();
             slot.0.extend(e.ipv4.map(|a| a.to_string()));
             slot.1.extend(e.ipv6.map(|a| a.to_string()));
+        }
+    }
+    // In a stable order (the members come from a map), once each.
+    for (v4, v6) in elements.values_mut() {
+        for v in [v4, v6] {
+            v.sort();
+            v.dedup();
         }
     }
     let mut keys: Vec<_> = elements.into_iter().collect();
@@ -403,14 +411,14 @@ fn resolve<'a>(x: &str, networks: &[&'a Network]) -> Option<&'a str> {
         .map(|n| n.id.as_str())
 }
 
-/// The element changes that put endpoint `e` into its groups' sets (or take it out).
-pub fn member_changes(e: &Endpoint, groups: &[(String, String)], add: bool) -> Vec<Change> {
+/// The set elements that put endpoint `e` into its groups' sets (or take it out).
+pub fn member_elements(e: &Endpoint, groups: &[(String, String)], add: bool) -> Vec<Element> {
     let mut out = Vec::new();
     for (policy, group) in groups {
-        for (v6, a) in [(false, e.ipv4), (true, e.ipv6)] {
-            let Some(a) = a else { continue };
+        for (v6, addr) in [(false, e.ipv4), (true, e.ipv6)] {
+            let Some(addr) = addr else { continue };
             let set = group_set(policy, group, v6);
-            out.push(Change::of(add, Family::Inet, &set, a.to_string()));
+            out.push(Element { add, set, addr });
         }
     }
     out
@@ -613,14 +621,17 @@ mod tests {
         let a = net('a', "10.1.0.0/24", false, true);
         let e = endpoint(&a, "10.1.0.2", vec![]);
         let p = "7".repeat(64);
-        let text = crate::firewall::ruleset::render_changes(&member_changes(
-            &e,
-            &[(p, "web".into())],
-            true,
-        ));
+        let got = member_elements(&e, &[(p, "web".into())], true);
+        let sets: Vec<(&str, String)> = got
+            .iter()
+            .map(|x| (x.set.as_str(), x.addr.to_string()))
+            .collect();
         assert_eq!(
-            text,
-            "add element inet wasmnet g_77777777_web_4 { 10.1.0.2 }\nadd element inet wasmnet g_77777777_web_6 { fd00::2 }\n"
+            sets,
+            [
+                ("g_77777777_web_4", "10.1.0.2".to_string()),
+                ("g_77777777_web_6", "fd00::2".to_string())
+            ]
         );
     }
 }

@@ -7,6 +7,7 @@
 
 mod links;
 mod netns;
+pub mod nfset;
 mod sysctl;
 
 use std::io;
