@@ -92,6 +92,9 @@ pub(crate) struct Inputs<'a> {
     pub networks: Vec<&'a Network>,
     pub endpoints: Vec<&'a Endpoint>,
     pub sandbox_labels: &'a dyn Fn(&str) -> Labels,
+    /// Groups known to be unchanged (a network was added: no endpoint's governing policies
+    /// changed), so only the whole-view calls are made.
+    pub members: Option<HashMap<String, Vec<(String, String)>>>,
 }
 
 impl Policies {
@@ -217,6 +220,10 @@ impl Policies {
             .iter()
             .map(|n| (n.id.as_str(), *n))
             .collect();
+        if let Some(members) = &inputs.members {
+            plan.members = members.clone();
+            return Ok(plan);
+        }
         for e in &inputs.endpoints {
             let Some(n) = by_id.get(e.network_id.as_str()) else {
                 continue;

@@ -173,6 +173,7 @@ pub fn test(wasm: &[u8], fixture: &Fixture) -> Result<String, String> {
         networks: networks.iter().collect(),
         endpoints: endpoints.iter().collect(),
         sandbox_labels: &no_labels,
+        members: None,
     };
     let plan = policies.compute(&inputs, &[]).map_err(|e| e.to_string())?;
     let mut out = format!("policy built against wasmnet:policy@{version}\n\n");

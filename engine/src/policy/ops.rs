@@ -131,6 +131,8 @@ impl Engine {
                 .collect(),
             endpoints: v.endpoints.values().map(|e| e.as_ref()).collect(),
             sandbox_labels: &labels,
+            // A new network has no endpoint yet, and every other one keeps its policies.
+            members: extra.map(|_| self.policies().members.clone()),
         };
         let mut p = self.policies();
         let saved: Vec<(String, Vec<Attachment>)> = p
