@@ -93,9 +93,19 @@ impl Nft {
 
     /// The kernel's whole ruleset, as nft's JSON.
     fn list(&self) -> Result<Value, FirewallError> {
+        self.list_with(&["list", "ruleset"])
+    }
+
+    /// The same without set and map elements (`-t`): chains, rules and counters only, which
+    /// stays small however many endpoints there are.
+    fn list_rules(&self) -> Result<Value, FirewallError> {
+        self.list_with(&["-t", "list", "ruleset"])
+    }
+
+    fn list_with(&self, args: &[&str]) -> Result<Value, FirewallError> {
         let json = nftables::helper::get_current_ruleset_raw(
             nftables::helper::DEFAULT_NFT,
-            ["list", "ruleset"],
+            args.iter().copied(),
         )
         .map_err(|e| from_nftables("listing", e))?;
         serde_json::from_str(&json).map_err(|e| FirewallError::Exec(format!("nft's JSON: {e}")))
@@ -154,7 +164,7 @@ impl Firewall for Nft {
 
     fn chains(&self, desired: &Desired) -> Result<Vec<ChainView>, FirewallError> {
         let wanted = compile(desired);
-        let counters = counters_of(&self.list()?);
+        let counters = counters_of(&self.list_rules()?);
         let mut out = Vec::new();
         for t in &wanted.tables {
             for c in &t.chains {

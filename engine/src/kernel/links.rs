@@ -14,7 +14,7 @@ use netlink_packet_route::neighbour::{
 };
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
 };
 
 use super::netns::netlink_in;
@@ -51,6 +51,22 @@ pub struct VethSpec<'a> {
     pub gateway_addrs: Vec<IpAddr>,
 }
 
+/// One host's VXLAN device for an overlay network: a port of the network's bridge that
+/// carries frames to the other hosts' VTEPs in UDP.
+pub struct VxlanSpec<'a> {
+    pub name: &'a str,
+    pub vni: u32,
+    /// This host's VTEP address, on the underlay.
+    pub local: Ipv4Addr,
+    /// The underlay interface.
+    pub underlay: &'a str,
+    /// UDP port (IANA's 4789 by default).
+    pub port: u16,
+    pub bridge: &'a str,
+    /// The overlay's MTU: the underlay's less the 50 bytes of encapsulation.
+    pub mtu: u32,
+}
+
 /// No IPv6 addresses on a link (addr_gen_mode none): no link-local address, so no DAD, router
 /// solicitation or MLD report is sent when it comes up.
 fn no_ipv6_attr() -> LinkAttribute {
@@ -64,6 +80,13 @@ pub struct Links {
     host: Handle,
     /// Bridge name → ifindex, so a connect needs no lookup; dropped on any doubt.
     bridges: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+fn mac_text(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn fail(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> KernelError {
@@ -356,6 +379,107 @@ impl Links {
             "veth created (µs since start)"
         );
         Ok(())
+    }
+
+    /// Creates the VXLAN device if missing and makes it a port of its bridge, up. It neither
+    /// learns nor floods: remote endpoints are programmed (`add_remote`), and it answers ARP
+    /// and neighbour solicitations itself from those entries (proxy), so nothing is
+    /// broadcast across hosts. Idempotent.
+    pub async fn ensure_vxlan(&self, spec: &VxlanSpec<'_>) -> KResult<()> {
+        if index_of(&self.host, spec.name).await?.is_none() {
+            let underlay = require_index(&self.host, spec.underlay).await?;
+            let bridge = self.bridge_index(spec.bridge).await?;
+            let link = LinkVxlan::new(spec.name, spec.vni)
+                .dev(underlay)
+                .local(spec.local)
+                .port(spec.port)
+                .learning(false)
+                .proxy(true)
+                .l2miss(false)
+                .l3miss(false)
+                .build();
+            let mut link = link;
+            link.attributes.push(LinkAttribute::Mtu(spec.mtu));
+            link.attributes.push(LinkAttribute::Controller(bridge));
+            match self.host.link().add(link).execute().await {
+                Err(e) if is_errno(&e, EEXIST) => {}
+                r => r.map_err(fail(format!(
+                    "creating VXLAN {} (VNI {}) on {}",
+                    spec.name, spec.vni, spec.underlay
+                )))?,
+            }
+        }
+        let index = require_index(&self.host, spec.name).await?;
+        set_up(&self.host, index, spec.name).await
+    }
+
+    /// A remote endpoint: its MAC is behind `vtep` (a static forwarding entry on the VXLAN
+    /// device) and its addresses resolve to that MAC (permanent neighbours the device answers
+    /// from). Idempotent.
+    pub async fn add_remote(
+        &self,
+        vxlan: &str,
+        mac: [u8; 6],
+        vtep: IpAddr,
+        ips: &[IpAddr],
+    ) -> KResult<()> {
+        let index = require_index(&self.host, vxlan).await?;
+        let fdb = self
+            .host
+            .neighbours()
+            .add_bridge(index, &mac)
+            .destination(vtep)
+            .flags(NeighbourFlags::Own)
+            .state(NeighbourState::Permanent)
+            .replace();
+        fdb.execute().await.map_err(fail(format!(
+            "adding {} behind {vtep} on {vxlan}",
+            mac_text(&mac)
+        )))?;
+        for ip in ips {
+            let req = self
+                .host
+                .neighbours()
+                .add(index, *ip)
+                .link_layer_address(&mac)
+                .state(NeighbourState::Permanent)
+                .replace();
+            req.execute()
+                .await
+                .map_err(fail(format!("adding neighbour {ip} on {vxlan}")))?;
+        }
+        Ok(())
+    }
+
+    /// Removes what `add_remote` added; already gone is fine.
+    pub async fn remove_remote(
+        &self,
+        vxlan: &str,
+        mac: [u8; 6],
+        vtep: IpAddr,
+        ips: &[IpAddr],
+    ) -> KResult<()> {
+        for ip in ips {
+            self.unpin_neighbour(vxlan, *ip).await?;
+        }
+        let Some(index) = index_of(&self.host, vxlan).await? else {
+            return Ok(());
+        };
+        let mut msg = NeighbourMessage::default();
+        msg.header.ifindex = index;
+        msg.header.family = AddressFamily::Bridge;
+        msg.header.flags = NeighbourFlags::Own;
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        let dst = match vtep {
+            IpAddr::V4(a) => NeighbourAddress::Inet(a),
+            IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+        };
+        msg.attributes.push(NeighbourAttribute::Destination(dst));
+        match self.host.neighbours().del(msg).execute().await {
+            Err(e) if is_errno(&e, 2) || is_errno(&e, ENODEV) => Ok(()),
+            r => r.map_err(fail(format!("removing {} from {vxlan}", mac_text(&mac)))),
+        }
     }
 
     /// Records `ip` → `mac` on `bridge` as a permanent neighbour: the host never has to ARP

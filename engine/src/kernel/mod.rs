@@ -12,8 +12,8 @@ mod sysctl;
 
 use std::io;
 
-pub use links::VethSpec;
 pub use links::{IfAddr, Links};
+pub use links::{VethSpec, VxlanSpec};
 pub use netns::{create_netns, list_netns, netns_exists, remove_netns};
 pub use sysctl::write_sysctl;
 
