@@ -198,11 +198,16 @@ async fn priorities_compose_and_audit_mode_only_counts(backend: &str) {
     .await;
     assert!(ping(&web, &ip(&edb)), "audit enforces nothing");
     if backend == "nftables" {
-        let counters = c.get("/v1/policies/micro/counters").await.unwrap();
-        assert!(
-            counters[0]["would_drop"][0].as_u64().unwrap() >= 1,
-            "{counters}"
-        );
+        // Counters come from the watcher's listing, at most 2 s old.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let counters = c.get("/v1/policies/micro/counters").await.unwrap();
+            if counters[0]["would_drop"][0].as_u64().unwrap() >= 1 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{counters}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
     let (status, code, msg) = api_code(c.delete("/v1/policies/micro").await);
     assert_eq!((status, code.as_str()), (409, "attached"), "{msg}");

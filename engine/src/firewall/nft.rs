@@ -33,11 +33,17 @@ fn from_nftables(what: &'static str, e: nftables::helper::NftablesError) -> Fire
 }
 
 /// Talks to the kernel's nftables through `nft`, in the daemon's network namespace.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Nft {
     /// Where scripts are written for nft to read (wasmnet's run dir).
     dir: PathBuf,
+    /// The last listing the watcher read (every second): pages that show counters use it
+    /// rather than listing thousands of rules again for each request.
+    last: std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<Value>)>>,
 }
+
+/// How old a listing may be for counters shown to people.
+const FRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
 static SCRIPT_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -45,6 +51,7 @@ impl Nft {
     pub fn new(dir: &Path) -> Nft {
         Nft {
             dir: dir.to_path_buf(),
+            last: Default::default(),
         }
     }
 
@@ -88,7 +95,19 @@ impl Nft {
 
     /// Rule and element counts of the tables named in `expected`, as they are in the kernel.
     pub fn fingerprint(&self) -> Result<Fingerprint, FirewallError> {
-        Ok(fingerprint_of(&self.list()?))
+        let doc = std::sync::Arc::new(self.list()?);
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), doc.clone()));
+        Ok(fingerprint_of(&doc))
+    }
+
+    /// Rules and counters at most `FRESH` old: the watcher's last listing, or a new one.
+    fn recent_rules(&self) -> Result<std::sync::Arc<Value>, FirewallError> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match last {
+            Some((at, doc)) if at.elapsed() < FRESH => Ok(doc),
+            _ => Ok(std::sync::Arc::new(self.list_rules()?)),
+        }
     }
 
     /// The kernel's whole ruleset, as nft's JSON.
@@ -164,7 +183,8 @@ impl Firewall for Nft {
 
     fn chains(&self, desired: &Desired) -> Result<Vec<ChainView>, FirewallError> {
         let wanted = compile(desired);
-        let counters = counters_of(&self.list_rules()?);
+        let doc = self.recent_rules()?;
+        let counters = counters_of(&doc);
         let mut out = Vec::new();
         for t in &wanted.tables {
             for c in &t.chains {
