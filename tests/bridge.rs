@@ -491,19 +491,7 @@ async fn adopted_namespaces_are_kept_and_vanished_ones_are_cleaned_up(backend: &
     );
 }
 
-/// Every test above, once per firewall backend: the same behaviour is required of both.
-macro_rules! per_backend {
-    ($backend:ident: $($test:ident),*) => {
-        mod $backend {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test(stringify!($backend)).await
-                }
-            )*
-        }
-    };
-}
+// Every test above, once per firewall backend: the same behaviour is required of both.
 
-per_backend!(nftables: adopted_namespaces_are_kept_and_vanished_ones_are_cleaned_up, one_network_talks_and_networks_are_isolated, icc_false_keeps_endpoints_apart_but_not_from_the_gateway, masquerade_out_and_internal_networks_have_no_way_out, published_ports_from_outside_the_host_and_other_sandboxes, foreign_state_is_untouched_and_our_tables_come_back, restart_after_a_crash_converges_and_removes_strays);
-per_backend!(iptables: adopted_namespaces_are_kept_and_vanished_ones_are_cleaned_up, one_network_talks_and_networks_are_isolated, icc_false_keeps_endpoints_apart_but_not_from_the_gateway, masquerade_out_and_internal_networks_have_no_way_out, published_ports_from_outside_the_host_and_other_sandboxes, foreign_state_is_untouched_and_our_tables_come_back, restart_after_a_crash_converges_and_removes_strays);
+common::per_backend!(nftables: adopted_namespaces_are_kept_and_vanished_ones_are_cleaned_up, one_network_talks_and_networks_are_isolated, icc_false_keeps_endpoints_apart_but_not_from_the_gateway, masquerade_out_and_internal_networks_have_no_way_out, published_ports_from_outside_the_host_and_other_sandboxes, foreign_state_is_untouched_and_our_tables_come_back, restart_after_a_crash_converges_and_removes_strays);
+common::per_backend!(iptables: adopted_namespaces_are_kept_and_vanished_ones_are_cleaned_up, one_network_talks_and_networks_are_isolated, icc_false_keeps_endpoints_apart_but_not_from_the_gateway, masquerade_out_and_internal_networks_have_no_way_out, published_ports_from_outside_the_host_and_other_sandboxes, foreign_state_is_untouched_and_our_tables_come_back, restart_after_a_crash_converges_and_removes_strays);

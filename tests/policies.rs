@@ -49,6 +49,26 @@ fn ip(e: &Value) -> String {
     e["ipv4"].as_str().unwrap().to_string()
 }
 
+/// Uploads 100 MB over a raw connection, as far as the server reads it (it answers 413 from
+/// the declared length and stops reading, so writing may fail midway), then reads its answer.
+fn upload_100_mb(socket: &Path) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    let len = 100usize << 20;
+    let head = format!("POST /v1/policies?name=big HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/wasm\r\nContent-Length: {len}\r\n\r\n");
+    conn.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..100 {
+        if conn.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let _ = conn.shutdown(std::net::Shutdown::Write);
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    answer
+}
+
 fn api_code(r: Result<Value, ClientError>) -> (u16, String, String) {
     match r {
         Err(ClientError::Api {
@@ -251,21 +271,8 @@ async fn policies_survive_a_restart(backend: &str) {
     c.delete("/v1/networks/keep").await.unwrap();
 }
 
-macro_rules! per_backend {
-    ($backend:ident: $($test:ident),*) => {
-        mod $backend {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test(stringify!($backend)).await
-                }
-            )*
-        }
-    };
-}
-
-per_backend!(nftables: label_isolation_is_enforced_and_follows_labels, priorities_compose_and_audit_mode_only_counts, policies_survive_a_restart);
-per_backend!(iptables: label_isolation_is_enforced_and_follows_labels, priorities_compose_and_audit_mode_only_counts, policies_survive_a_restart);
+common::per_backend!(nftables: label_isolation_is_enforced_and_follows_labels, priorities_compose_and_audit_mode_only_counts, policies_survive_a_restart);
+common::per_backend!(iptables: label_isolation_is_enforced_and_follows_labels, priorities_compose_and_audit_mode_only_counts, policies_survive_a_restart);
 
 /// Every hostile module is refused at upload with a clear error; the server keeps serving and
 /// the rules in force do not change.
@@ -283,7 +290,8 @@ async fn hostile_modules_are_refused_and_change_nothing() {
     let ruleset = c.get("/v1/ruleset").await.unwrap();
     let cases = [
         ("loop", "policy_failed", "time limit of 50 ms"),
-        ("memory-bomb", "policy_failed", "memory"),
+        // (On a loaded machine the time limit may stop it first.)
+        ("memory-bomb", "policy_failed", "memory|time limit"),
         ("recursion", "policy_failed", "call stack exhausted"),
         ("trap", "policy_failed", "unreachable"),
         ("many-rules", "policy_failed", "20000 rules"),
@@ -311,7 +319,8 @@ async fn hostile_modules_are_refused_and_change_nothing() {
             (422, want_code),
             "{file}: {message}"
         );
-        assert!(message.contains(want_text), "{file}: {message}");
+        let said = want_text.split('|').any(|t| message.contains(t));
+        assert!(said, "{file}: {message}");
     }
     let (_, code, message) = api_code(upload(&c, "huge", "testdata/huge-output").await);
     assert_eq!(code, "policy_failed", "{message}");
@@ -327,12 +336,12 @@ async fn hostile_modules_are_refused_and_change_nothing() {
         (422, "invalid_policy"),
         "{message}"
     );
-    let big = vec![0u8; 100 << 20];
-    let (status, code, _) = api_code(
-        c.upload("/v1/policies?name=big", "application/wasm", big)
-            .await,
+    let answer = upload_100_mb(&server.socket);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("\"code\":\"payload_too_large\""),
+        "{answer}"
     );
-    assert_eq!((status, code.as_str()), (413, "payload_too_large"));
     let (status, _, _) = api_code(c.upload("/v1/policies?name=x", "text/plain", vec![1]).await);
     assert_eq!(status, 415);
     assert_eq!(c.get("/healthz").await.unwrap()["status"], "ok");

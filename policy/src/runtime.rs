@@ -215,21 +215,11 @@ pub struct Module {
 impl Module {
     /// The decisions for these networks (whole view).
     pub fn evaluate(&self, networks: &[wit::Network]) -> Result<Vec<NetworkDecision>, PolicyError> {
-        const F: &str = "evaluate";
-        let raw = self.call(F, |s, m| {
-            m.wasmnet_policy_policy().call_evaluate(s, networks)
-        })?;
-        let raw = raw.map_err(|m| PolicyError::Refused {
-            function: F,
-            message: truncate(m),
-        })?;
-        self.limits
-            .output
-            .networks(raw, networks.len())
-            .map_err(|reason| PolicyError::BadOutput {
-                function: F,
-                reason,
-            })
+        self.answer(
+            "evaluate",
+            |s, m| m.wasmnet_policy_policy().call_evaluate(s, networks),
+            |out, raw| out.networks(raw, networks.len()),
+        )
     }
 
     /// The groups and port decisions for one endpoint of `network`.
@@ -238,22 +228,32 @@ impl Module {
         endpoint: &wit::Endpoint,
         network: &wit::Network,
     ) -> Result<EndpointDecision, PolicyError> {
-        const F: &str = "classify";
-        let raw = self.call(F, |s, m| {
-            m.wasmnet_policy_policy()
-                .call_classify(s, endpoint, network)
-        })?;
-        let raw = raw.map_err(|m| PolicyError::Refused {
-            function: F,
-            message: truncate(m),
-        })?;
-        self.limits
-            .output
-            .endpoint(raw, endpoint.ports.len())
-            .map_err(|reason| PolicyError::BadOutput {
-                function: F,
-                reason,
-            })
+        self.answer(
+            "classify",
+            |s, m| {
+                m.wasmnet_policy_policy()
+                    .call_classify(s, endpoint, network)
+            },
+            |out, raw| out.endpoint(raw, endpoint.ports.len()),
+        )
+    }
+
+    /// Calls `function`, then checks its answer: the guest's own `Err`, and an answer out of
+    /// contract or over the output limits, are errors naming the function.
+    fn answer<R, T>(
+        &self,
+        function: &'static str,
+        call: impl FnOnce(&mut Store<Host>, &PolicyModule) -> wasmtime::Result<Result<R, String>>,
+        check: impl FnOnce(&OutputLimits, R) -> Result<T, String>,
+    ) -> Result<T, PolicyError> {
+        let raw = self
+            .call(function, call)?
+            .map_err(|m| PolicyError::Refused {
+                function,
+                message: truncate(m),
+            })?;
+        check(&self.limits.output, raw)
+            .map_err(|reason| PolicyError::BadOutput { function, reason })
     }
 
     /// `classify` from a fresh store and instance: what the first call, and the first after a

@@ -249,3 +249,21 @@ pub fn in_netns<T: Send + 'static>(path: PathBuf, f: impl FnOnce() -> T + Send +
     .join()
     .unwrap()
 }
+
+/// One test per firewall backend: `per_backend!(nftables: a, b)` makes `nftables::a` calling
+/// `a("nftables")`, and so on.
+#[allow(unused_macros)]
+macro_rules! per_backend {
+    ($backend:ident: $($test:ident),*) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(stringify!($backend)).await
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use per_backend;
