@@ -246,7 +246,7 @@ impl Engine {
         };
         let (e, n) = (e.clone(), n.clone());
         if new_group || !fw.incremental() {
-            let mut p = (*self.policies().snapshot()).clone();
+            let mut p = self.policies().plan_in_force();
             p.members.remove(&e.id);
             if joined && !members.is_empty() {
                 p.members.insert(e.id.clone(), members.to_vec());

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use wasmnet_policy::ir::{Peer, Protocol, Rule, Verdict};
 
-use super::docker::{bridge_name, option_true};
+use super::docker::bridge_name;
 use super::policy::Applied;
 use super::Desired;
 use crate::model::Network;
@@ -72,16 +72,7 @@ impl<'a> Builder<'a> {
             self.add(&net, &format!("-j {p}"));
             self.policy(&p, n, a);
         }
-        let first = |f: &dyn Fn(&Applied) -> Option<Verdict>| {
-            applied.iter().filter(|a| !a.audit).find_map(f)
-        };
-        let icc = if option_true(n, "icc", true) {
-            Verdict::Accept
-        } else {
-            Verdict::Drop
-        };
-        let internal = first(&|a| a.decision.default_internal).unwrap_or(icc);
-        let egress = first(&|a| a.decision.default_egress).unwrap_or(Verdict::Accept);
+        let (internal, egress) = super::policy::defaults(n, applied);
         self.add(&net, &format!("-o {br} -j {}", target(internal, None)));
         self.add(&net, "-o wnbr+ -j DROP");
         self.add(&net, &format!("-j {}", target(egress, None)));

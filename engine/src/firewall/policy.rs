@@ -201,20 +201,28 @@ pub fn network_rules(n: &Network, applied: &[Applied]) -> Vec<String> {
             .iter()
             .map(|a| format!("jump {}", policy_chain(&a.policy_id, &n.id))),
     );
-    let icc = if option_true(n, "icc", true) {
-        Verdict::Accept
-    } else {
-        Verdict::Drop
-    };
-    let internal = Plan::first(applied, |d| d.default_internal).unwrap_or(icc);
+    let (internal, egress) = defaults(n, applied);
     rules.push(format!(
         "oifname {bridge} counter {}",
         nft_verdict(internal, None)
     ));
     rules.push("oifname @bridges counter drop".into());
-    let egress = Plan::first(applied, |d| d.default_egress).unwrap_or(Verdict::Accept);
     rules.push(format!("counter {}", nft_verdict(egress, None)));
     rules
+}
+
+/// A governed network's verdicts for what no rule decided, (between its endpoints, to the
+/// world): the first policy's that decides, else Docker's (`icc`; out allowed).
+pub fn defaults(n: &Network, applied: &[Applied]) -> (Verdict, Verdict) {
+    let icc = if option_true(n, "icc", true) {
+        Verdict::Accept
+    } else {
+        Verdict::Drop
+    };
+    (
+        Plan::first(applied, |d| d.default_internal).unwrap_or(icc),
+        Plan::first(applied, |d| d.default_egress).unwrap_or(Verdict::Accept),
+    )
 }
 
 /// Whether a network masquerades, and the address it source-NATs to instead, if any.

@@ -109,10 +109,15 @@ impl Policies {
 
     /// The whole plan in force, for a full apply or a render.
     pub fn snapshot(&self) -> Arc<Plan> {
-        Arc::new(Plan {
+        Arc::new(self.plan_in_force())
+    }
+
+    /// The same, owned (to change before a full apply).
+    pub fn plan_in_force(&self) -> Plan {
+        Plan {
             networks: self.plan.networks.clone(),
             members: self.members.clone(),
-        })
+        }
     }
 
     /// Makes `plan` the one in force.
