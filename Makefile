@@ -6,17 +6,21 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps bench
+.PHONY: run test deps build-deps bench
 
-run:
+run: build-deps
 	$(CARGO) run -- serve --listen 127.0.0.1:7878
 
 test: deps
 	$(CARGO) test --workspace --locked
 	cd policies && $(CARGO) test --workspace --locked
 
-# Debian packages the suite needs (CI and a fresh machine run as root).
-DEBS := nftables iptables iproute2 iputils-ping util-linux chromium chromium-driver
+# Debian packages the build needs (protoc, for etcd's gRPC API), and the suite (CI and a fresh
+# machine run as root).
+BUILD_DEBS := protobuf-compiler
+DEBS := $(BUILD_DEBS) nftables iptables iproute2 iputils-ping util-linux chromium chromium-driver etcd-server
+build-deps:
+	@$(MAKE) --no-print-directory deps DEBS="$(BUILD_DEBS)"
 deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -3,7 +3,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
+use wasmnet_engine::cluster::{ClusterConfig, TlsFiles};
 use wasmnet_engine::firewall::Backend;
 use wasmnet_engine::ipam::PoolSpec;
 use wasmnet_engine::{Engine, EngineConfig};
@@ -58,6 +59,40 @@ pub struct ServeArgs {
     /// Which firewall enforces the rules: nftables (default) or iptables.
     #[arg(long, env = "WASMNET_FIREWALL_BACKEND")]
     firewall_backend: Option<Backend>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// Overlay networks: the cluster store this host shares them through.
+#[derive(Args, Debug, Default)]
+pub struct ClusterArgs {
+    /// etcd to share overlay networks through: etcd://HOST:PORT[,HOST:PORT…] (etcds:// for
+    /// TLS). Without it, overlay networks cannot be created.
+    #[arg(long, env = "WASMNET_CLUSTER")]
+    cluster: Option<String>,
+    /// This host's underlay address (its VXLAN endpoint), which the other hosts reach it at;
+    /// required with --cluster.
+    #[arg(long, env = "WASMNET_CLUSTER_ADVERTISE")]
+    cluster_advertise: Option<Ipv4Addr>,
+    /// This host's name in the cluster, unique per host [default: the hostname].
+    #[arg(long, env = "WASMNET_NODE_NAME")]
+    node_name: Option<String>,
+    /// VXLAN's UDP port [default: 4789].
+    #[arg(long, env = "WASMNET_VXLAN_PORT")]
+    vxlan_port: Option<u16>,
+    /// How long after this host stops answering its endpoints are withdrawn from the others,
+    /// in seconds [default: 10].
+    #[arg(long, env = "WASMNET_CLUSTER_LEASE_TTL")]
+    cluster_lease_ttl: Option<u64>,
+    /// CA certificate (PEM) to verify etcd with (etcds://).
+    #[arg(long, env = "WASMNET_CLUSTER_CA")]
+    cluster_ca: Option<PathBuf>,
+    /// Client certificate (PEM), when etcd asks for one.
+    #[arg(long, env = "WASMNET_CLUSTER_CERT")]
+    cluster_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, env = "WASMNET_CLUSTER_KEY")]
+    cluster_key: Option<PathBuf>,
 }
 
 /// The config file; every key optional, named as the flags are (with underscores).
@@ -72,6 +107,14 @@ struct FileConfig {
     default_address_pools_v6: Option<Vec<PoolSpec>>,
     log: Option<String>,
     firewall_backend: Option<Backend>,
+    cluster: Option<String>,
+    cluster_advertise: Option<Ipv4Addr>,
+    node_name: Option<String>,
+    vxlan_port: Option<u16>,
+    cluster_lease_ttl: Option<u64>,
+    cluster_ca: Option<PathBuf>,
+    cluster_cert: Option<PathBuf>,
+    cluster_key: Option<PathBuf>,
 }
 
 /// The settings in force, after merging.
@@ -87,6 +130,7 @@ struct Settings {
 
 fn settings(args: ServeArgs) -> Result<Settings, String> {
     let file = read_config(args.config.as_deref())?;
+    let cluster = cluster_settings(args.cluster, &file)?;
     let state_dir = args
         .state_dir
         .or(file.state_dir)
@@ -117,6 +161,7 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
             }
         }
     }
+    engine.cluster = cluster;
     if let Some(b) = args.firewall_backend.or(file.firewall_backend) {
         engine.firewall = b;
     }
@@ -129,6 +174,47 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         engine,
         log,
     })
+}
+
+fn cluster_settings(a: ClusterArgs, f: &FileConfig) -> Result<Option<ClusterConfig>, String> {
+    let Some(url) = a.cluster.or(f.cluster.clone()) else {
+        return Ok(None);
+    };
+    let (endpoints, tls) = ClusterConfig::parse_url(&url)?;
+    let advertise = a
+        .cluster_advertise
+        .or(f.cluster_advertise)
+        .ok_or("--cluster needs --cluster-advertise: this host's address on the underlay")?;
+    let node = match a.node_name.or(f.node_name.clone()) {
+        Some(n) => n,
+        None => nix::unistd::gethostname()
+            .map_err(|e| format!("--node-name not given and no hostname: {e}"))?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let files = TlsFiles {
+        ca: a.cluster_ca.or(f.cluster_ca.clone()),
+        cert: a.cluster_cert.or(f.cluster_cert.clone()),
+        key: a.cluster_key.or(f.cluster_key.clone()),
+    };
+    let has_files = files.ca.is_some() || files.cert.is_some() || files.key.is_some();
+    if has_files && !tls {
+        return Err("--cluster-ca/--cluster-cert/--cluster-key need an etcds:// URL".into());
+    }
+    let ttl = a.cluster_lease_ttl.or(f.cluster_lease_ttl).unwrap_or(10);
+    if !(2..=3600).contains(&ttl) {
+        return Err(format!(
+            "--cluster-lease-ttl {ttl}: between 2 and 3600 seconds"
+        ));
+    }
+    Ok(Some(ClusterConfig {
+        endpoints,
+        tls: tls.then_some(files),
+        node,
+        advertise,
+        vxlan_port: a.vxlan_port.or(f.vxlan_port).unwrap_or(4789),
+        lease_ttl: std::time::Duration::from_secs(ttl),
+    }))
 }
 
 fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
@@ -189,6 +275,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         None => None,
     };
     println!("firewall: {}", s.engine.firewall);
+    if let Some(c) = &s.engine.cluster {
+        println!(
+            "cluster: {} as {:?} (VTEP {})",
+            c.endpoints.join(","),
+            c.node,
+            c.advertise
+        );
+    }
     println!("database: {}", s.engine.database.display());
 
     let (stop_tx, stop_rx) = watch::channel(false);

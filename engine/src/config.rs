@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::cluster::ClusterConfig;
 use crate::firewall::Backend;
 use crate::ipam::{default_v4, default_v6, PoolSpec};
 
@@ -14,6 +15,8 @@ pub struct EngineConfig {
     pub pools_v4: Vec<PoolSpec>,
     pub pools_v6: Vec<PoolSpec>,
     pub firewall: Backend,
+    /// The cluster store this host shares overlay networks through, if any.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl EngineConfig {
@@ -24,6 +27,7 @@ impl EngineConfig {
             pools_v4: default_v4(),
             pools_v6: default_v6(),
             firewall: Backend::default(),
+            cluster: None,
         }
     }
 }

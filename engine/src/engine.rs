@@ -10,8 +10,10 @@ use serde::Serialize;
 use tokio::sync::{broadcast, Mutex};
 use utoipa::ToSchema;
 
+use crate::cluster::keys::EndpointRecord;
+use crate::cluster::{Cluster, Refusal};
 use crate::config::EngineConfig;
-use crate::drivers::Bridge;
+use crate::drivers::{overlay, Bridge};
 use crate::error::{Error, Kind, Result};
 use crate::events::Event;
 use crate::firewall::{Desired, Firewall, FirewallError};
@@ -41,6 +43,8 @@ pub struct Engine {
     pub(crate) policies: std::sync::Mutex<crate::policy::Policies>,
     /// Bumped at every change put in the firewall.
     pub(crate) generation: AtomicU64,
+    /// The cluster store, when this host shares overlay networks.
+    pub(crate) cluster: Option<Arc<Cluster>>,
 }
 
 /// Which objects a list returns: all `labels` must match (`key` alone: the label exists);
@@ -157,6 +161,10 @@ impl Engine {
             .into_iter()
             .for_each(|e| view.add_endpoint(Arc::new(e)));
         let bridge = Bridge::new()?;
+        let cluster = match &cfg.cluster {
+            Some(c) => Some(Arc::new(open_cluster(&bridge, c.clone()).await?)),
+            None => None,
+        };
         let firewall = crate::firewall::backend(cfg.firewall, &cfg.run_dir);
         let cache = cfg.database.with_extension("policy-cache");
         let policies = Engine::open_policies(&cache, &store).await?;
@@ -172,10 +180,12 @@ impl Engine {
             seq: AtomicU64::new(0),
             policies: std::sync::Mutex::new(policies),
             generation: AtomicU64::new(0),
+            cluster,
         });
         engine.plan_at_start();
         report("reconciling at start", engine.reconcile().await);
         crate::reconcile::spawn_firewall_watch(&engine);
+        crate::cluster::spawn(&engine);
         Ok(engine)
     }
 
@@ -337,9 +347,9 @@ impl Engine {
     /// Kernel first, then the firewall, then the store: a failure undoes what came before, and
     /// a crash in between leaves only kernel objects the reconciler removes at the next start.
     async fn commit_network(&self, n: &Network, plan: Arc<Plan>) -> Result<()> {
-        if let Err(e) = self.bridge.create_network(n).await {
-            let _ = self.bridge.delete_network(n).await;
-            return Err(e.into());
+        if let Err(e) = self.plumb_network(n).await {
+            let _ = self.unplumb_network(n).await;
+            return Err(e);
         }
         let result = match self
             .firewall_apply(self.desired_with(Some(n), None, plan))
@@ -350,9 +360,81 @@ impl Engine {
         };
         if result.is_err() {
             let _ = self.firewall_apply(self.desired(None, None)).await;
-            let _ = self.bridge.delete_network(n).await;
+            let _ = self.unplumb_network(n).await;
         }
         result
+    }
+
+    /// A network's kernel objects: its bridge, and for an overlay its VXLAN port.
+    pub(crate) async fn plumb_network(&self, n: &Network) -> Result<()> {
+        self.bridge.create_network(n).await?;
+        if n.driver == Driver::Overlay {
+            let cluster = self.cluster.as_ref().ok_or_else(|| {
+                Error::Internal(format!(
+                    "overlay network {:?} is in the store but this host runs without --cluster",
+                    n.name
+                ))
+            })?;
+            overlay::create_network(self.bridge.links(), cluster, n).await?;
+        }
+        Ok(())
+    }
+
+    async fn unplumb_network(&self, n: &Network) -> Result<()> {
+        if n.driver == Driver::Overlay {
+            overlay::delete_network(self.bridge.links(), n).await?;
+        }
+        Ok(self.bridge.delete_network(n).await?)
+    }
+
+    /// Commits a planned network here: kernel, firewall, store, view; then tells subscribers.
+    pub(crate) async fn add_network_locally(&self, network: Arc<Network>) -> Result<()> {
+        // Global policies see the new network (a whole-view call) before it exists.
+        let plan = Arc::new(self.compute_plan(|_| {}, &[], Some(&network))?);
+        self.commit_network(&network, plan.clone()).await?;
+        self.write().add_network(network.clone());
+        self.policies().install(&plan);
+        self.publish("network.create", &network.id, &network);
+        Ok(())
+    }
+
+    /// Removes networks from the store and the view, then their kernel objects and rules.
+    pub(crate) async fn remove_networks_locally(&self, gone: &[Arc<Network>]) -> Result<()> {
+        let ids: Vec<&str> = gone.iter().map(|n| n.id.as_str()).collect();
+        self.store.delete_networks(&ids).await?;
+        {
+            let mut v = self.write();
+            for n in gone {
+                v.remove_network(&n.id);
+            }
+        }
+        self.teardown_networks(gone).await;
+        for n in gone {
+            self.publish("network.delete", &n.id, n);
+        }
+        Ok(())
+    }
+
+    /// The cluster store, for an overlay network; `None` for a bridge network.
+    fn cluster_of(&self, n: &Network) -> Option<&Arc<Cluster>> {
+        self.cluster
+            .as_ref()
+            .filter(|_| n.driver == Driver::Overlay)
+    }
+
+    /// What the cluster knows of a local endpoint of an overlay network.
+    fn record_of(&self, e: &Endpoint) -> Option<(Arc<Cluster>, EndpointRecord)> {
+        let cluster = self.cluster.as_ref()?;
+        let network = self.read().networks.resolve(&e.network_id).ok()?;
+        (network.driver == Driver::Overlay).then(|| {
+            let rec = EndpointRecord::of(e, &cluster.cfg.node, cluster.vtep());
+            (cluster.clone(), rec)
+        })
+    }
+
+    /// The cluster store's state, when this host is part of one.
+    pub fn cluster_health(&self) -> Option<crate::cluster::Health> {
+        self.cluster.as_ref().map(|c| c.health())
     }
 
     /// After networks left the store: their rules and bridges go; every failure is reported.
@@ -363,7 +445,7 @@ impl Engine {
             problems.push(e.to_string());
         }
         for n in gone {
-            if let Err(e) = self.bridge.delete_network(n).await {
+            if let Err(e) = self.unplumb_network(n).await {
                 problems.push(e.to_string());
             }
         }
@@ -518,12 +600,7 @@ impl Engine {
         validate_name("name", &req.name)?;
         validate_labels("labels", &req.labels)?;
         validate_options(&req.options)?;
-        if req.driver == Driver::Overlay {
-            return Err(Error::invalid(
-                "driver",
-                "overlay networks need a cluster store (wasmnet serve --cluster), which this build does not support yet",
-            ));
-        }
+        let cluster = self.cluster_for(&req)?;
         let _writer = self.writer.lock().await;
         let network = {
             let v = self.read();
@@ -556,7 +633,7 @@ impl Engine {
                     &used(true),
                 )?),
             };
-            Arc::new(Network {
+            Network {
                 id: ids::new_id(),
                 name: req.name,
                 driver: req.driver,
@@ -566,15 +643,76 @@ impl Engine {
                 labels: req.labels,
                 options: req.options,
                 created: ids::now(),
-            })
+            }
         };
-        // Global policies see the new network (a whole-view call) before it exists.
-        let plan = Arc::new(self.compute_plan(|_| {}, &[], Some(&network))?);
-        self.commit_network(&network, plan.clone()).await?;
-        self.write().add_network(network.clone());
-        self.policies().install(&plan);
-        self.publish("network.create", &network.id, &network);
+        let network = Arc::new(match cluster {
+            Some(c) => self.register_overlay(&c, network).await?,
+            None => network,
+        });
+        if let Err(e) = self.add_network_locally(network.clone()).await {
+            if let Some(c) = self.cluster_of(&network) {
+                let _ = c
+                    .delete_network(&network, overlay::vni(&network).unwrap_or(0))
+                    .await;
+            }
+            return Err(e);
+        }
         Ok(network)
+    }
+
+    /// The cluster an overlay network is to be created in; refuses what an overlay cannot be.
+    fn cluster_for(&self, req: &NetworkCreate) -> Result<Option<Arc<Cluster>>> {
+        if req.driver != Driver::Overlay {
+            if req.options.contains_key("vni") {
+                return Err(Error::invalid(
+                    "options.vni",
+                    "only overlay networks have a VNI",
+                ));
+            }
+            return Ok(None);
+        }
+        let Some(cluster) = &self.cluster else {
+            return Err(Error::invalid(
+                "driver",
+                "overlay networks need a cluster store: start wasmnet serve with --cluster etcd://HOST:2379",
+            ));
+        };
+        if req.options.get("icc").is_some_and(|v| v == "false") {
+            return Err(Error::invalid(
+                "options.icc",
+                "icc=false is not supported on overlay networks (it would hold within each host only)",
+            ));
+        }
+        if let Some(mtu) = req.options.get("mtu").and_then(|m| m.parse::<u32>().ok()) {
+            if mtu > cluster.mtu {
+                return Err(Error::invalid(
+                    "options.mtu",
+                    format!(
+                        "{mtu} is more than this host's underlay ({}) allows once VXLAN's 50 bytes are added: at most {}",
+                        cluster.underlay, cluster.mtu
+                    ),
+                ));
+            }
+        }
+        Ok(Some(cluster.clone()))
+    }
+
+    /// Gives a new overlay network its VNI and MTU and records it in the cluster, where its
+    /// name, VNI and subnets are checked against every host's in one transaction.
+    async fn register_overlay(&self, cluster: &Cluster, mut n: Network) -> Result<Network> {
+        let vni = match overlay::vni(&n) {
+            Some(v) => v,
+            None => crate::cluster::keys::free_vni(&cluster.taken_vnis().await?)
+                .ok_or_else(|| Error::conflict("vni_exhausted", "every VNI is taken"))?,
+        };
+        n.options.insert("vni".into(), vni.to_string());
+        n.options
+            .entry("mtu".into())
+            .or_insert_with(|| cluster.mtu.to_string());
+        match cluster.create_network(&n, vni).await? {
+            None => Ok(n),
+            Some(_) => Err(cluster.why_taken(&n, vni).await),
+        }
     }
 
     pub async fn delete_network(&self, reference: &str) -> Result<Arc<Network>> {
@@ -594,11 +732,31 @@ impl Engine {
             }
             network
         };
-        self.store.delete_networks(&[&network.id]).await?;
-        self.write().remove_network(&network.id);
-        self.teardown_networks(std::slice::from_ref(&network)).await;
-        self.publish("network.delete", &network.id, &network);
+        self.unregister_overlay(&network).await?;
+        self.remove_networks_locally(std::slice::from_ref(&network))
+            .await?;
         Ok(network)
+    }
+
+    /// Removes an overlay network from the cluster (refused while any host has an endpoint on
+    /// it); nothing to do for a bridge network.
+    async fn unregister_overlay(&self, n: &Network) -> Result<()> {
+        let Some(cluster) = self.cluster_of(n) else {
+            return Ok(());
+        };
+        match cluster
+            .delete_network(n, overlay::vni(n).unwrap_or(0))
+            .await?
+        {
+            None => Ok(()),
+            Some(_) => Err(Error::conflict(
+                "has_endpoints",
+                format!(
+                    "network {:?} has endpoints on other hosts; disconnect them first",
+                    n.name
+                ),
+            )),
+        }
     }
 
     /// Removes every network without endpoints that matches the filter's labels.
@@ -614,19 +772,25 @@ impl Engine {
                 .cloned()
                 .collect()
         };
-        let ids: Vec<&str> = unused.iter().map(|n| n.id.as_str()).collect();
-        self.store.delete_networks(&ids).await?;
-        {
-            let mut v = self.write();
-            for n in &unused {
-                v.remove_network(&n.id);
+        // Overlay networks in use on another host stay; an unreachable cluster stops the
+        // prune after what it already removed.
+        let mut gone = Vec::with_capacity(unused.len());
+        let mut failure = None;
+        for n in unused {
+            match self.unregister_overlay(&n).await {
+                Ok(()) => gone.push(n),
+                Err(Error::Conflict { .. }) => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
             }
         }
-        self.teardown_networks(&unused).await;
-        for n in &unused {
-            self.publish("network.delete", &n.id, n);
+        self.remove_networks_locally(&gone).await?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(gone),
         }
-        Ok(unused)
     }
 
     // ---- sandboxes ----
@@ -712,6 +876,15 @@ impl Engine {
     pub async fn delete_sandbox(&self, reference: &str) -> Result<SandboxDetail> {
         let _writer = self.writer.lock().await;
         let detail = self.sandbox(reference)?;
+        let records: Vec<_> = detail
+            .endpoints
+            .iter()
+            .filter_map(|e| self.record_of(e))
+            .collect();
+        if let Some((cluster, _)) = records.first() {
+            let recs: Vec<EndpointRecord> = records.iter().map(|(_, r)| r.clone()).collect();
+            cluster.withdraw(&recs).await?;
+        }
         self.store.delete_sandbox(&detail.sandbox.id).await?;
         {
             let mut v = self.write();
@@ -779,15 +952,79 @@ impl Engine {
         validate_endpoint_request(&mut req)?;
         let _writer = self.writer.lock().await;
         let start = std::time::Instant::now();
-        let plan = self.admit(req)?;
+        let plan = self.admit(req.clone())?;
+        let (plan, published) = self.publish_overlay(plan, &req).await?;
         let admitted = start.elapsed();
         let endpoint = Arc::new(plan.endpoint.clone());
-        self.commit_endpoint(&plan, &endpoint).await?;
+        if let Err(e) = self.commit_endpoint(&plan, &endpoint).await {
+            if let Some((cluster, rec)) = published {
+                let _ = cluster.withdraw(&[rec]).await;
+            }
+            return Err(e);
+        }
         tracing::debug!(?admitted, committed = ?start.elapsed(), "connect");
         self.write().add_endpoint(endpoint.clone());
         self.set_members(&endpoint.id, plan.members);
         self.publish("endpoint.connect", &endpoint.id, &endpoint);
         Ok(endpoint)
+    }
+
+    /// An endpoint of an overlay network claims its addresses cluster-wide and says where it
+    /// is. A dynamic address another host took meanwhile is skipped and the next one tried.
+    async fn publish_overlay(
+        &self,
+        mut plan: EndpointPlan,
+        req: &EndpointCreate,
+    ) -> Result<(EndpointPlan, Option<(Arc<Cluster>, EndpointRecord)>)> {
+        let Some(cluster) = self.cluster_of(&plan.network).cloned() else {
+            return Ok((plan, None));
+        };
+        for _ in 0..16 {
+            let e = &plan.endpoint;
+            let rec = EndpointRecord::of(e, &cluster.cfg.node, cluster.vtep());
+            match cluster.publish(&rec, true).await? {
+                None => return Ok((plan, Some((cluster, rec)))),
+                Some(Refusal::NoNetwork) => {
+                    return Err(Error::not_found(Kind::Network, &plan.network.name))
+                }
+                Some(_) if req.ipv4.is_some() || req.ipv6.is_some() => {
+                    return Err(Error::conflict(
+                        "address_in_use",
+                        format!(
+                            "{} is already in use on network {:?} (on another host)",
+                            rec.addresses()
+                                .iter()
+                                .map(|a| a.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            plan.network.name
+                        ),
+                    ))
+                }
+                Some(_) => {
+                    self.take_addresses(&rec);
+                    plan = self.admit(req.clone())?;
+                }
+            }
+        }
+        Err(Error::conflict(
+            "address_exhausted",
+            format!(
+                "no address on network {:?} could be claimed: other hosts took each one tried",
+                plan.network.name
+            ),
+        ))
+    }
+
+    /// Marks addresses as used here (another host has them, its claim not seen yet).
+    fn take_addresses(&self, rec: &EndpointRecord) {
+        let mut v = self.write();
+        if let Some(s) = v.spaces.get_mut(&rec.network_id) {
+            rec.ipv4.map(|a| s.v4.take(a));
+            if let (Some(a), Some(v6)) = (rec.ipv6, s.v6.as_mut()) {
+                v6.take(a);
+            }
+        }
     }
 
     /// Resolves references and allocates addresses and ports for a new endpoint, against the
@@ -925,6 +1162,9 @@ impl Engine {
     pub async fn disconnect(&self, reference: &str) -> Result<Arc<Endpoint>> {
         let _writer = self.writer.lock().await;
         let endpoint = self.endpoint(reference)?;
+        if let Some((cluster, rec)) = self.record_of(&endpoint) {
+            cluster.withdraw(&[rec]).await?;
+        }
         self.store.delete_endpoint(&endpoint.id).await?;
         self.write().remove_endpoint(&endpoint.id);
         let mut problems = Vec::new();
@@ -1093,4 +1333,16 @@ async fn check_adopted_netns(path: &str) -> Result<String> {
         Ok(_) => Ok(path.to_string()),
         Err(e) => Err(Error::invalid("netns", format!("{path}: {e}"))),
     }
+}
+
+/// Joins the cluster: the VTEP address must be one of this host's, on the underlay link.
+async fn open_cluster(bridge: &Bridge, cfg: crate::cluster::ClusterConfig) -> Result<Cluster> {
+    let vtep = IpAddr::V4(cfg.advertise);
+    let (underlay, mtu) = bridge.links().owner_of(vtep).await?.ok_or_else(|| {
+        Error::invalid(
+            "cluster_advertise",
+            format!("{vtep} is not an address of this host: give the underlay address the other hosts reach it at"),
+        )
+    })?;
+    Cluster::open(cfg, underlay, mtu).await
 }

@@ -25,6 +25,10 @@ pub enum Error {
     /// nft refused or could not run; its report is included, not interpreted.
     #[error("firewall: {0}")]
     Firewall(#[from] crate::firewall::FirewallError),
+    /// The cluster store (etcd) did not answer: cluster objects cannot change now. The
+    /// message says which store and why; local objects are unaffected.
+    #[error("{0}")]
+    Unavailable(String),
     /// A policy could not be loaded, or failed or misbehaved when called; names the policy.
     #[error("policy {policy:?}: {error}")]
     Policy {

@@ -5,6 +5,7 @@
 //! and `engine` the operations that tie them together (every mutation: validate, allocate,
 //! one store transaction, then update the view and publish an event).
 
+pub mod cluster;
 pub mod config;
 pub mod drivers;
 pub mod engine;

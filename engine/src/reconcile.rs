@@ -6,9 +6,11 @@
 use std::path::Path;
 use std::sync::{Arc, Weak};
 
+use crate::drivers::overlay::vxlan_name;
 use crate::engine::Engine;
 use crate::firewall::docker::{bridge_name, veth_name};
 use crate::kernel;
+use crate::model::Driver;
 
 impl Engine {
     /// Converges the kernel to the store; returns every problem met (it keeps going).
@@ -27,9 +29,15 @@ impl Engine {
         let wanted_links: Vec<String> = networks
             .iter()
             .map(|n| bridge_name(&n.id))
+            .chain(
+                networks
+                    .iter()
+                    .filter(|n| n.driver == Driver::Overlay)
+                    .map(|n| vxlan_name(&n.id)),
+            )
             .chain(endpoints.iter().map(|e| veth_name(&e.id)))
             .collect();
-        for prefix in ["wnv", "wnbr"] {
+        for prefix in ["wnv", "wnx", "wnbr"] {
             match self.bridge.links().list(prefix).await {
                 Ok(names) => {
                     for name in names.iter().filter(|n| !wanted_links.contains(n)) {
@@ -52,7 +60,7 @@ impl Engine {
         }
         // Then what should exist.
         for n in &networks {
-            if let Err(e) = self.bridge.create_network(n).await {
+            if let Err(e) = self.plumb_network(n).await {
                 problems.push(e.to_string());
             }
         }

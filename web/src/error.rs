@@ -69,6 +69,11 @@ impl From<Error> for ApiError {
             }
             Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
             Error::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
+            Error::Unavailable(message) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cluster_unavailable",
+                message,
+            ),
             Error::Policy { ref error, .. } => {
                 let code = match error {
                     wasmnet_policy::PolicyError::Invalid(_) => "invalid_policy",

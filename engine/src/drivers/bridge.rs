@@ -27,7 +27,7 @@ fn bridge_mac(n: &Network) -> [u8; 6] {
     mac
 }
 
-fn parse_mac(mac: &str) -> [u8; 6] {
+pub(crate) fn parse_mac(mac: &str) -> [u8; 6] {
     let mut out = [0u8; 6];
     for (o, part) in out.iter_mut().zip(mac.split(':')) {
         *o = u8::from_str_radix(part, 16).unwrap_or(0);

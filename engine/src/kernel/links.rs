@@ -253,6 +253,44 @@ impl Links {
             .collect())
     }
 
+    /// The link holding `addr`, with its MTU (the overlay's underlay), if any does.
+    pub async fn owner_of(&self, addr: IpAddr) -> KResult<Option<(String, u32)>> {
+        let addrs: Vec<_> = self
+            .host
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(fail("listing addresses"))?;
+        let Some(index) = addrs
+            .iter()
+            .find(|m| m.attributes.contains(&AddressAttribute::Address(addr)))
+            .map(|m| m.header.index)
+        else {
+            return Ok(None);
+        };
+        let link = self
+            .host
+            .link()
+            .get()
+            .match_index(index)
+            .execute()
+            .try_next()
+            .await
+            .map_err(fail(format!("looking up the link holding {addr}")))?;
+        let attrs = link.map(|l| l.attributes).unwrap_or_default();
+        let name = attrs.iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        });
+        let mtu = attrs.iter().find_map(|a| match a {
+            LinkAttribute::Mtu(m) => Some(*m),
+            _ => None,
+        });
+        Ok(name.map(|n| (n, mtu.unwrap_or(1500))))
+    }
+
     pub async fn exists(&self, name: &str) -> KResult<bool> {
         Ok(index_of(&self.host, name).await?.is_some())
     }

@@ -97,6 +97,15 @@ pub fn validate_options(options: &Labels) -> Result<()> {
                     ))
                 }
             },
+            "vni" => match value.parse::<u32>() {
+                Ok(1..=16_777_215) => {}
+                _ => {
+                    return Err(Error::invalid(
+                        field,
+                        format!("{value:?} is not a VXLAN network identifier (1 to 16777215)"),
+                    ))
+                }
+            },
             "icc" | "masquerade" => {
                 if value != "true" && value != "false" {
                     return Err(Error::invalid(
@@ -108,7 +117,7 @@ pub fn validate_options(options: &Labels) -> Result<()> {
             _ => {
                 return Err(Error::invalid(
                     field,
-                    "unknown option (supported: mtu, icc, masquerade)",
+                    "unknown option (supported: mtu, icc, masquerade, vni)",
                 ))
             }
         }

@@ -9,6 +9,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 use utoipa::ToSchema;
+use wasmnet_engine::cluster::Health as ClusterHealth;
 use wasmnet_engine::engine::Counts;
 use wasmnet_engine::events::Event;
 
@@ -22,6 +23,10 @@ pub struct Health {
     /// `nftables` or `iptables`.
     pub firewall: String,
     pub counts: Counts,
+    /// The cluster store (etcd), when this host shares overlay networks: whether it answers,
+    /// and its last error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterHealth>,
 }
 
 /// Liveness and a summary.
@@ -32,6 +37,7 @@ pub async fn health(State(s): State<AppState>) -> Json<Health> {
         version: env!("CARGO_PKG_VERSION"),
         firewall: s.engine.firewall_backend().to_string(),
         counts: s.engine.counts(),
+        cluster: s.engine.cluster_health(),
     })
 }
 

@@ -1,0 +1,443 @@
+//! Overlay networks across three test hosts sharing a real etcd (Debian's etcd-server). The
+//! underlay is a namespace with a bridge; etcd listens there; each host is a namespace wired
+//! to it with its own wasmnet and SQLite. Traffic is real (ping across hosts over VXLAN).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::net::ping;
+use common::{in_netns, sh, Host, Server};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+use wasmnet_web::client::{Client, ClientError};
+
+const ETCD_ADDR: &str = "192.0.2.254";
+
+/// etcd in the underlay namespace; stopped (by its PID) when dropped.
+struct Etcd {
+    child: Option<Child>,
+    underlay: PathBuf,
+    dir: PathBuf,
+}
+
+impl Etcd {
+    fn start(underlay: &Host) -> Etcd {
+        let mut e = Etcd {
+            child: None,
+            underlay: underlay.netns_path(),
+            dir: underlay.dir.join("etcd"),
+        };
+        e.restart();
+        e
+    }
+
+    fn restart(&mut self) {
+        let client = format!("http://{ETCD_ADDR}:2379");
+        let log = std::fs::File::create(self.dir.with_extension("log")).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.underlay.display()))
+            .arg("etcd")
+            .args(["--name", "wasmnet-test", "--data-dir"])
+            .arg(&self.dir)
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", "http://127.0.0.1:2380"])
+            .args(["--initial-advertise-peer-urls", "http://127.0.0.1:2380"])
+            .args(["--initial-cluster", "wasmnet-test=http://127.0.0.1:2380"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd starts (Debian's etcd-server)");
+        self.child = Some(child);
+        let underlay = self.underlay.clone();
+        let up = in_netns(underlay, || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                let addr = format!("{ETCD_ADDR}:2379").parse().unwrap();
+                if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            false
+        });
+        assert!(up, "etcd listens within 20 s");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The underlay (a bridge, etcd's address) and etcd on it.
+struct Underlay {
+    etcd: Etcd,
+    host: Host,
+}
+
+impl Underlay {
+    fn new() -> Underlay {
+        let host = Host::new();
+        let ns = host.name.clone();
+        sh(&["ip", "-n", &ns, "link", "add", "br0", "type", "bridge"]);
+        sh(&["ip", "-n", &ns, "link", "set", "br0", "up"]);
+        let etcd_addr = format!("{ETCD_ADDR}/24");
+        sh(&["ip", "-n", &ns, "addr", "add", &etcd_addr, "dev", "br0"]);
+        Underlay {
+            etcd: Etcd::start(&host),
+            host,
+        }
+    }
+
+    /// A test host wired to the underlay as 192.0.2.`n`, running wasmnet in the cluster.
+    fn join(&self, n: u8, backend: &str) -> Server {
+        let host = Host::new();
+        let port = format!("up{n}");
+        sh(&[
+            "ip",
+            "-n",
+            &self.host.name,
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "under",
+            "netns",
+            &host.name,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &self.host.name,
+            "link",
+            "set",
+            &port,
+            "master",
+            "br0",
+            "up",
+        ]);
+        let addr = format!("192.0.2.{n}/24");
+        sh(&["ip", "-n", &host.name, "addr", "add", &addr, "dev", "under"]);
+        sh(&["ip", "-n", &host.name, "link", "set", "under", "up"]);
+        start(host, n, backend)
+    }
+}
+
+fn start(host: Host, n: u8, backend: &str) -> Server {
+    let advertise = format!("192.0.2.{n}");
+    let node = format!("h{n}");
+    let cluster = format!("etcd://{ETCD_ADDR}:2379");
+    let args = [
+        "--cluster",
+        &cluster,
+        "--cluster-advertise",
+        &advertise,
+        "--node-name",
+        &node,
+        "--cluster-lease-ttl",
+        "3",
+        "--firewall-backend",
+        backend,
+    ];
+    Server::start_in(host, &args)
+}
+
+async fn make(c: &Client, path: &str, body: Value) -> Value {
+    c.post(path, &body)
+        .await
+        .unwrap_or_else(|e| panic!("POST {path} {body}: {e}"))
+}
+
+/// The error code an API call answered with.
+fn code(r: Result<Value, ClientError>) -> String {
+    match r {
+        Err(ClientError::Api { code, status, .. }) => format!("{} {code}", status.as_u16()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// Polls `check` until it holds or `limit` passes; says whether it held.
+async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn has_network(c: &Client, name: &str) -> bool {
+    c.get(&format!("/v1/networks/{name}")).await.is_ok()
+}
+
+async fn cluster_connected(c: &Client) -> bool {
+    c.get("/healthz")
+        .await
+        .is_ok_and(|h| h["cluster"]["connected"] == json!(true))
+}
+
+/// A sandbox on `net`; returns its namespace and its address.
+async fn sandbox_on(c: &Client, name: &str, net: &str) -> (PathBuf, String) {
+    let s = make(c, "/v1/sandboxes", json!({"name": name})).await;
+    let e = make(c, "/v1/endpoints", json!({"network": net, "sandbox": name})).await;
+    (
+        PathBuf::from(s["netns"].as_str().unwrap()),
+        e["ipv4"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Pings until it answers (a remote is programmed within milliseconds of its connect; the
+/// first ping may meet a sandbox whose interface is still coming up).
+fn reaches(from: &Path, ip: &str) -> bool {
+    (0..3).any(|_| ping(from, ip))
+}
+
+async fn three_hosts_share_overlay_networks(backend: &str) {
+    let mut underlay = Underlay::new();
+    let h1 = underlay.join(1, backend);
+    let h2 = underlay.join(2, backend);
+    let h3 = underlay.join(3, backend);
+    let (c1, c2, c3) = (h1.client(), h2.client(), h3.client());
+    for c in [&c1, &c2, &c3] {
+        assert!(eventually(Duration::from_secs(10), async || cluster_connected(c).await).await);
+    }
+
+    // One overlay network, created on h1, appears on every host with its VNI and MTU.
+    let ov = make(
+        &c1,
+        "/v1/networks",
+        json!({"name": "ov", "driver": "overlay", "ipv4": {"subnet": "10.70.0.0/24"}}),
+    )
+    .await;
+    assert_eq!(ov["options"]["vni"], "4096", "{ov}");
+    assert_eq!(ov["options"]["mtu"], "1450", "{ov}");
+    for c in [&c2, &c3] {
+        assert!(eventually(Duration::from_secs(5), async || has_network(c, "ov").await).await);
+    }
+    let details = h2.host.stdout(&["ip", "-d", "link", "show", &vxlan(&ov)]);
+    assert!(
+        details.contains("vxlan id 4096") && details.contains("local 192.0.2.2"),
+        "{details}"
+    );
+
+    // A sandbox on each host: distinct addresses, and all reach each other over VXLAN.
+    let (s1, a1) = sandbox_on(&c1, "s1", "ov").await;
+    let (s2, a2) = sandbox_on(&c2, "s2", "ov").await;
+    let (s3, a3) = sandbox_on(&c3, "s3", "ov").await;
+    assert!(a1 != a2 && a2 != a3 && a1 != a3, "{a1} {a2} {a3}");
+    for (from, to) in [(&s1, &a2), (&s1, &a3), (&s2, &a3), (&s3, &a1)] {
+        assert!(reaches(from, to), "{} -> {to}", from.display());
+    }
+    // Nothing floods: the remote's MAC is a static entry towards its host's VTEP.
+    let fdb = h1
+        .host
+        .stdout(&["bridge", "fdb", "show", "dev", &vxlan(&ov)]);
+    assert!(fdb.contains("dst 192.0.2.2 self permanent"), "{fdb}");
+
+    // A second overlay network is isolated from the first.
+    make(
+        &c2,
+        "/v1/networks",
+        json!({"name": "ov2", "driver": "overlay", "ipv4": {"subnet": "10.71.0.0/24"}}),
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(5), async || has_network(&c1, "ov2")
+            .await)
+        .await
+    );
+    let (t1, b1) = sandbox_on(&c1, "t1", "ov2").await;
+    let (_t2, b2) = sandbox_on(&c2, "t2", "ov2").await;
+    assert!(reaches(&t1, &b2), "ov2 spans hosts too");
+    assert!(
+        !ping(&s1, &b2),
+        "ov cannot reach ov2's sandbox on another host"
+    );
+    assert!(!ping(&t1, &a2), "nor ov2 ov's");
+    let _ = b1;
+
+    // Cluster-wide checks: a name, an address held on another host, a network in use.
+    let again = json!({"name": "ov", "driver": "overlay", "ipv4": {"subnet": "10.72.0.0/24"}});
+    assert_eq!(
+        code(c3.post("/v1/networks", &again).await),
+        "409 name_in_use"
+    );
+    make(&c3, "/v1/sandboxes", json!({"name": "dup"})).await;
+    let dup = json!({"network": "ov", "sandbox": "dup", "ipv4": a1});
+    assert_eq!(
+        code(c3.post("/v1/endpoints", &dup).await),
+        "409 address_in_use"
+    );
+    assert_eq!(
+        code(c2.delete("/v1/networks/ov2").await),
+        "409 has_endpoints"
+    );
+
+    // kill -9 one host's wasmnet: the other two keep talking (to it too: its kernel state
+    // stays); restarted, it converges and serves again.
+    let host3 = h3.crash();
+    assert!(reaches(&s1, &a2), "h1 and h2 keep talking");
+    assert!(reaches(&s2, &a3), "h3's sandbox is still reachable");
+    let h3 = start(host3, 3, backend);
+    let c3 = h3.client();
+    assert!(
+        eventually(Duration::from_secs(10), async || cluster_connected(&c3)
+            .await)
+        .await
+    );
+    let (s3b, a3b) = sandbox_on(&c3, "s3b", "ov").await;
+    assert!(
+        reaches(&s3b, &a1),
+        "a new sandbox on the restarted host reaches h1"
+    );
+    assert!(reaches(&s1, &a3), "and the old one still answers");
+
+    // etcd stops: traffic continues, reads answer, cluster writes fail with a clear 503,
+    // local ones still work.
+    underlay.etcd.stop();
+    assert!(reaches(&s1, &a2), "the dataplane does not need etcd");
+    assert!(
+        has_network(&c1, "ov").await,
+        "reads answer from local state"
+    );
+    make(&c1, "/v1/sandboxes", json!({"name": "late"})).await;
+    let late = json!({"network": "ov", "sandbox": "late"});
+    assert_eq!(
+        code(c1.post("/v1/endpoints", &late).await),
+        "503 cluster_unavailable"
+    );
+    let local = json!({"name": "local", "ipv4": {"subnet": "10.73.0.0/24"}});
+    make(&c1, "/v1/networks", local).await;
+    // Back: hosts reconnect and writes work again.
+    underlay.etcd.restart();
+    assert!(
+        eventually(Duration::from_secs(15), async || cluster_connected(&c1)
+            .await)
+        .await
+    );
+    let e = make(&c1, "/v1/endpoints", late).await;
+    let late_ip = e["ipv4"].as_str().unwrap().to_string();
+    assert!(![&a1, &a2, &a3, &a3b].contains(&&late_ip), "{late_ip}");
+
+    // A host that leaves: after its lease, its endpoints are gone from the others' tables.
+    let mac2 = mac_of(&c2, "s2").await;
+    let _host2 = h2.crash();
+    let gone = eventually(Duration::from_secs(15), async || {
+        // The VXLAN device's own entry (`dst` its VTEP); the bridge may still remember the
+        // MAC on that port for a while, but the device has no way to it any more.
+        !h1.host
+            .stdout(&["bridge", "fdb", "show", "dev", &vxlan(&ov)])
+            .lines()
+            .any(|l| l.contains(&mac2) && l.contains("dst"))
+    })
+    .await;
+    assert!(
+        gone,
+        "h2's endpoint withdrawn from h1 after its lease expired"
+    );
+    let neigh = h1.host.stdout(&["ip", "neigh", "show", "dev", &vxlan(&ov)]);
+    assert!(!neigh.contains(&a2), "{neigh}");
+}
+
+fn vxlan(network: &Value) -> String {
+    format!("wnx{}", &network["id"].as_str().unwrap()[..12])
+}
+
+async fn mac_of(c: &Client, sandbox: &str) -> String {
+    let s = c.get(&format!("/v1/sandboxes/{sandbox}")).await.unwrap();
+    s["endpoints"][0]["mac"].as_str().unwrap().to_string()
+}
+
+common::per_backend!(nftables: three_hosts_share_overlay_networks);
+common::per_backend!(iptables: three_hosts_share_overlay_networks);
+
+#[tokio::test]
+async fn overlay_networks_need_a_cluster_and_valid_cluster_settings() {
+    let server = Server::start(&[]);
+    let c = server.client();
+    let body = json!({"name": "ov", "driver": "overlay"});
+    let err = c.post("/v1/networks", &body).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Api { code, message, .. }
+            if code == "invalid" && message.contains("--cluster")),
+        "{err:?}"
+    );
+    let vni = json!({"name": "b", "options": {"vni": "5000"}});
+    assert_eq!(code(c.post("/v1/networks", &vni).await), "422 invalid");
+    drop(server);
+
+    // Refused at start, with a one-line reason: a VTEP address the host does not have, a bad
+    // URL, TLS files without TLS.
+    for (args, says) in [
+        (
+            vec![
+                "--cluster",
+                "etcd://192.0.2.254:2379",
+                "--cluster-advertise",
+                "192.0.2.77",
+            ],
+            "is not an address of this host",
+        ),
+        (
+            vec![
+                "--cluster",
+                "http://x:2379",
+                "--cluster-advertise",
+                "192.0.2.1",
+            ],
+            "expected etcd://",
+        ),
+        (
+            vec!["--cluster", "etcd://x:2379"],
+            "needs --cluster-advertise",
+        ),
+        (
+            vec![
+                "--cluster",
+                "etcd://x:2379",
+                "--cluster-advertise",
+                "192.0.2.1",
+                "--cluster-ca",
+                "/x",
+            ],
+            "need an etcds:// URL",
+        ),
+    ] {
+        let host = Host::new();
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", host.netns_path().display()))
+            .arg(common::BIN)
+            .arg("serve")
+            .arg("--state-dir")
+            .arg(host.dir.join("state"))
+            .arg("--run-dir")
+            .arg(host.dir.join("run"))
+            .args(["--config", "/dev/null"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} must be refused");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
