@@ -5,6 +5,7 @@
 //! The daemon is never started in the machine's own namespace.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod net;
 
 use std::io::{BufRead, BufReader};
