@@ -132,6 +132,8 @@ async fn three_hosts_share_overlay_networks(backend: &str) {
     assert!(!ping(&t1, &a2), "nor ov2 ov's");
     let _ = b1;
 
+    a_label_policy_holds_across_hosts(&c1, &c2, &c3).await;
+
     // Cluster-wide checks: a name, an address held on another host, a network in use.
     let again = json!({"name": "ov", "driver": "overlay", "ipv4": {"subnet": "10.72.0.0/24"}});
     assert_eq!(
@@ -213,6 +215,84 @@ async fn three_hosts_share_overlay_networks(backend: &str) {
     );
     let neigh = h1.host.stdout(&["ip", "neigh", "show", "dev", &vxlan(&ov)]);
     assert!(!neigh.contains(&a2), "{neigh}");
+}
+
+/// label-isolation, uploaded on one host and attached on another to an overlay network with
+/// members on all three: same tier talks across hosts, other tiers do not, wherever they are.
+async fn a_label_policy_holds_across_hosts(c1: &Client, c2: &Client, c3: &Client) {
+    let net = json!({"name": "apps", "driver": "overlay", "ipv4": {"subnet": "10.74.0.0/24"}});
+    make(c1, "/v1/networks", net).await;
+    for c in [c2, c3] {
+        assert!(
+            eventually(Duration::from_secs(5), async || has_network(c, "apps")
+                .await)
+            .await
+        );
+    }
+    let web1 = member(c1, "web1", json!({"tier": "web"})).await;
+    let web2 = member(c2, "web2", json!({"tier": "web"})).await;
+    let db3 = member(c3, "db3", json!({"tier": "db"})).await;
+    assert!(reaches(&web1.0, &db3.1), "no policy yet: everyone talks");
+
+    let wasm = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies/dist/label-isolation.wasm"
+    ))
+    .unwrap();
+    c2.upload("/v1/policies?name=tiers", "application/wasm", wasm)
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), async || c3
+            .get("/v1/policies/tiers")
+            .await
+            .is_ok())
+        .await
+    );
+    make(c3, "/v1/policies/tiers/attach", json!({"network": "apps"})).await;
+    let attached = async |c: &Client| {
+        c.get("/v1/policies/tiers")
+            .await
+            .is_ok_and(|p| p["attachments"].as_array().is_some_and(|a| !a.is_empty()))
+    };
+    for c in [c1, c2] {
+        assert!(eventually(Duration::from_secs(5), async || attached(c).await).await);
+    }
+    let isolated = async |from: &PathBuf, to: &str| {
+        eventually(Duration::from_secs(5), async || !ping(from, to)).await
+    };
+    assert!(
+        isolated(&web1.0, &db3.1).await,
+        "web on h1 cannot reach db on h3"
+    );
+    assert!(
+        isolated(&db3.0, &web2.1).await,
+        "db on h3 cannot reach web on h2"
+    );
+    assert!(reaches(&web1.0, &web2.1), "web talks to web across hosts");
+    assert!(reaches(&web2.0, &web1.1), "both ways");
+
+    // Detached on the host that uploaded it: everyone talks again, everywhere.
+    make(c2, "/v1/policies/tiers/detach", json!({"network": "apps"})).await;
+    let open = eventually(Duration::from_secs(5), async || ping(&web1.0, &db3.1)).await;
+    assert!(open, "detached cluster-wide");
+    c1.delete("/v1/policies/tiers").await.unwrap();
+    for c in [c2, c3] {
+        let gone = async || c.get("/v1/policies/tiers").await.is_err();
+        assert!(eventually(Duration::from_secs(5), gone).await);
+    }
+}
+
+/// A sandbox with endpoint labels on the `apps` network: its namespace and address.
+async fn member(c: &Client, name: &str, labels: Value) -> (PathBuf, String) {
+    make(c, "/v1/sandboxes", json!({"name": name})).await;
+    let body = json!({"network": "apps", "sandbox": name, "labels": labels});
+    let e = make(c, "/v1/endpoints", body).await;
+    let s = c.get(&format!("/v1/sandboxes/{name}")).await.unwrap();
+    (
+        PathBuf::from(s["netns"].as_str().unwrap()),
+        e["ipv4"].as_str().unwrap().to_string(),
+    )
 }
 
 fn vxlan(network: &Value) -> String {

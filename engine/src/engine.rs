@@ -45,6 +45,8 @@ pub struct Engine {
     pub(crate) generation: AtomicU64,
     /// The cluster store, when this host shares overlay networks.
     pub(crate) cluster: Option<Arc<Cluster>>,
+    /// Endpoints of overlay networks on other hosts, by id, as the cluster store last said.
+    pub(crate) remotes: RwLock<std::collections::BTreeMap<String, Arc<Endpoint>>>,
 }
 
 /// Which objects a list returns: all `labels` must match (`key` alone: the label exists);
@@ -181,6 +183,7 @@ impl Engine {
             policies: std::sync::Mutex::new(policies),
             generation: AtomicU64::new(0),
             cluster,
+            remotes: Default::default(),
         });
         engine.plan_at_start();
         report("reconciling at start", engine.reconcile().await);
@@ -216,8 +219,10 @@ impl Engine {
             networks: v.networks.iter_from(None).cloned().collect(),
             endpoints: v.endpoints.values().cloned().collect(),
             plan,
+            remotes: vec![],
         };
         d.networks.extend(net.map(|n| Arc::new(n.clone())));
+        d.remotes = self.remote_endpoints();
         d.endpoints.extend(ep.map(|e| Arc::new(e.clone())));
         d
     }
@@ -423,13 +428,27 @@ impl Engine {
     }
 
     /// What the cluster knows of a local endpoint of an overlay network.
-    fn record_of(&self, e: &Endpoint) -> Option<(Arc<Cluster>, EndpointRecord)> {
+    pub(crate) fn record_of(&self, e: &Endpoint) -> Option<(Arc<Cluster>, EndpointRecord)> {
         let cluster = self.cluster.as_ref()?;
         let network = self.read().networks.resolve(&e.network_id).ok()?;
-        (network.driver == Driver::Overlay).then(|| {
-            let rec = EndpointRecord::of(e, &cluster.cfg.node, cluster.vtep());
-            (cluster.clone(), rec)
-        })
+        (network.driver == Driver::Overlay).then(|| (cluster.clone(), self.record(cluster, e)))
+    }
+
+    /// An endpoint as the cluster store keeps it (with its sandbox's labels, for policies).
+    pub(crate) fn record(&self, cluster: &Cluster, e: &Endpoint) -> EndpointRecord {
+        let labels = self
+            .read()
+            .sandboxes
+            .resolve(&e.sandbox_id)
+            .map(|s| s.labels.clone())
+            .unwrap_or_default();
+        EndpointRecord::of(e, &labels, &cluster.cfg.node, cluster.vtep())
+    }
+
+    /// Endpoints on other hosts, for the policies' groups.
+    pub(crate) fn remote_endpoints(&self) -> Vec<Arc<Endpoint>> {
+        let r = self.remotes.read().unwrap_or_else(|p| p.into_inner());
+        r.values().cloned().collect()
     }
 
     /// The cluster store's state, when this host is part of one.
@@ -981,7 +1000,8 @@ impl Engine {
         };
         for _ in 0..16 {
             let e = &plan.endpoint;
-            let rec = EndpointRecord::of(e, &cluster.cfg.node, cluster.vtep());
+            let rec =
+                EndpointRecord::of(e, &plan.sandbox.labels, &cluster.cfg.node, cluster.vtep());
             match cluster.publish(&rec, true).await? {
                 None => return Ok((plan, Some((cluster, rec)))),
                 Some(Refusal::NoNetwork) => {

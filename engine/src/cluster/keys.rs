@@ -9,6 +9,10 @@
 //! /wasmnet/claims/<network-id>/<address>    {endpoint, host}: an address handed out
 //! /wasmnet/endpoints/<network-id>/<ep-id>   where an endpoint is (JSON), under its host's lease
 //! /wasmnet/hosts/<node>                     a live host, under its lease
+//! /wasmnet/policies/<policy-id>             a policy (JSON, without its module)
+//! /wasmnet/modules/<policy-id>              its Wasm module (bytes)
+//! /wasmnet/policy-names/<name>              policy-id (names are unique cluster-wide)
+//! /wasmnet/attachments/<policy-id>/<scope>  an attachment: global (`*`) or an overlay network
 //! ```
 //!
 //! Address claims are not leased: a host that dies keeps its addresses, so when it comes back
@@ -66,6 +70,27 @@ pub fn host(node: &str) -> String {
     format!("{ROOT}hosts/{node}")
 }
 
+pub fn policy(id: &str) -> String {
+    format!("{ROOT}policies/{id}")
+}
+
+pub fn module(id: &str) -> String {
+    format!("{ROOT}modules/{id}")
+}
+
+pub fn policy_name(name: &str) -> String {
+    format!("{ROOT}policy-names/{name}")
+}
+
+pub fn attachments_of(policy_id: &str) -> String {
+    format!("{ROOT}attachments/{policy_id}/")
+}
+
+/// `network_id` None: the global attachment.
+pub fn attachment(policy_id: &str, network_id: Option<&str>) -> String {
+    format!("{}{}", attachments_of(policy_id), network_id.unwrap_or("*"))
+}
+
 /// A key read back from etcd, by what it holds.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Key<'a> {
@@ -77,6 +102,12 @@ pub enum Key<'a> {
     Endpoint {
         network: &'a str,
         id: &'a str,
+    },
+    Policy(&'a str),
+    Module(&'a str),
+    Attachment {
+        policy: &'a str,
+        scope: &'a str,
     },
     /// Names, VNIs, subnets and hosts: guards and liveness, nothing to mirror.
     Other,
@@ -94,6 +125,9 @@ pub fn parse(key: &str) -> Key<'_> {
             Err(_) => Key::Other,
         },
         (Some("endpoints"), Some(network), Some(id)) => Key::Endpoint { network, id },
+        (Some("policies"), Some(id), None) => Key::Policy(id),
+        (Some("modules"), Some(id), None) => Key::Module(id),
+        (Some("attachments"), Some(policy), Some(scope)) => Key::Attachment { policy, scope },
         _ => Key::Other,
     }
 }
@@ -115,13 +149,18 @@ pub struct EndpointRecord {
     pub mac: String,
     pub ipv4: Option<IpAddr>,
     pub ipv6: Option<IpAddr>,
+    pub sandbox_id: String,
     pub sandbox_name: String,
+    pub interface: String,
+    /// The sandbox's labels overlaid with the endpoint's: what a policy classifies it by.
     #[serde(default)]
     pub labels: Labels,
 }
 
 impl EndpointRecord {
-    pub fn of(e: &Endpoint, host: &str, vtep: IpAddr) -> Self {
+    pub fn of(e: &Endpoint, sandbox_labels: &Labels, host: &str, vtep: IpAddr) -> Self {
+        let mut labels = sandbox_labels.clone();
+        labels.extend(e.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         EndpointRecord {
             id: e.id.clone(),
             network_id: e.network_id.clone(),
@@ -130,14 +169,44 @@ impl EndpointRecord {
             mac: e.mac.clone(),
             ipv4: e.ipv4,
             ipv6: e.ipv6,
+            sandbox_id: e.sandbox_id.clone(),
             sandbox_name: e.sandbox_name.clone(),
-            labels: e.labels.clone(),
+            interface: e.interface.clone(),
+            labels,
+        }
+    }
+
+    /// The remote endpoint as this host's policies see it (no ports: those are its host's).
+    pub fn to_endpoint(&self, network_name: &str) -> Endpoint {
+        Endpoint {
+            id: self.id.clone(),
+            network_id: self.network_id.clone(),
+            network_name: network_name.to_string(),
+            sandbox_id: self.sandbox_id.clone(),
+            sandbox_name: self.sandbox_name.clone(),
+            interface: self.interface.clone(),
+            mac: self.mac.clone(),
+            ipv4: self.ipv4,
+            ipv6: self.ipv6,
+            aliases: vec![],
+            ports: vec![],
+            labels: self.labels.clone(),
+            created: String::new(),
         }
     }
 
     pub fn addresses(&self) -> Vec<IpAddr> {
         [self.ipv4, self.ipv6].into_iter().flatten().collect()
     }
+}
+
+/// A policy as the cluster keeps it (its module is a key of its own).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub created: String,
 }
 
 /// The lowest VNI no network holds.
@@ -167,7 +236,17 @@ mod tests {
                 id: "e1"
             }
         );
+        assert_eq!(parse(&policy("p1")), Key::Policy("p1"));
+        assert_eq!(parse(&module("p1")), Key::Module("p1"));
+        assert_eq!(
+            parse(&attachment("p1", None)),
+            Key::Attachment {
+                policy: "p1",
+                scope: "*"
+            }
+        );
         for other in [
+            policy_name("tiers"),
             name("web"),
             vni(4096),
             host("h1"),

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::keys::{self, Claim, EndpointRecord, Key};
+use super::keys::{self, Claim, EndpointRecord, Key, PolicyRecord};
 use crate::model::Network;
+use crate::policy::Attachment;
 
 #[derive(Default, Debug)]
 pub struct Mirror {
@@ -14,6 +15,10 @@ pub struct Mirror {
     pub endpoints: BTreeMap<String, EndpointRecord>,
     /// By (network id, address).
     pub claims: BTreeMap<(String, IpAddr), Claim>,
+    pub policies: BTreeMap<String, PolicyRecord>,
+    pub modules: BTreeMap<String, Vec<u8>>,
+    /// By (policy id, scope: `*` or a network id).
+    pub attachments: BTreeMap<(String, String), Attachment>,
 }
 
 impl Mirror {
@@ -41,6 +46,20 @@ impl Mirror {
                     self.claims.insert((network.to_string(), addr), c);
                 }
             }
+            Key::Policy(id) => {
+                if let Some(p) = parse::<PolicyRecord>(key, value) {
+                    self.policies.insert(id.to_string(), p);
+                }
+            }
+            Key::Module(id) => {
+                self.modules.insert(id.to_string(), value.to_vec());
+            }
+            Key::Attachment { policy, scope } => {
+                if let Some(a) = parse::<Attachment>(key, value) {
+                    self.attachments
+                        .insert((policy.to_string(), scope.to_string()), a);
+                }
+            }
             Key::Other => {}
         }
     }
@@ -55,6 +74,16 @@ impl Mirror {
             }
             Key::Claim { network, addr } => {
                 self.claims.remove(&(network.to_string(), addr));
+            }
+            Key::Policy(id) => {
+                self.policies.remove(id);
+            }
+            Key::Module(id) => {
+                self.modules.remove(id);
+            }
+            Key::Attachment { policy, scope } => {
+                self.attachments
+                    .remove(&(policy.to_string(), scope.to_string()));
             }
             Key::Other => {}
         }
@@ -76,7 +105,9 @@ mod tests {
             mac: "02:42:0a:00:00:02".into(),
             ipv4: Some("10.0.0.2".parse().unwrap()),
             ipv6: None,
+            sandbox_id: "s1".into(),
             sandbox_name: "s".into(),
+            interface: "eth0".into(),
             labels: Default::default(),
         };
         let key = keys::endpoint("n1", "e1");

@@ -9,6 +9,7 @@
 
 pub mod keys;
 mod mirror;
+mod policies;
 mod sync;
 
 use std::collections::BTreeSet;
@@ -25,7 +26,8 @@ use etcd_client::{
 
 use crate::error::{Error, Result};
 use crate::model::Network;
-use keys::{Claim, EndpointRecord};
+use crate::policy::Attachment;
+use keys::{Claim, EndpointRecord, PolicyRecord};
 
 pub use sync::spawn;
 
@@ -96,6 +98,9 @@ pub struct Health {
     pub connected: bool,
     pub last_error: Option<String>,
 }
+
+/// etcd refuses requests over 1.5 MiB by default; a module, with its record, stays under.
+pub const MAX_SHARED_MODULE: usize = 1024 * 1024;
 
 /// The VXLAN header and its UDP, IP and inner Ethernet headers.
 pub const VXLAN_OVERHEAD: u32 = 50;
@@ -359,6 +364,61 @@ impl Cluster {
     async fn release_claim(&self, network_id: &str, addr: IpAddr) -> Result<()> {
         self.client()
             .delete(keys::claim(network_id, addr), None)
+            .await
+            .map_err(|e| self.unavailable(e))
+            .map(drop)
+    }
+
+    /// Shares a policy: its record and module, if its name is free cluster-wide.
+    pub async fn put_policy(&self, p: &PolicyRecord, wasm: &[u8]) -> Result<Option<Refusal>> {
+        if wasm.len() > MAX_SHARED_MODULE {
+            return Err(Error::invalid(
+                "module",
+                format!(
+                    "{} bytes: policies are shared through etcd, which takes at most {MAX_SHARED_MODULE} bytes per module",
+                    wasm.len()
+                ),
+            ));
+        }
+        let json = serde_json::to_string(p).map_err(|e| Error::Internal(e.to_string()))?;
+        let name = keys::policy_name(&p.name);
+        let txn = Txn::new()
+            .when([Compare::create_revision(name.as_str(), CompareOp::Equal, 0)])
+            .and_then([
+                TxnOp::put(name.as_str(), p.id.as_str(), None),
+                TxnOp::put(keys::module(&p.id), wasm, None),
+                TxnOp::put(keys::policy(&p.id), json, None),
+            ]);
+        Ok((!self.txn(txn).await?).then_some(Refusal::Taken))
+    }
+
+    /// Removes a shared policy and its shared attachments.
+    pub async fn delete_policy(&self, id: &str, name: &str) -> Result<()> {
+        let txn = Txn::new().and_then([
+            TxnOp::delete(keys::policy(id), None),
+            TxnOp::delete(keys::module(id), None),
+            TxnOp::delete(keys::policy_name(name), None),
+            TxnOp::delete(
+                keys::attachments_of(id),
+                Some(DeleteOptions::new().with_prefix()),
+            ),
+        ]);
+        self.txn(txn).await.map(drop)
+    }
+
+    pub async fn put_attachment(&self, policy_id: &str, a: &Attachment) -> Result<()> {
+        let json = serde_json::to_string(a).map_err(|e| Error::Internal(e.to_string()))?;
+        let key = keys::attachment(policy_id, a.network_id.as_deref());
+        self.client()
+            .put(key, json, None)
+            .await
+            .map_err(|e| self.unavailable(e))
+            .map(drop)
+    }
+
+    pub async fn delete_attachment(&self, policy_id: &str, network_id: Option<&str>) -> Result<()> {
+        self.client()
+            .delete(keys::attachment(policy_id, network_id), None)
             .await
             .map_err(|e| self.unavailable(e))
             .map(drop)

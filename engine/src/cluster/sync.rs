@@ -82,7 +82,11 @@ async fn run(
     for kv in &kvs {
         mirror.put(kv.key_str().unwrap_or_default(), kv.value());
     }
-    if let Err(e) = engine.republish(cluster, &mirror).await {
+    let republished = match engine.republish(cluster, &mirror).await {
+        Ok(()) => engine.republish_policies(cluster, &mirror).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = republished {
         return Ok(e.to_string());
     }
     engine.converge(cluster, &mirror, applied).await;
@@ -154,7 +158,7 @@ impl Engine {
         let node = &cluster.cfg.node;
         let local = self.overlay_endpoints();
         for e in &local {
-            let rec = EndpointRecord::of(e, node, cluster.vtep());
+            let rec = self.record(cluster, e);
             let refused = match cluster.publish(&rec, false).await? {
                 Some(Refusal::Taken) => cluster.publish(&rec, true).await?,
                 other => other,
@@ -187,7 +191,11 @@ impl Engine {
         let _writer = self.lock_writer().await;
         self.converge_networks(m, applied).await;
         self.converge_claims(cluster, m, applied);
-        self.converge_remotes(cluster, m, applied).await;
+        let policies = self.converge_policies(m).await;
+        let remotes = self.converge_remotes(cluster, m, applied).await;
+        if policies || (remotes && !self.policies().plan.is_empty()) {
+            self.replan().await;
+        }
     }
 
     async fn converge_networks(&self, m: &Mirror, applied: &mut Applied) {
@@ -254,7 +262,8 @@ impl Engine {
         applied.reserved = desired;
     }
 
-    async fn converge_remotes(&self, cluster: &Cluster, m: &Mirror, applied: &mut Applied) {
+    /// True when the remote endpoints changed.
+    async fn converge_remotes(&self, cluster: &Cluster, m: &Mirror, applied: &mut Applied) -> bool {
         let node = &cluster.cfg.node;
         let here: HashSet<String> = self
             .overlay_networks()
@@ -267,6 +276,7 @@ impl Engine {
             .filter(|(_, r)| &r.host != node && here.contains(&r.network_id))
             .collect();
         let links = self.bridge.links();
+        let mut changed = false;
         let stale: Vec<EndpointRecord> = applied
             .remotes
             .iter()
@@ -278,19 +288,54 @@ impl Engine {
                 tracing::warn!(endpoint = %r.id, error = %e, "withdrawing a remote endpoint");
             }
             applied.remotes.remove(&r.id);
+            changed = true;
         }
-        for (id, r) in desired {
-            if applied.remotes.contains_key(id) {
+        for (id, r) in &desired {
+            if applied.remotes.contains_key(*id) {
                 continue;
             }
+            changed = true;
             match overlay::add_remote(links, r).await {
                 Ok(()) => {
-                    applied.remotes.insert(id.clone(), r.clone());
+                    applied.remotes.insert((*id).clone(), (*r).clone());
                 }
                 Err(e) => {
                     tracing::warn!(endpoint = %r.id, host = %r.host, error = %e, "programming a remote endpoint")
                 }
             }
+        }
+        if changed {
+            self.set_remotes(&desired);
+        }
+        changed
+    }
+
+    /// Records the remote endpoints (under policies, groups change with them).
+    fn set_remotes(&self, desired: &HashMap<&String, &EndpointRecord>) {
+        let names: HashMap<String, String> = self
+            .overlay_networks()
+            .iter()
+            .map(|n| (n.id.clone(), n.name.clone()))
+            .collect();
+        let remotes = desired
+            .iter()
+            .map(|(id, r)| {
+                let name = names.get(&r.network_id).cloned().unwrap_or_default();
+                ((*id).clone(), Arc::new(r.to_endpoint(&name)))
+            })
+            .collect();
+        *self.remotes.write().unwrap_or_else(|p| p.into_inner()) = remotes;
+    }
+
+    /// Computes and enforces the plan again (remote endpoints or cluster policies changed).
+    async fn replan(&self) {
+        let planned = self.compute_plan(|_| {}, &[], None);
+        let enforced = match planned {
+            Ok(plan) => self.enforce(plan).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = enforced {
+            tracing::warn!(error = %e, "enforcing the policies after a cluster change");
         }
     }
 }

@@ -39,11 +39,17 @@ pub fn option_true(n: &Network, key: &str, default: bool) -> bool {
 }
 
 /// The whole ruleset for these networks and endpoints, under the policies' `plan` (Docker's
-/// semantics alone when it is empty).
-pub fn compile(networks: &[&Network], endpoints: &[&Endpoint], plan: &Plan) -> Ruleset {
+/// semantics alone when it is empty). `members` are the endpoints groups may hold: these and
+/// those on other hosts.
+pub fn compile(
+    networks: &[&Network],
+    endpoints: &[&Endpoint],
+    members: &[&Endpoint],
+    plan: &Plan,
+) -> Ruleset {
     Ruleset {
         tables: vec![
-            inet_table(networks, endpoints, plan),
+            inet_table(networks, endpoints, members, plan),
             bridge_table(networks, endpoints),
         ],
     }
@@ -54,7 +60,12 @@ fn nat_of(n: &Network, plan: &Plan) -> (bool, Option<IpAddr>) {
     policy::nat(n, plan.governs(&n.id).unwrap_or_default())
 }
 
-fn inet_table(networks: &[&Network], endpoints: &[&Endpoint], plan: &Plan) -> Table {
+fn inet_table(
+    networks: &[&Network],
+    endpoints: &[&Endpoint],
+    members: &[&Endpoint],
+    plan: &Plan,
+) -> Table {
     let mut t = Table::new(Family::Inet, TABLE);
     let bridges: Vec<String> = networks
         .iter()
@@ -105,7 +116,7 @@ fn inet_table(networks: &[&Network], endpoints: &[&Endpoint], plan: &Plan) -> Ta
         };
         t.chain(&chain_of(&n.id), None, rules);
     }
-    policy::add_to(&mut t, networks, endpoints, plan);
+    policy::add_to(&mut t, networks, members, plan);
     let publish = "fib daddr type local meta l4proto { tcp, udp, sctp } counter jump publish";
     t.chain(
         "prerouting",
@@ -288,7 +299,7 @@ mod tests {
         let e = endpoint(&a, "10.1.0.2", ports);
         let mut isolated = endpoint(&b, "10.2.0.2", vec![]);
         isolated.id = "f".repeat(64);
-        let got = compile(&[&a, &b], &[&e, &isolated], &Plan::default()).render();
+        let got = compile(&[&a, &b], &[&e, &isolated], &[], &Plan::default()).render();
         let golden = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/src/firewall/testdata/default.nft"

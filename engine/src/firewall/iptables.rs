@@ -324,6 +324,7 @@ mod tests {
             networks: vec![Arc::new(n)],
             endpoints: vec![Arc::new(e)],
             plan: Default::default(),
+            remotes: vec![],
         };
         assert_eq!(
             table_script("filter", &d, false, true),

@@ -26,7 +26,7 @@ pub struct Builder<'a> {
 impl<'a> Builder<'a> {
     pub fn new(d: &'a Desired, v6: bool) -> Self {
         let mut members: HashMap<(&str, &str), Vec<IpAddr>> = HashMap::new();
-        for e in &d.endpoints {
+        for e in d.endpoints.iter().chain(&d.remotes) {
             let Some(addr) = (if v6 { e.ipv6 } else { e.ipv4 }) else {
                 continue;
             };

@@ -29,6 +29,9 @@ pub struct Desired {
     /// What the attached policies decided (empty: Docker's semantics alone). For an
     /// incremental endpoint change, only the endpoint's own groups.
     pub plan: Arc<policy::Plan>,
+    /// Endpoints on other hosts (overlay networks): only their addresses matter here, as
+    /// members of the policies' groups.
+    pub remotes: Vec<Arc<Endpoint>>,
 }
 
 impl Desired {
@@ -38,6 +41,15 @@ impl Desired {
 
     pub fn endpoint_refs(&self) -> Vec<&Endpoint> {
         self.endpoints.iter().map(|e| e.as_ref()).collect()
+    }
+
+    /// Every endpoint that can be in a group: this host's and the remote ones.
+    pub fn member_refs(&self) -> Vec<&Endpoint> {
+        self.endpoints
+            .iter()
+            .chain(&self.remotes)
+            .map(|e| e.as_ref())
+            .collect()
     }
 }
 

@@ -211,7 +211,12 @@ impl Firewall for Nft {
 }
 
 fn compile(d: &Desired) -> Ruleset {
-    docker::compile(&d.network_refs(), &d.endpoint_refs(), &d.plan)
+    docker::compile(
+        &d.network_refs(),
+        &d.endpoint_refs(),
+        &d.member_refs(),
+        &d.plan,
+    )
 }
 
 /// Bridged traffic between endpoints of one network reaches the inet hooks (and conntrack)

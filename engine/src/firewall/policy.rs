@@ -587,12 +587,8 @@ mod tests {
     #[test]
     fn golden_policy_ruleset() {
         let (nets, eps, plan) = sample();
-        let got = docker::compile(
-            &nets.iter().collect::<Vec<_>>(),
-            &eps.iter().collect::<Vec<_>>(),
-            &plan,
-        )
-        .render();
+        let eps: Vec<&Endpoint> = eps.iter().collect();
+        let got = docker::compile(&nets.iter().collect::<Vec<_>>(), &eps, &eps, &plan).render();
         golden("policy.nft", &got);
     }
 
@@ -603,6 +599,7 @@ mod tests {
             networks: nets.into_iter().map(std::sync::Arc::new).collect(),
             endpoints: eps.into_iter().map(std::sync::Arc::new).collect(),
             plan: std::sync::Arc::new(plan),
+            remotes: vec![],
         };
         let got = ["filter", "nat"]
             .iter()

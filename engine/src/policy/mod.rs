@@ -42,7 +42,7 @@ pub struct Policy {
     pub last_error: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Attachment {
     /// None: the global default (every network).
     pub network_id: Option<String>,
@@ -74,6 +74,8 @@ fn default_priority() -> i64 {
 pub(crate) struct Loaded {
     pub policy: Policy,
     pub module: Option<Arc<Module>>,
+    /// Published to the cluster store (see migration 0003).
+    pub shared: bool,
 }
 
 /// Everything the engine knows about policies.

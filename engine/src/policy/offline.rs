@@ -166,6 +166,7 @@ pub fn test(wasm: &[u8], fixture: &Fixture) -> Result<String, String> {
         Loaded {
             policy,
             module: Some(Arc::new(module)),
+            shared: false,
         },
     );
     let no_labels = |_: &str| Labels::new();
@@ -228,9 +229,11 @@ pub fn test(wasm: &[u8], fixture: &Fixture) -> Result<String, String> {
             let _ = writeln!(out, "  port {}/{}: {d}", p.host_port, p.protocol);
         }
     }
+    let endpoints: Vec<&Endpoint> = endpoints.iter().collect();
     let rules = docker::compile(
         &networks.iter().collect::<Vec<_>>(),
-        &endpoints.iter().collect::<Vec<_>>(),
+        &endpoints,
+        &endpoints,
         &plan,
     );
     let _ = write!(out, "\nnftables:\n{}", rules.render());

@@ -61,6 +61,7 @@ impl Engine {
             .map_err(|e| Error::Internal(format!("starting the policy runtime: {e}")))?;
         let mut policies = Policies::new(runtime);
         for stored in store.load_policies().await? {
+            let shared = stored.shared;
             let mut policy = stored.policy;
             let module = match policies.runtime.load(&stored.wasm) {
                 Ok(m) => Some(Arc::new(m)),
@@ -70,9 +71,14 @@ impl Engine {
                     None
                 }
             };
-            policies
-                .loaded
-                .insert(policy.id.clone(), Loaded { policy, module });
+            policies.loaded.insert(
+                policy.id.clone(),
+                Loaded {
+                    policy,
+                    module,
+                    shared,
+                },
+            );
         }
         Ok(policies)
     }
@@ -115,6 +121,7 @@ impl Engine {
         skip: &[String],
         extra: Option<&crate::model::Network>,
     ) -> Result<Plan> {
+        let remotes = self.remote_endpoints();
         let v = self.view();
         let labels = |id: &str| {
             v.sandboxes
@@ -129,7 +136,12 @@ impl Engine {
                 .map(|n| n.as_ref())
                 .chain(extra)
                 .collect(),
-            endpoints: v.endpoints.values().map(|e| e.as_ref()).collect(),
+            endpoints: v
+                .endpoints
+                .values()
+                .chain(&remotes)
+                .map(|e| e.as_ref())
+                .collect(),
             sandbox_labels: &labels,
             // A new network has no endpoint yet, and every other one keeps its policies.
             members: extra.map(|_| self.policies().members.clone()),
@@ -241,9 +253,12 @@ impl Engine {
             last_error: None,
         };
         let id = policy.id.clone();
+        // In a cluster, every policy is shared: the hosts enforce the same ones.
+        let shared = self.cluster.is_some();
         let loaded = Loaded {
             policy: policy.clone(),
             module: Some(Arc::new(module)),
+            shared,
         };
         self.policies().loaded.insert(id.clone(), loaded);
         // The trial: this policy alone, attached globally.
@@ -269,7 +284,17 @@ impl Engine {
             None,
         );
         let stored = match trial {
-            Ok(_) => self.store.insert_policy(&policy, wasm).await,
+            Ok(_) => self.share_policy(&policy, wasm).await,
+            Err(e) => Err(e),
+        };
+        let stored = match stored {
+            Ok(()) => {
+                let r = self.store.insert_policy(&policy, wasm, shared).await;
+                if r.is_err() {
+                    self.unshare_policy(&policy).await;
+                }
+                r
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = stored {
@@ -295,6 +320,7 @@ impl Engine {
                     ),
                 ));
             }
+            self.unshare_policy_or_fail(&policy).await?;
             let id = policy.id.clone();
             let plan = self.compute_plan(
                 |p| {
@@ -309,6 +335,8 @@ impl Engine {
                 None,
             )?;
             self.enforce(plan).await?;
+        } else {
+            self.unshare_policy_or_fail(&policy).await?;
         }
         self.store.delete_policy(&policy.id).await?;
         self.policies().loaded.remove(&policy.id);
@@ -347,8 +375,22 @@ impl Engine {
             &[],
             None,
         )?;
+        let shared = self.shared_scope(&id, network_id.as_deref());
+        if let Some(c) = &shared {
+            c.put_attachment(&id, &attachment).await?;
+        }
         self.store.upsert_attachment(&id, &attachment).await?;
         if let Err(e) = self.enforce(plan).await {
+            if let Some(c) = &shared {
+                let before = policy
+                    .attachments
+                    .iter()
+                    .find(|a| a.network_id == network_id);
+                let _ = match before {
+                    Some(a) => c.put_attachment(&id, a).await,
+                    None => c.delete_attachment(&id, network_id.as_deref()).await,
+                };
+            }
             let _ = self
                 .store
                 .delete_attachment(&id, network_id.as_deref())
@@ -382,6 +424,9 @@ impl Engine {
             ));
         }
         let id = policy.id.clone();
+        if let Some(c) = self.shared_scope(&id, network_id.as_deref()) {
+            c.delete_attachment(&id, network_id.as_deref()).await?;
+        }
         let updated: Vec<Attachment> = policy
             .attachments
             .iter()
@@ -532,6 +577,10 @@ impl Engine {
             labels,
             ..(*old).clone()
         });
+        // Other hosts classify it by its record: the cluster hears of the new labels first.
+        if let Some((cluster, rec)) = self.record_of(&new) {
+            cluster.publish(&rec, false).await?;
+        }
         self.write().endpoints.insert(new.id.clone(), new.clone());
         let plan = match self.compute_plan(|_| {}, &[], None) {
             Ok(plan) => self.enforce(plan).await,
@@ -542,6 +591,9 @@ impl Engine {
             Err(e) => Err(e),
         };
         if let Err(e) = stored {
+            if let Some((cluster, rec)) = self.record_of(&old) {
+                let _ = cluster.publish(&rec, false).await;
+            }
             self.write().endpoints.insert(old.id.clone(), old);
             let _ = self.reload_plan().await;
             return Err(e);

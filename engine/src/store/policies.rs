@@ -10,12 +10,14 @@ use crate::policy::{Attachment, Policy};
 pub struct StoredPolicy {
     pub policy: Policy,
     pub wasm: Vec<u8>,
+    /// Published to the cluster store.
+    pub shared: bool,
 }
 
 impl Store {
     pub async fn load_policies(&self) -> Result<Vec<StoredPolicy>> {
         let rows = sqlx::query(
-            "SELECT id, name, description, sha256, version, wasm, created FROM policies ORDER BY name",
+            "SELECT id, name, description, sha256, version, wasm, created, shared FROM policies ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -37,6 +39,7 @@ impl Store {
                     id,
                 },
                 wasm,
+                shared: r.try_get::<i64, _>("shared")? == 1,
             });
         }
         Ok(out)
@@ -61,9 +64,9 @@ impl Store {
             .collect()
     }
 
-    pub async fn insert_policy(&self, p: &Policy, wasm: &[u8]) -> Result<()> {
+    pub async fn insert_policy(&self, p: &Policy, wasm: &[u8], shared: bool) -> Result<()> {
         sqlx::query(
-            "INSERT INTO policies (id, name, description, sha256, version, wasm, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO policies (id, name, description, sha256, version, wasm, created, shared) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&p.id)
         .bind(&p.name)
@@ -72,9 +75,18 @@ impl Store {
         .bind(&p.version)
         .bind(wasm)
         .bind(&p.created)
+        .bind(shared as i64)
         .execute(&self.pool)
         .await
         .map_err(constraint)?;
+        Ok(())
+    }
+
+    pub async fn set_policy_shared(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE policies SET shared = 1 WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
