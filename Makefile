@@ -18,7 +18,7 @@ test: deps
 # Debian packages the build needs (protoc, for etcd's gRPC API), and the suite (CI and a fresh
 # machine run as root).
 BUILD_DEBS := protobuf-compiler
-DEBS := $(BUILD_DEBS) nftables iptables iproute2 iputils-ping util-linux chromium chromium-driver etcd-server
+DEBS := $(BUILD_DEBS) nftables iptables iproute2 iputils-ping util-linux chromium chromium-driver etcd-server openssl
 build-deps:
 	@$(MAKE) --no-print-directory deps DEBS="$(BUILD_DEBS)"
 deps:

@@ -3,7 +3,8 @@
 //!    between the two host namespaces on the underlay itself (goal: ≥ 80%).
 //! 2. How soon a new endpoint on one host is reachable from a sandbox on the other, counted
 //!    from the moment its connect call returns (goal: ≤ 100 ms).
-//!   cargo bench --bench overlay        (needs iperf3, ethtool and etcd-server from Debian)
+//!
+//! `cargo bench --bench overlay` (needs iperf3, ethtool and etcd-server from Debian).
 //!
 //! The probing sandbox retransmits ARP every 5 ms instead of Linux's 1 s, so a probe sent a
 //! moment before the remote is programmed costs 5 ms, not a second: the figure is wasmnet's

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::{start, Underlay};
+use common::cluster::Underlay;
 use common::net::ping;
 use common::{Host, Server};
 use serde_json::{json, Value};
@@ -156,7 +156,7 @@ async fn three_hosts_share_overlay_networks(backend: &str) {
     let host3 = h3.crash();
     assert!(reaches(&s1, &a2), "h1 and h2 keep talking");
     assert!(reaches(&s2, &a3), "h3's sandbox is still reachable");
-    let h3 = start(host3, 3, backend);
+    let h3 = underlay.start(host3, 3, backend);
     let c3 = h3.client();
     assert!(
         eventually(Duration::from_secs(10), async || cluster_connected(&c3)
@@ -306,6 +306,39 @@ async fn mac_of(c: &Client, sandbox: &str) -> String {
 
 common::per_backend!(nftables: three_hosts_share_overlay_networks);
 common::per_backend!(iptables: three_hosts_share_overlay_networks);
+
+/// etcd over TLS asking for client certificates: a host with the test PKI's certificate joins
+/// and creates an overlay network; one trusting the CA but without a certificate cannot, and
+/// says so (health, and a 503 on a cluster write).
+#[tokio::test]
+async fn the_cluster_store_over_tls() {
+    let underlay = Underlay::with_tls();
+    let h1 = underlay.join(1, "nftables");
+    let c1 = h1.client();
+    assert!(
+        eventually(Duration::from_secs(10), async || cluster_connected(&c1)
+            .await)
+        .await
+    );
+    let net = json!({"name": "sec", "driver": "overlay", "ipv4": {"subnet": "10.75.0.0/24"}});
+    make(&c1, "/v1/networks", net).await;
+
+    let ca = underlay.pki.as_ref().unwrap().join("ca.crt");
+    let ca = ca.display().to_string();
+    let h2 = underlay.join_with(2, Host::new(), &["--cluster-ca", &ca]);
+    let c2 = h2.client();
+    let failed = async || {
+        c2.get("/healthz").await.is_ok_and(|h| {
+            h["cluster"]["connected"] == json!(false) && h["cluster"]["last_error"].is_string()
+        })
+    };
+    assert!(eventually(Duration::from_secs(10), failed).await);
+    let other = json!({"name": "other", "driver": "overlay", "ipv4": {"subnet": "10.76.0.0/24"}});
+    assert_eq!(
+        code(c2.post("/v1/networks", &other).await),
+        "503 cluster_unavailable"
+    );
+}
 
 #[tokio::test]
 async fn overlay_networks_need_a_cluster_and_valid_cluster_settings() {
