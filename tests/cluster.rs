@@ -123,7 +123,7 @@ async fn three_hosts_share_overlay_networks(backend: &str) {
         .await
     );
     let (t1, b1) = sandbox_on(&c1, "t1", "ov2").await;
-    let (_t2, b2) = sandbox_on(&c2, "t2", "ov2").await;
+    let (_, b2) = sandbox_on(&c2, "t2", "ov2").await;
     assert!(reaches(&t1, &b2), "ov2 spans hosts too");
     assert!(
         !ping(&s1, &b2),
@@ -197,16 +197,36 @@ async fn three_hosts_share_overlay_networks(backend: &str) {
     let late_ip = e["ipv4"].as_str().unwrap().to_string();
     assert!(![&a1, &a2, &a3, &a3b].contains(&&late_ip), "{late_ip}");
 
+    // A sandbox deleted on one host is withdrawn from the others; an overlay network deleted
+    // on a third host (once empty everywhere) is gone from all, with its VXLAN devices.
+    let mac3b = mac_of(&c3, "s3b").await;
+    c3.delete("/v1/sandboxes/s3b").await.unwrap();
+    let withdrawn = eventually(Duration::from_secs(5), async || {
+        !remote_entry(&h1, &ov, &mac3b)
+    })
+    .await;
+    assert!(withdrawn, "s3b's entry leaves h1's VXLAN device");
+    let ov2 = c1.get("/v1/networks/ov2").await.unwrap();
+    c1.delete("/v1/sandboxes/t1").await.unwrap();
+    c2.delete("/v1/sandboxes/t2").await.unwrap();
+    c3.delete("/v1/networks/ov2").await.unwrap();
+    for (c, h) in [(&c1, &h1), (&c2, &h2)] {
+        assert!(
+            eventually(Duration::from_secs(5), async || !has_network(c, "ov2")
+                .await)
+            .await
+        );
+        assert!(
+            !h.host.links().contains(&vxlan(&ov2)),
+            "VXLAN device removed"
+        );
+    }
+
     // A host that leaves: after its lease, its endpoints are gone from the others' tables.
     let mac2 = mac_of(&c2, "s2").await;
     let _host2 = h2.crash();
     let gone = eventually(Duration::from_secs(15), async || {
-        // The VXLAN device's own entry (`dst` its VTEP); the bridge may still remember the
-        // MAC on that port for a while, but the device has no way to it any more.
-        !h1.host
-            .stdout(&["bridge", "fdb", "show", "dev", &vxlan(&ov)])
-            .lines()
-            .any(|l| l.contains(&mac2) && l.contains("dst"))
+        !remote_entry(&h1, &ov, &mac2)
     })
     .await;
     assert!(
@@ -293,6 +313,16 @@ async fn member(c: &Client, name: &str, labels: Value) -> (PathBuf, String) {
         PathBuf::from(s["netns"].as_str().unwrap()),
         e["ipv4"].as_str().unwrap().to_string(),
     )
+}
+
+/// Whether `server`'s VXLAN device of `network` has a way to `mac`: its own entry (`dst` a
+/// VTEP). The bridge may remember the MAC on that port for a while after; that leads nowhere.
+fn remote_entry(server: &Server, network: &Value, mac: &str) -> bool {
+    server
+        .host
+        .stdout(&["bridge", "fdb", "show", "dev", &vxlan(network)])
+        .lines()
+        .any(|l| l.contains(mac) && l.contains("dst"))
 }
 
 fn vxlan(network: &Value) -> String {
