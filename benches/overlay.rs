@@ -16,38 +16,17 @@
 mod common;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::cluster::Underlay;
 use common::in_netns;
 use common::net::run_in;
-use serde_json::{json, Value};
-use support::{median, reachable};
+use serde_json::json;
+use support::{iperf, median, reachable};
 
 const PROBES: usize = 40;
 const RUNS: usize = 3;
-
-fn iperf(server_ns: &Path, client_ns: &Path, ip: &str) -> f64 {
-    let mut srv: Child = Command::new("nsenter")
-        .arg(format!("--net={}", server_ns.display()))
-        .args(["iperf3", "-s", "-1", "-p", "5201"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let out = run_in(
-        client_ns,
-        &["iperf3", "-c", ip, "-p", "5201", "-t", "5", "-J"],
-    );
-    let _ = srv.wait();
-    let v: Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J output");
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap()
-        / 1e9
-}
 
 async fn sandbox_on(c: &wasmnet_web::client::Client, name: &str, net: &str) -> (PathBuf, String) {
     let s = c

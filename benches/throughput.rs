@@ -5,37 +5,16 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use common::net::run_in;
 use common::Server;
-use serde_json::{json, Value};
+use serde_json::json;
+use support::iperf;
 
 const NETWORKS: usize = 100;
 const SANDBOXES: usize = 100;
-
-fn iperf(server_ns: &Path, client_ns: &Path, ip: &str) -> f64 {
-    let mut srv: Child = Command::new("nsenter")
-        .arg(format!("--net={}", server_ns.display()))
-        .args(["iperf3", "-s", "-1", "-p", "5201"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let out = run_in(
-        client_ns,
-        &["iperf3", "-c", ip, "-p", "5201", "-t", "5", "-J"],
-    );
-    let _ = srv.wait();
-    let v: Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J output");
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap()
-        / 1e9
-}
 
 fn main() {
     let backend = std::env::var("WASMNET_FIREWALL_BACKEND").unwrap_or_else(|_| "nftables".into());
