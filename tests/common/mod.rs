@@ -131,7 +131,11 @@ impl Server {
             .arg(dir.join("run"))
             .args(["--listen", "127.0.0.1:0", "--config", "/dev/null"])
             .args(extra)
-            .env("WASMNET_LOG", "warn")
+            // WASMNET_TEST_LOG=… (e.g. wasmnet_engine::kernel=debug) for a daemon's step logs.
+            .env(
+                "WASMNET_LOG",
+                std::env::var("WASMNET_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
