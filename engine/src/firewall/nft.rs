@@ -40,7 +40,14 @@ pub struct Nft {
     /// The last listing the watcher read (every second): pages that show counters use it
     /// rather than listing thousands of rules again for each request.
     last: std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<Value>)>>,
+    /// The nftables generation the watcher last found everything right at.
+    checked: std::sync::Mutex<Option<u32>>,
+    /// When a page last asked for counters: while people look, the watcher keeps `last` fresh.
+    viewed: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long after a page showed counters the watcher keeps listing every second.
+const VIEWING: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How old a listing may be for counters shown to people.
 const FRESH: std::time::Duration = std::time::Duration::from_secs(2);
@@ -52,20 +59,30 @@ impl Nft {
         Nft {
             dir: dir.to_path_buf(),
             last: Default::default(),
+            checked: Default::default(),
+            viewed: Default::default(),
         }
     }
 
     /// Replaces our tables whole, in one transaction.
     pub fn replace(&self, ruleset: &Ruleset) -> Result<(), FirewallError> {
+        self.forget_check();
         self.run("ruleset", &ruleset.render())
     }
 
     /// Applies element changes, in one transaction.
     pub fn update(&self, changes: &[Change]) -> Result<(), FirewallError> {
+        self.forget_check();
         if changes.is_empty() {
             return Ok(());
         }
         self.run("element update", &render_changes(changes))
+    }
+
+    /// After any change of ours the watcher compares again, even at an unchanged generation
+    /// (a change that failed half-way leaves the kernel where it was, but not as desired).
+    fn forget_check(&self) {
+        *self.checked.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Runs one nft script (one transaction). The script goes through a file, not a pipe: the
@@ -103,6 +120,7 @@ impl Nft {
 
     /// Rules and counters at most `FRESH` old: the watcher's last listing, or a new one.
     fn recent_rules(&self) -> Result<std::sync::Arc<Value>, FirewallError> {
+        *self.viewed.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
         match last {
             Some((at, doc)) if at.elapsed() < FRESH => Ok(doc),
@@ -164,9 +182,20 @@ impl Firewall for Nft {
             .map_err(|err| FirewallError::Exec(err.to_string()))
     }
 
+    /// Lists and compares only when the ruleset's generation moved since it was last found
+    /// right (or someone is looking at counters): a steady host costs one netlink request a
+    /// second, not a listing of every element (a process, and CPU taken from traffic).
     fn reassert(&self, desired: &Desired) -> Result<bool, FirewallError> {
+        let generation = crate::kernel::nfset::generation().ok();
+        let viewed = *self.viewed.lock().unwrap_or_else(|p| p.into_inner());
+        let viewing = viewed.is_some_and(|at| at.elapsed() < VIEWING);
+        let checked = *self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        if generation.is_some() && checked == generation && !viewing {
+            return Ok(false);
+        }
         let wanted = compile(desired);
         if matches(&wanted.fingerprint(), &self.fingerprint()?) {
+            *self.checked.lock().unwrap_or_else(|p| p.into_inner()) = generation;
             return Ok(false);
         }
         self.replace(&wanted)?;

@@ -11,6 +11,9 @@ use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFT_MSG_GETGEN: u16 = 16;
+const NFTA_GEN_ID: u16 = 1;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
@@ -127,18 +130,61 @@ pub fn batch(table: &str, elements: &[Element]) -> Vec<u8> {
     out
 }
 
+fn io(what: &str, e: std::io::Error) -> NfsetError {
+    NfsetError(format!("{what}: {e}"))
+}
+
+/// A netfilter netlink socket, talking to the kernel.
+fn open() -> Result<Socket, NfsetError> {
+    let mut socket = Socket::new(NETLINK_NETFILTER).map_err(|e| io("socket", e))?;
+    socket.bind_auto().map_err(|e| io("bind", e))?;
+    socket
+        .connect(&SocketAddr::new(0, 0))
+        .map_err(|e| io("connect", e))?;
+    Ok(socket)
+}
+
+/// The namespace's nftables generation: bumped by every committed change, anyone's. Equal
+/// generations mean an unchanged ruleset, which saves listing it.
+pub fn generation() -> Result<u32, NfsetError> {
+    let socket = open()?;
+    let mut req = Vec::new();
+    let kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN;
+    message(&mut req, kind, NLM_F_REQUEST, 1, AF_UNSPEC, 0, &[]);
+    socket.send(&req, 0).map_err(|e| io("send", e))?;
+    let mut buf = Vec::with_capacity(4096);
+    let n = socket.recv(&mut buf, 0).map_err(|e| io("recv", e))?;
+    parse_generation(&buf[..n.min(buf.len())])
+        .ok_or_else(|| NfsetError("no generation in the kernel's answer".into()))
+}
+
+/// The generation id out of an NFT_MSG_NEWGEN message (header, nfgenmsg, attributes).
+fn parse_generation(msg: &[u8]) -> Option<u32> {
+    let kind = u16::from_ne_bytes(msg.get(4..6)?.try_into().ok()?);
+    if kind != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
+        return None;
+    }
+    let mut at = 20;
+    while at + 4 <= msg.len() {
+        let len = u16::from_ne_bytes(msg[at..at + 2].try_into().ok()?) as usize;
+        let attr = u16::from_ne_bytes(msg[at + 2..at + 4].try_into().ok()?) & !NLA_F_NESTED;
+        if attr == NFTA_GEN_ID && len == 8 {
+            return Some(u32::from_be_bytes(
+                msg.get(at + 4..at + 8)?.try_into().ok()?,
+            ));
+        }
+        at += align(len.max(4));
+    }
+    None
+}
+
 /// Applies `elements` to sets of `table` (inet family) in one transaction; the first error the
 /// kernel reports (with the set it concerns) is the error.
 pub fn apply(table: &str, elements: &[Element]) -> Result<(), NfsetError> {
     if elements.is_empty() {
         return Ok(());
     }
-    let io = |what: &str, e: std::io::Error| NfsetError(format!("{what}: {e}"));
-    let mut socket = Socket::new(NETLINK_NETFILTER).map_err(|e| io("socket", e))?;
-    socket.bind_auto().map_err(|e| io("bind", e))?;
-    socket
-        .connect(&SocketAddr::new(0, 0))
-        .map_err(|e| io("connect", e))?;
+    let socket = open()?;
     socket
         .send(&batch(table, elements), 0)
         .map_err(|e| io("send", e))?;
@@ -188,6 +234,19 @@ fn libc_enoent() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generation_ids_are_read_from_newgen_messages() {
+        let mut attrs = Vec::new();
+        attr(&mut attrs, NFTA_GEN_ID, &7u32.to_be_bytes());
+        let mut msg = Vec::new();
+        let newgen = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN;
+        message(&mut msg, newgen, 0, 1, AF_UNSPEC, 0, &attrs);
+        assert_eq!(parse_generation(&msg), Some(7));
+        let mut other = Vec::new();
+        message(&mut other, NLMSG_ERROR, 0, 1, AF_UNSPEC, 0, &attrs);
+        assert_eq!(parse_generation(&other), None);
+    }
 
     #[test]
     fn a_batch_is_begin_element_end() {
