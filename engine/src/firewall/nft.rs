@@ -37,8 +37,8 @@ fn from_nftables(what: &'static str, e: nftables::helper::NftablesError) -> Fire
 pub struct Nft {
     /// Where scripts are written for nft to read (wasmnet's run dir).
     dir: PathBuf,
-    /// The last listing the watcher read (every second): pages that show counters use it
-    /// rather than listing thousands of rules again for each request.
+    /// The last listing the watcher read (every second while pages show counters): those
+    /// pages use it rather than listing thousands of rules again for each request.
     last: std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<Value>)>>,
     /// The nftables generation the watcher last found everything right at.
     checked: std::sync::Mutex<Option<u32>>,
