@@ -235,6 +235,24 @@ fn create_connect_see_and_delete_from_the_browser() {
         .body
         .contains("aria-invalid=\"true\" aria-describedby=\"subnet-error\""));
     assert!(r.body.contains("value=\"web\""), "what was typed is kept");
+    // An overlay network on a host without a cluster store: the engine's reason, inline.
+    let r = http(
+        &server,
+        "POST",
+        "/networks",
+        s,
+        &[("csrf", &csrf), ("name", "ov"), ("driver", "overlay")],
+    );
+    assert_eq!(r.status, 422);
+    assert!(
+        r.body.contains("overlay networks need a cluster store"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("<option value=\"overlay\" selected>"),
+        "the choice is kept"
+    );
     let r = http(
         &server,
         "POST",

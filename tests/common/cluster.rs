@@ -39,14 +39,12 @@ impl Etcd {
         let log = std::fs::File::create(self.dir.with_extension("log")).unwrap();
         let mut tls: Vec<String> = Vec::new();
         if let Some(pki) = &self.pki {
-            for (flag, file) in [
+            let files = [
                 ("--cert-file", "server.crt"),
                 ("--key-file", "server.key"),
                 ("--trusted-ca-file", "ca.crt"),
-            ] {
-                tls.push(flag.into());
-                tls.push(pki.join(file).display().to_string());
-            }
+            ];
+            tls = pki_flags(pki, &files);
             tls.push("--client-cert-auth".into());
         }
         let child = Command::new("nsenter")
@@ -176,20 +174,23 @@ impl Underlay {
     /// Starts (or restarts) wasmnet on test host `n` of the cluster (over TLS with the test
     /// PKI's client certificate when etcd wants TLS).
     pub fn start(&self, host: Host, n: u8, backend: &str) -> Server {
-        let mut tls: Vec<String> = Vec::new();
-        if let Some(pki) = &self.pki {
-            for (flag, file) in [
-                ("--cluster-ca", "ca.crt"),
-                ("--cluster-cert", "client.crt"),
-                ("--cluster-key", "client.key"),
-            ] {
-                tls.push(flag.into());
-                tls.push(pki.join(file).display().to_string());
-            }
-        }
-        let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+        let files = [
+            ("--cluster-ca", "ca.crt"),
+            ("--cluster-cert", "client.crt"),
+            ("--cluster-key", "client.key"),
+        ];
+        let tls = self.pki.as_ref().map(|p| pki_flags(p, &files));
+        let tls: Vec<&str> = tls.iter().flatten().map(String::as_str).collect();
         start(host, n, backend, self.pki.is_some(), &tls)
     }
+}
+
+/// `--flag PATH` pairs for files of the test PKI.
+fn pki_flags(pki: &std::path::Path, files: &[(&str, &str)]) -> Vec<String> {
+    files
+        .iter()
+        .flat_map(|(flag, file)| [flag.to_string(), pki.join(file).display().to_string()])
+        .collect()
 }
 
 /// A CA, a server certificate for etcd's address and a client certificate (EC keys), with

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use wasmnet_engine::model::{
-    EndpointCreate, IpConfigRequest, Labels, NetworkCreate, PortRequest, SandboxCreate,
+    Driver, EndpointCreate, IpConfigRequest, Labels, NetworkCreate, PortRequest, SandboxCreate,
 };
 use wasmnet_engine::policy::AttachRequest;
 use wasmnet_engine::Error;
@@ -68,6 +68,15 @@ impl FormErrors {
         errors
     }
 
+    /// The status a form answered with an error gets: 503 when the cluster store is away
+    /// (trying again later may work), else 422.
+    pub fn status(e: &Error) -> axum::http::StatusCode {
+        match e {
+            Error::Unavailable(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+
     /// An upload's error: a module the engine refused is shown beside the file field.
     pub fn from_upload_error(e: &Error) -> Self {
         match e {
@@ -118,6 +127,9 @@ pub struct NetworkForm {
     pub gateway: String,
     #[serde(default)]
     pub labels: String,
+    /// `bridge` (empty too) or `overlay`.
+    #[serde(default)]
+    pub driver: String,
     pub ipv6: Option<String>,
     pub internal: Option<String>,
     pub no_icc: Option<String>,
@@ -129,8 +141,13 @@ impl NetworkForm {
         if self.no_icc.is_some() {
             options.insert("icc".into(), "false".into());
         }
+        let driver = match self.driver.as_str() {
+            "" => Driver::Bridge,
+            d => d.parse().map_err(|e: String| Error::invalid("driver", e))?,
+        };
         Ok(NetworkCreate {
             name: self.name.trim().to_string(),
+            driver,
             ipv4: IpConfigRequest {
                 subnet: parse_opt("ipv4.subnet", &self.subnet, "a subnet like 10.1.0.0/24")?,
                 gateway: parse_opt("ipv4.gateway", &self.gateway, "an IP address")?,

@@ -322,7 +322,7 @@ async fn create_network(
         Err(e) => {
             let errors = FormErrors::from_error(&e);
             let page = networks_page(&s, &auth, ListParams::default(), f, errors);
-            (StatusCode::UNPROCESSABLE_ENTITY, render(page)).into_response()
+            (FormErrors::status(&e), render(page)).into_response()
         }
     }
 }
@@ -541,7 +541,7 @@ async fn connect(
         (Err(e), Ok(d)) => {
             let errors = FormErrors::from_error(&e);
             (
-                StatusCode::UNPROCESSABLE_ENTITY,
+                FormErrors::status(&e),
                 render(sandbox_page(&s, &auth, d, f, errors)),
             )
                 .into_response()
