@@ -1039,11 +1039,8 @@ impl Engine {
     /// Marks addresses as used here (another host has them, its claim not seen yet).
     fn take_addresses(&self, rec: &EndpointRecord) {
         let mut v = self.write();
-        if let Some(s) = v.spaces.get_mut(&rec.network_id) {
-            rec.ipv4.map(|a| s.v4.take(a));
-            if let (Some(a), Some(v6)) = (rec.ipv6, s.v6.as_mut()) {
-                v6.take(a);
-            }
+        for a in rec.addresses() {
+            v.mark_address(&rec.network_id, a, true);
         }
     }
 

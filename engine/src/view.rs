@@ -155,14 +155,27 @@ impl View {
         self.network_json.remove(id);
     }
 
+    /// Marks `addr` used (or free again) in its family's space of the network.
+    pub fn mark_address(&mut self, network_id: &str, addr: IpAddr, used: bool) {
+        let Some(s) = self.spaces.get_mut(network_id) else {
+            return;
+        };
+        let space = if addr.is_ipv6() {
+            s.v6.as_mut()
+        } else {
+            Some(&mut s.v4)
+        };
+        if let Some(space) = space {
+            match used {
+                true => space.take(addr),
+                false => space.release(addr),
+            };
+        }
+    }
+
     pub fn add_endpoint(&mut self, e: Arc<Endpoint>) {
-        if let Some(spaces) = self.spaces.get_mut(&e.network_id) {
-            if let Some(a) = e.ipv4 {
-                spaces.v4.take(a);
-            }
-            if let (Some(a), Some(v6)) = (e.ipv6, spaces.v6.as_mut()) {
-                v6.take(a);
-            }
+        for a in [e.ipv4, e.ipv6].into_iter().flatten() {
+            self.mark_address(&e.network_id, a, true);
         }
         for p in &e.ports {
             self.ports
@@ -175,13 +188,8 @@ impl View {
 
     pub fn remove_endpoint(&mut self, id: &str) -> Option<Arc<Endpoint>> {
         let e = self.endpoints.remove(id)?;
-        if let Some(spaces) = self.spaces.get_mut(&e.network_id) {
-            if let Some(a) = e.ipv4 {
-                spaces.v4.release(a);
-            }
-            if let (Some(a), Some(v6)) = (e.ipv6, spaces.v6.as_mut()) {
-                v6.release(a);
-            }
+        for a in [e.ipv4, e.ipv6].into_iter().flatten() {
+            self.mark_address(&e.network_id, a, false);
         }
         for p in &e.ports {
             if let Some(ips) = self.ports.get_mut(&(p.protocol, p.host_port)) {

@@ -76,6 +76,10 @@ impl Engine {
                 .filter(|l| !l.shared && !m.policies.contains_key(&l.policy.id))
                 .map(|l| l.policy.id.clone())
                 .collect();
+            if ids.is_empty() {
+                // The usual case: nothing to read back (the store holds every module's bytes).
+                return Ok(());
+            }
             let mut out = Vec::new();
             for stored in self.store.load_policies().await? {
                 if ids.contains(&stored.policy.id) {

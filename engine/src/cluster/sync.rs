@@ -244,20 +244,10 @@ impl Engine {
             .collect();
         let mut v = self.write();
         for (net, addr) in applied.reserved.difference(&desired) {
-            if let Some(s) = v.spaces.get_mut(net) {
-                match (addr.is_ipv6(), s.v6.as_mut()) {
-                    (true, Some(v6)) => v6.release(*addr),
-                    _ => s.v4.release(*addr),
-                };
-            }
+            v.mark_address(net, *addr, false);
         }
         for (net, addr) in &desired {
-            if let Some(s) = v.spaces.get_mut(net) {
-                match (addr.is_ipv6(), s.v6.as_mut()) {
-                    (true, Some(v6)) => v6.take(*addr),
-                    _ => s.v4.take(*addr),
-                };
-            }
+            v.mark_address(net, *addr, true);
         }
         applied.reserved = desired;
     }
