@@ -20,6 +20,7 @@ use rtnetlink::{
 use super::netns::netlink_in;
 use super::{netlink_io, KResult, KernelError};
 
+const ENOENT: i32 = 2;
 const EEXIST: i32 = 17;
 const ENODEV: i32 = 19;
 
@@ -80,6 +81,13 @@ pub struct Links {
     host: Handle,
     /// Bridge name → ifindex, so a connect needs no lookup; dropped on any doubt.
     bridges: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+fn neighbour_address(ip: IpAddr) -> NeighbourAddress {
+    match ip {
+        IpAddr::V4(a) => NeighbourAddress::Inet(a),
+        IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+    }
 }
 
 fn mac_text(mac: &[u8; 6]) -> String {
@@ -506,23 +514,32 @@ impl Links {
         for ip in ips {
             self.unpin_neighbour(vxlan, *ip).await?;
         }
-        let Some(index) = index_of(&self.host, vxlan).await? else {
-            return Ok(());
-        };
         let mut msg = NeighbourMessage::default();
-        msg.header.ifindex = index;
         msg.header.family = AddressFamily::Bridge;
         msg.header.flags = NeighbourFlags::Own;
         msg.attributes
             .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        let dst = match vtep {
-            IpAddr::V4(a) => NeighbourAddress::Inet(a),
-            IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+        msg.attributes
+            .push(NeighbourAttribute::Destination(neighbour_address(vtep)));
+        let what = format!("removing {} from {vxlan}", mac_text(&mac));
+        self.delete_neighbour(vxlan, msg, what).await
+    }
+
+    /// Deletes the neighbour (or forwarding entry) `msg` describes on link `dev`; one
+    /// already gone, or on a link already gone, is fine.
+    async fn delete_neighbour(
+        &self,
+        dev: &str,
+        mut msg: NeighbourMessage,
+        what: String,
+    ) -> KResult<()> {
+        let Some(index) = index_of(&self.host, dev).await? else {
+            return Ok(());
         };
-        msg.attributes.push(NeighbourAttribute::Destination(dst));
+        msg.header.ifindex = index;
         match self.host.neighbours().del(msg).execute().await {
-            Err(e) if is_errno(&e, 2) || is_errno(&e, ENODEV) => Ok(()),
-            r => r.map_err(fail(format!("removing {} from {vxlan}", mac_text(&mac)))),
+            Err(e) if is_errno(&e, ENOENT) || is_errno(&e, ENODEV) => Ok(()),
+            r => r.map_err(fail(what)),
         }
     }
 
@@ -545,25 +562,16 @@ impl Links {
 
     /// Removes what `pin_neighbour` added; already gone is fine.
     pub async fn unpin_neighbour(&self, bridge: &str, ip: IpAddr) -> KResult<()> {
-        let Some(index) = index_of(&self.host, bridge).await? else {
-            return Ok(());
-        };
         let mut msg = NeighbourMessage::default();
-        msg.header.ifindex = index;
         msg.header.family = if ip.is_ipv6() {
             AddressFamily::Inet6
         } else {
             AddressFamily::Inet
         };
-        let dst = match ip {
-            IpAddr::V4(a) => NeighbourAddress::Inet(a),
-            IpAddr::V6(a) => NeighbourAddress::Inet6(a),
-        };
-        msg.attributes.push(NeighbourAttribute::Destination(dst));
-        match self.host.neighbours().del(msg).execute().await {
-            Err(e) if is_errno(&e, 2) || is_errno(&e, ENODEV) => Ok(()),
-            r => r.map_err(fail(format!("removing neighbour {ip} on {bridge}"))),
-        }
+        msg.attributes
+            .push(NeighbourAttribute::Destination(neighbour_address(ip)));
+        let what = format!("removing neighbour {ip} on {bridge}");
+        self.delete_neighbour(bridge, msg, what).await
     }
 
     /// Brings `lo` up inside a namespace.
