@@ -1,9 +1,10 @@
 //! wasmnet's engine: the Container Network Model as a library.
 //!
 //! `model` is plain data and validation, `ipam` pure address management, `store` the SQLite
-//! source of truth, `view` the in-memory copy of committed state that reads are served from,
-//! and `engine` the operations that tie them together (every mutation: validate, allocate,
-//! one store transaction, then update the view and publish an event).
+//! source of truth, `state` the committed state in memory (one immutable value that reads are
+//! served from), and `engine` the operations that tie them together (every mutation: validate,
+//! plan, kernel, one store transaction, then the next state and an event). See
+//! docs/architecture.md for the module map.
 
 pub mod cluster;
 pub mod config;
@@ -17,9 +18,8 @@ pub mod ipam;
 pub mod kernel;
 pub mod model;
 pub mod policy;
-mod reconcile;
+pub mod state;
 pub mod store;
-mod view;
 
 pub use config::EngineConfig;
 pub use engine::Engine;

@@ -8,9 +8,8 @@
 //! reconciles.
 
 pub mod keys;
-mod mirror;
-mod policies;
-mod sync;
+pub mod mirror;
+pub mod sync;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -29,7 +28,7 @@ use crate::model::Network;
 use crate::policy::Attachment;
 use keys::{Claim, EndpointRecord, PolicyRecord};
 
-pub use sync::spawn;
+pub use sync::{spawn, Applied, Host};
 
 /// How this host joins the cluster (`wasmnet serve --cluster …`).
 #[derive(Clone, Debug)]
@@ -361,7 +360,7 @@ impl Cluster {
     }
 
     /// Frees an address a crash left claimed.
-    async fn release_claim(&self, network_id: &str, addr: IpAddr) -> Result<()> {
+    pub async fn release_claim(&self, network_id: &str, addr: IpAddr) -> Result<()> {
         self.client()
             .delete(keys::claim(network_id, addr), None)
             .await

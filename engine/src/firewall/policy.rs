@@ -19,6 +19,10 @@ use super::ruleset::Table;
 use crate::kernel::nfset::Element;
 use crate::model::{Endpoint, Network};
 
+/// Per endpoint id: (policy id, group) for each group a policy put it in. A persistent map:
+/// the engine's state copies it at every join, for the cost of the path it changes.
+pub type Members = imbl::HashMap<String, Vec<(String, String)>>;
+
 /// Everything the attached policies decided, as the firewall consumes it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
@@ -26,7 +30,7 @@ pub struct Plan {
     /// it while endpoints come and go.)
     pub networks: std::sync::Arc<HashMap<String, Vec<Applied>>>,
     /// Per endpoint id: (policy id, group) for each group a policy put it in.
-    pub members: HashMap<String, Vec<(String, String)>>,
+    pub members: Members,
 }
 
 /// One policy's decision for one network.

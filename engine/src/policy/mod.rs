@@ -10,21 +10,19 @@
 
 mod input;
 pub mod offline;
-mod ops;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use wasmnet_policy::ir::{EndpointDecision, NetworkDecision};
-use wasmnet_policy::{Module, Runtime};
+use wasmnet_policy::Module;
 
 use crate::error::{Error, Result};
-pub use crate::firewall::policy::{Applied, Plan};
+pub use crate::firewall::policy::{Applied, Members, Plan};
 use crate::model::{Endpoint, Labels, Network};
-
-pub use ops::{DryRun, PolicyCounters, Ruleset};
 
 /// A policy as the API shows it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -71,6 +69,7 @@ fn default_priority() -> i64 {
 }
 
 /// A stored policy with its module (None when it failed to load).
+#[derive(Clone)]
 pub(crate) struct Loaded {
     pub policy: Policy,
     pub module: Option<Arc<Module>>,
@@ -78,15 +77,30 @@ pub(crate) struct Loaded {
     pub shared: bool,
 }
 
-/// Everything the engine knows about policies.
-pub(crate) struct Policies {
-    pub runtime: Runtime,
-    pub loaded: HashMap<String, Loaded>,
-    /// The decisions in force per network (its `members` left empty: they are below).
-    pub plan: Arc<Plan>,
-    /// Per endpoint id, its groups: changed in place at every join and leave, never copied
-    /// on that path (a shared plan would be, whenever the firewall watcher holds it).
-    pub members: HashMap<String, Vec<(String, String)>>,
+/// The policies part of the committed state: what is stored and loaded, and the plan their
+/// decisions add up to (what the firewall compiles). A value: the writer changes a copy.
+#[derive(Clone, Default)]
+pub(crate) struct PolicySet {
+    pub loaded: OrdMap<String, Arc<Loaded>>,
+    /// The decisions in force per network, and each endpoint's groups.
+    pub plan: Plan,
+}
+
+/// A policy that failed when called: which, and how.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub id: String,
+    pub name: String,
+    pub error: wasmnet_policy::PolicyError,
+}
+
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Error {
+        Error::Policy {
+            policy: f.name,
+            error: f.error,
+        }
+    }
 }
 
 /// The state a plan is computed from.
@@ -96,60 +110,49 @@ pub(crate) struct Inputs<'a> {
     pub sandbox_labels: &'a dyn Fn(&str) -> Labels,
     /// Groups known to be unchanged (a network was added: no endpoint's governing policies
     /// changed), so only the whole-view calls are made.
-    pub members: Option<HashMap<String, Vec<(String, String)>>>,
+    pub members: Option<Members>,
 }
 
-impl Policies {
-    pub fn new(runtime: Runtime) -> Self {
-        Policies {
-            runtime,
-            loaded: HashMap::new(),
-            plan: Default::default(),
-            members: HashMap::new(),
+impl PolicySet {
+    /// By id, name, or unique id prefix (at least 4 characters).
+    pub fn resolve(&self, reference: &str) -> Result<&Loaded> {
+        let found = self
+            .loaded
+            .get(reference)
+            .or_else(|| self.loaded.values().find(|l| l.policy.name == reference));
+        if let Some(l) = found {
+            return Ok(l);
+        }
+        let mut matches = self
+            .loaded
+            .iter()
+            .filter(|(id, _)| reference.len() >= 4 && id.starts_with(reference));
+        match (matches.next(), matches.next()) {
+            (Some((_, l)), None) => Ok(l),
+            (Some(_), Some(_)) => Err(Error::conflict(
+                "ambiguous",
+                format!("policy id prefix {reference:?} is ambiguous"),
+            )),
+            _ => Err(Error::not_found(crate::error::Kind::Policy, reference)),
         }
     }
 
-    /// The whole plan in force, for a full apply or a render.
-    pub fn snapshot(&self) -> Arc<Plan> {
-        Arc::new(self.plan_in_force())
+    pub fn has_name(&self, name: &str) -> bool {
+        self.loaded.values().any(|l| l.policy.name == name)
     }
 
-    /// The same, owned (to change before a full apply).
-    pub fn plan_in_force(&self) -> Plan {
-        Plan {
-            networks: self.plan.networks.clone(),
-            members: self.members.clone(),
+    /// Changes one loaded policy (copied: the state in force keeps its own).
+    pub fn update(&mut self, id: &str, f: impl FnOnce(&mut Loaded)) {
+        if let Some(l) = self.loaded.get(id) {
+            let mut l = Loaded::clone(l);
+            f(&mut l);
+            self.loaded.insert(id.to_string(), Arc::new(l));
         }
-    }
-
-    /// Makes `plan` the one in force.
-    pub fn install(&mut self, plan: &Plan) {
-        self.members = plan.members.clone();
-        self.plan = Arc::new(Plan {
-            networks: plan.networks.clone(),
-            members: HashMap::new(),
-        });
     }
 
     /// Whether a group's sets exist already (a rule names it, or an endpoint is in it).
     pub fn has_group(&self, key: &(String, String)) -> bool {
-        self.plan.has_group(key) || self.members.values().any(|m| m.contains(key))
-    }
-
-    /// Records a failure on the policy (shown by inspect) and makes it the engine's error.
-    fn failed(&mut self, id: &str, e: wasmnet_policy::PolicyError) -> Error {
-        let entry = self.loaded.get_mut(id);
-        let name = entry
-            .as_ref()
-            .map_or(id.to_string(), |l| l.policy.name.clone());
-        if let Some(l) = entry {
-            l.policy.last_error = Some(e.to_string());
-        }
-        tracing::warn!(policy = %name, error = %e, "policy failed");
-        Error::Policy {
-            policy: name,
-            error: e,
-        }
+        self.plan.has_group(key)
     }
 
     /// Attachments in force: (policy id, attachment), for loaded policies.
@@ -158,18 +161,16 @@ impl Policies {
             .loaded
             .values()
             .filter(|l| l.module.is_some())
-            .flat_map(|l| l.policy.attachments.iter().map(move |a| (l, a)))
+            .flat_map(|l| l.policy.attachments.iter().map(move |a| (l.as_ref(), a)))
             .collect();
         out.sort_by(|a, b| (a.1.priority, &a.0.policy.name).cmp(&(b.1.priority, &b.0.policy.name)));
         out
     }
 
     /// The plan for this state: every governing policy evaluated (whole view) and every
-    /// governed endpoint classified. The first failure is the error (and the policy's
-    /// `last_error`); `skip` leaves policies out (those known to fail, at start).
-    pub fn compute(&mut self, inputs: &Inputs<'_>, skip: &[String]) -> Result<Plan> {
-        let mut plan = Plan::default();
-        let mut networks: HashMap<String, Vec<Applied>> = HashMap::new();
+    /// governed endpoint classified. The first failure is the error; `skip` leaves policies
+    /// out (those known to fail, at start). Calls into Wasm: run it on a blocking thread.
+    pub fn compute(&self, inputs: &Inputs<'_>, skip: &[String]) -> Result<Plan, Failure> {
         let mut governed: HashMap<String, Vec<&Network>> = HashMap::new();
         let mut order: Vec<(String, Attachment)> = Vec::new();
         for (l, a) in self.attachments() {
@@ -183,54 +184,20 @@ impl Policies {
             }
             order.push((l.policy.id.clone(), a.clone()));
         }
-        let mut decisions: HashMap<String, HashMap<String, NetworkDecision>> = HashMap::new();
-        for (policy, nets) in &mut governed {
-            nets.sort_by(|a, b| a.id.cmp(&b.id));
-            nets.dedup_by(|a, b| a.id == b.id);
-            let wit: Vec<_> = nets.iter().map(|n| input::network(n)).collect();
-            let module = self.module(policy);
-            let got = module.evaluate(&wit).map_err(|e| self.failed(policy, e))?;
-            decisions.insert(
-                policy.clone(),
-                got.into_iter().map(|d| (d.network_id.clone(), d)).collect(),
-            );
+        let decisions = self.evaluate_all(&mut governed)?;
+        let mut plan = Plan {
+            networks: Arc::new(self.applied(&order, &governed, &decisions)),
+            ..Default::default()
+        };
+        if let Some(members) = &inputs.members {
+            plan.members = members.clone();
+            return Ok(plan);
         }
-        for (policy, a) in order {
-            let name = self.loaded[&policy].policy.name.clone();
-            for n in &governed[&policy] {
-                if a.network_id.as_ref().is_some_and(|id| id != &n.id) {
-                    continue;
-                }
-                let decision =
-                    decisions[&policy]
-                        .get(&n.id)
-                        .cloned()
-                        .unwrap_or_else(|| NetworkDecision {
-                            network_id: n.id.clone(),
-                            ..Default::default()
-                        });
-                let list = networks.entry(n.id.clone()).or_default();
-                // A policy attached both globally and to the network counts once (first wins).
-                if !list.iter().any(|x| x.policy_id == policy) {
-                    list.push(Applied {
-                        policy_id: policy.clone(),
-                        policy_name: name.clone(),
-                        audit: a.audit,
-                        decision,
-                    });
-                }
-            }
-        }
-        plan.networks = Arc::new(networks);
         let by_id: HashMap<&str, &Network> = inputs
             .networks
             .iter()
             .map(|n| (n.id.as_str(), *n))
             .collect();
-        if let Some(members) = &inputs.members {
-            plan.members = members.clone();
-            return Ok(plan);
-        }
         for e in &inputs.endpoints {
             let Some(n) = by_id.get(e.network_id.as_str()) else {
                 continue;
@@ -244,6 +211,65 @@ impl Policies {
         Ok(plan)
     }
 
+    /// Each governing policy's whole-view decisions, by policy and network id.
+    fn evaluate_all(
+        &self,
+        governed: &mut HashMap<String, Vec<&Network>>,
+    ) -> Result<HashMap<String, HashMap<String, NetworkDecision>>, Failure> {
+        let mut decisions = HashMap::new();
+        for (policy, nets) in governed.iter_mut() {
+            nets.sort_by(|a, b| a.id.cmp(&b.id));
+            nets.dedup_by(|a, b| a.id == b.id);
+            let wit: Vec<_> = nets.iter().map(|n| input::network(n)).collect();
+            let got = self
+                .module(policy)
+                .evaluate(&wit)
+                .map_err(|e| self.failure(policy, e))?;
+            decisions.insert(
+                policy.clone(),
+                got.into_iter().map(|d| (d.network_id.clone(), d)).collect(),
+            );
+        }
+        Ok(decisions)
+    }
+
+    /// Per governed network, its policies' decisions in priority order.
+    fn applied(
+        &self,
+        order: &[(String, Attachment)],
+        governed: &HashMap<String, Vec<&Network>>,
+        decisions: &HashMap<String, HashMap<String, NetworkDecision>>,
+    ) -> HashMap<String, Vec<Applied>> {
+        let mut networks: HashMap<String, Vec<Applied>> = HashMap::new();
+        for (policy, a) in order {
+            let name = &self.loaded[policy].policy.name;
+            for n in &governed[policy] {
+                if a.network_id.as_ref().is_some_and(|id| id != &n.id) {
+                    continue;
+                }
+                let decision =
+                    decisions[policy]
+                        .get(&n.id)
+                        .cloned()
+                        .unwrap_or_else(|| NetworkDecision {
+                            network_id: n.id.clone(),
+                            ..Default::default()
+                        });
+                let list = networks.entry(n.id.clone()).or_default();
+                // A policy attached both globally and to the network counts once (first wins).
+                if !list.iter().any(|x| &x.policy_id == policy) {
+                    list.push(Applied {
+                        policy_id: policy.clone(),
+                        policy_name: name.clone(),
+                        audit: a.audit,
+                        decision,
+                    });
+                }
+            }
+        }
+        networks
+    }
+
     fn module(&self, policy: &str) -> Arc<Module> {
         self.loaded[policy]
             .module
@@ -251,24 +277,36 @@ impl Policies {
             .expect("only loaded policies are attached in a plan")
     }
 
+    fn failure(&self, id: &str, error: wasmnet_policy::PolicyError) -> Failure {
+        let name = self
+            .loaded
+            .get(id)
+            .map_or(id.to_string(), |l| l.policy.name.clone());
+        Failure {
+            id: id.to_string(),
+            name,
+            error,
+        }
+    }
+
     /// Each governing policy's decision for one endpoint of `n`, in the plan's order.
     pub fn classify(
-        &mut self,
+        &self,
         plan: &Plan,
         e: &Endpoint,
         n: &Network,
         sandbox_labels: &Labels,
-    ) -> Result<Vec<(Applied, EndpointDecision)>> {
+    ) -> Result<Vec<(Applied, EndpointDecision)>, Failure> {
         let Some(applied) = plan.governs(&n.id) else {
             return Ok(vec![]);
         };
         let (we, wn) = (input::endpoint(e, sandbox_labels), input::network(n));
         let mut out = Vec::new();
         for a in applied.iter().cloned() {
-            let module = self.module(&a.policy_id);
-            let d = module
+            let d = self
+                .module(&a.policy_id)
                 .classify(&we, &wn)
-                .map_err(|err| self.failed(&a.policy_id, err))?;
+                .map_err(|err| self.failure(&a.policy_id, err))?;
             out.push((a, d));
         }
         Ok(out)

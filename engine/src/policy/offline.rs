@@ -11,7 +11,7 @@ use serde::Deserialize;
 use wasmnet_policy::ir::PortDecision;
 use wasmnet_policy::Runtime;
 
-use super::{Attachment, Inputs, Loaded, Policies, Policy};
+use super::{Attachment, Inputs, Loaded, Policy, PolicySet};
 use crate::firewall::docker;
 use crate::model::{Endpoint, IpConfig, Labels, Network, PortMapping, PortRequest};
 
@@ -159,15 +159,16 @@ pub fn test(wasm: &[u8], fixture: &Fixture) -> Result<String, String> {
         }],
         last_error: None,
     };
-    let mut policies = Policies::new(runtime);
+    // The runtime (its epoch thread) lives until the end of this function.
+    let mut policies = PolicySet::default();
     let version = policy.version.clone();
     policies.loaded.insert(
         policy.id.clone(),
-        Loaded {
+        Arc::new(Loaded {
             policy,
             module: Some(Arc::new(module)),
             shared: false,
-        },
+        }),
     );
     let no_labels = |_: &str| Labels::new();
     let inputs = Inputs {
@@ -176,7 +177,9 @@ pub fn test(wasm: &[u8], fixture: &Fixture) -> Result<String, String> {
         sandbox_labels: &no_labels,
         members: None,
     };
-    let plan = policies.compute(&inputs, &[]).map_err(|e| e.to_string())?;
+    let plan = policies
+        .compute(&inputs, &[])
+        .map_err(|e| crate::Error::from(e).to_string())?;
     let mut out = format!("policy built against wasmnet:policy@{version}\n\n");
     for n in &networks {
         let _ = writeln!(out, "network {} ({})", n.name, n.ipv4.subnet);
@@ -221,7 +224,7 @@ pub fn test(wasm: &[u8], fixture: &Fixture) -> Result<String, String> {
         let n = by_name[e.network_name.as_str()];
         let decided = policies
             .classify(&plan, e, n, &Labels::new())
-            .map_err(|err| err.to_string())?;
+            .map_err(|err| crate::Error::from(err).to_string())?;
         for (i, p) in e.ports.iter().enumerate() {
             let d = decided
                 .first()

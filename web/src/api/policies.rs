@@ -6,7 +6,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use wasmnet_engine::policy::{AttachRequest, DryRun, Policy, PolicyCounters, Ruleset};
+use wasmnet_engine::engine::{DryRun, PolicyCounters, Ruleset};
+use wasmnet_engine::policy::{AttachRequest, Policy};
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;

@@ -57,7 +57,7 @@ pub async fn events(
         .map(|item| {
             Ok(match item {
                 Ok(e) => SseEvent::default()
-                    .event(e.action)
+                    .event(e.action.as_str())
                     .id(e.seq.to_string())
                     .json_data(&e)
                     .unwrap_or_default(),

@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 use wasmnet_engine::engine::Filter;
+use wasmnet_engine::engine::PolicyCounters;
 use wasmnet_engine::model::Network;
-use wasmnet_engine::policy::{Attachment, Policy, PolicyCounters};
+use wasmnet_engine::policy::{Attachment, Policy};
 use wasmnet_engine::{Engine, Error};
 
 use super::forms::{AttachForm, FormErrors, UploadForm};

@@ -6,36 +6,49 @@
 use std::path::Path;
 use std::sync::{Arc, Weak};
 
+use super::Engine;
 use crate::drivers::overlay::vxlan_name;
-use crate::engine::Engine;
 use crate::firewall::docker::{bridge_name, veth_name};
 use crate::kernel;
 use crate::model::Driver;
+use crate::state::State;
 
 impl Engine {
     /// Converges the kernel to the store; returns every problem met (it keeps going).
     pub async fn reconcile(&self) -> Vec<String> {
         let _writer = self.lock_writer().await;
+        let state = self.state();
         let mut problems = Vec::new();
-        let (networks, sandboxes, endpoints) = {
-            let v = self.view();
-            (
-                v.networks.iter_from(None).cloned().collect::<Vec<_>>(),
-                v.sandboxes.iter_from(None).cloned().collect::<Vec<_>>(),
-                v.endpoints.values().cloned().collect::<Vec<_>>(),
-            )
-        };
         // Orphans first: links and namespaces named like ours that the store does not know.
+        self.remove_orphans(&state, &mut problems).await;
+        // Then what should exist.
+        for n in state.view().networks().iter_from(None) {
+            if let Err(e) = self.plumb_network(n).await {
+                problems.push(e.to_string());
+            }
+        }
+        for s in state.view().sandboxes().iter_from(None) {
+            if let Err(e) = self.bridge.create_sandbox(s).await {
+                problems.push(format!("sandbox {}: {e}", s.name));
+            }
+        }
+        self.rejoin_endpoints(&state, &mut problems).await;
+        if let Err(e) = self.firewall_apply(state.desired()).await {
+            problems.push(e.to_string());
+        }
+        self.update(|_| {});
+        problems
+    }
+
+    async fn remove_orphans(&self, state: &State, problems: &mut Vec<String>) {
+        let v = state.view();
+        let networks = v.networks().iter_from(None);
         let wanted_links: Vec<String> = networks
-            .iter()
-            .map(|n| bridge_name(&n.id))
-            .chain(
-                networks
-                    .iter()
-                    .filter(|n| n.driver == Driver::Overlay)
-                    .map(|n| vxlan_name(&n.id)),
-            )
-            .chain(endpoints.iter().map(|e| veth_name(&e.id)))
+            .flat_map(|n| {
+                let vxlan = (n.driver == Driver::Overlay).then(|| vxlan_name(&n.id));
+                std::iter::once(bridge_name(&n.id)).chain(vxlan)
+            })
+            .chain(v.endpoints().map(|e| veth_name(&e.id)))
             .collect();
         for prefix in ["wnv", "wnx", "wnbr"] {
             match self.bridge.links().list(prefix).await {
@@ -51,25 +64,22 @@ impl Engine {
         }
         let netns_dir = self.config().run_dir.join("netns");
         for path in kernel::list_netns(&netns_dir) {
-            let known = sandboxes.iter().any(|s| Path::new(&s.netns) == path);
+            let known = v
+                .sandboxes()
+                .iter_from(None)
+                .any(|s| Path::new(&s.netns) == path);
             if !known {
                 if let Err(e) = kernel::remove_netns(&path) {
                     problems.push(e.to_string());
                 }
             }
         }
-        // Then what should exist.
-        for n in &networks {
-            if let Err(e) = self.plumb_network(n).await {
-                problems.push(e.to_string());
-            }
-        }
-        for s in &sandboxes {
-            if let Err(e) = self.bridge.create_sandbox(s).await {
-                problems.push(format!("sandbox {}: {e}", s.name));
-            }
-        }
-        for e in &endpoints {
+    }
+
+    /// Endpoints whose veth is missing are joined again (with the default route if theirs).
+    async fn rejoin_endpoints(&self, state: &State, problems: &mut Vec<String>) {
+        let v = state.view();
+        for e in v.endpoints() {
             match self.bridge.endpoint_exists(e).await {
                 Ok(true) => continue,
                 Ok(false) => {}
@@ -78,30 +88,27 @@ impl Engine {
                     continue;
                 }
             }
-            let network = networks.iter().find(|n| n.id == e.network_id);
-            let sandbox = sandboxes.iter().find(|s| s.id == e.sandbox_id);
-            if let (Some(n), Some(s)) = (network, sandbox) {
-                let first_out = endpoints
-                    .iter()
-                    .filter(|o| o.sandbox_id == s.id)
-                    .find(|o| networks.iter().any(|n| n.id == o.network_id && !n.internal));
-                let default_route = first_out.is_some_and(|o| o.id == e.id);
-                if let Err(err) = self.bridge.join(e, n, s, default_route).await {
-                    problems.push(format!("endpoint {}: {err}", e.id));
-                }
+            let (Some(n), Some(s)) = (
+                v.networks().get(&e.network_id),
+                v.sandboxes().get(&e.sandbox_id),
+            ) else {
+                continue;
+            };
+            let first_out = v
+                .endpoints_of_sandbox(&s.id)
+                .find(|o| v.networks().get(&o.network_id).is_some_and(|n| !n.internal));
+            let default_route = first_out.is_some_and(|o| o.id == e.id);
+            if let Err(err) = self.bridge.join(e, n, s, default_route).await {
+                problems.push(format!("endpoint {}: {err}", e.id));
             }
         }
-        if let Err(e) = self.firewall_apply(self.desired(None, None)).await {
-            problems.push(e.to_string());
-        }
-        problems
     }
 
     /// Puts the firewall back if the kernel's copy of wasmnet's tables differs from what it
     /// should be. Returns whether it had to.
     pub async fn check_firewall(&self) -> crate::Result<bool> {
         let _writer = self.lock_writer().await;
-        let desired = self.desired(None, None);
+        let desired = self.state().desired();
         let fw = self.firewall.clone();
         let restored = tokio::task::spawn_blocking(move || fw.reassert(&desired))
             .await
@@ -114,7 +121,7 @@ impl Engine {
 }
 
 /// Checks the firewall (every second with nftables) for as long as the engine lives.
-pub fn spawn_firewall_watch(engine: &Arc<Engine>) {
+pub(super) fn spawn_firewall_watch(engine: &Arc<Engine>) {
     let weak: Weak<Engine> = Arc::downgrade(engine);
     let interval = engine.firewall.watch_interval();
     tokio::spawn(async move {

@@ -1,0 +1,215 @@
+//! The dataplane front: what a change does to the kernel (the driver's links and namespaces)
+//! and to the firewall, with the undo of each step when a later one fails. Additions go to
+//! the kernel first and are committed after; a failure undoes what was made, logging every
+//! undo step that fails. Removals are committed first and torn down after, past every error.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::planner::EndpointPlan;
+use super::{undo, Engine};
+use crate::drivers::overlay;
+use crate::error::{Error, Result};
+use crate::firewall::{Desired, FirewallError};
+use crate::model::{Driver, Endpoint, Network};
+use crate::policy::Plan;
+use crate::state::State;
+
+impl Engine {
+    /// Puts the whole firewall in place (one transaction per table).
+    pub(super) async fn firewall_apply(&self, desired: Desired) -> Result<()> {
+        let fw = self.firewall.clone();
+        let applied = tokio::task::spawn_blocking(move || fw.apply(&desired)).await;
+        self.applied(applied)
+    }
+
+    fn applied(
+        &self,
+        r: std::result::Result<std::result::Result<(), FirewallError>, tokio::task::JoinError>,
+    ) -> Result<()> {
+        r.map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(Error::from)?;
+        self.firewall_changes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// An endpoint joined (`e` not yet in `base`) or left (`base` is the state without it),
+    /// with the groups the policies put it in. Set elements only, unless the backend cannot
+    /// or a group is new (then the whole ruleset).
+    pub(super) async fn firewall_endpoint(
+        &self,
+        base: &State,
+        e: &Endpoint,
+        n: &Network,
+        joined: bool,
+        members: &[(String, String)],
+    ) -> Result<()> {
+        let fw = self.firewall.clone();
+        let new_group = joined && members.iter().any(|m| !base.policies().has_group(m));
+        let (e, n) = (e.clone(), n.clone());
+        if new_group || !fw.incremental() {
+            let mut plan = base.policies().plan.clone();
+            plan.members.remove(&e.id);
+            if joined && !members.is_empty() {
+                plan.members.insert(e.id.clone(), members.to_vec());
+            }
+            let desired = base.desired_with(None, joined.then_some(&e), plan);
+            let applied = tokio::task::spawn_blocking(move || match new_group {
+                true => fw.apply(&desired),
+                false => fw.endpoint(&e, &n, joined, &desired),
+            })
+            .await;
+            return self.applied(applied);
+        }
+        let mut only = Plan::default();
+        if !members.is_empty() {
+            only.members.insert(e.id.clone(), members.to_vec());
+        }
+        let desired = Desired {
+            plan: Arc::new(only),
+            ..Default::default()
+        };
+        let applied =
+            tokio::task::spawn_blocking(move || fw.endpoint(&e, &n, joined, &desired)).await;
+        self.applied(applied)
+    }
+
+    /// A network's kernel objects: its bridge, and for an overlay its VXLAN port.
+    pub(super) async fn plumb_network(&self, n: &Network) -> Result<()> {
+        self.bridge.create_network(n).await?;
+        if n.driver == Driver::Overlay {
+            let cluster = self.cluster.as_ref().ok_or_else(|| {
+                Error::Internal(format!(
+                    "overlay network {:?} is in the store but this host runs without --cluster",
+                    n.name
+                ))
+            })?;
+            overlay::create_network(self.bridge.links(), cluster, n).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn unplumb_network(&self, n: &Network) -> Result<()> {
+        if n.driver == Driver::Overlay {
+            overlay::delete_network(self.bridge.links(), n).await?;
+        }
+        Ok(self.bridge.delete_network(n).await?)
+    }
+
+    /// Kernel first, then the firewall (under `plan`), then the store: a failure undoes what
+    /// came before, and a crash in between leaves only kernel objects the reconciler removes.
+    pub(super) async fn commit_network(&self, base: &State, n: &Network, plan: Plan) -> Result<()> {
+        if let Err(e) = self.plumb_network(n).await {
+            undo(
+                "removing the network's links",
+                self.unplumb_network(n).await,
+            );
+            return Err(e);
+        }
+        let result = match self
+            .firewall_apply(base.desired_with(Some(n), None, plan))
+            .await
+        {
+            Ok(()) => self.store.insert_network(n).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            undo(
+                "restoring the firewall",
+                self.firewall_apply(base.desired()).await,
+            );
+            undo(
+                "removing the network's links",
+                self.unplumb_network(n).await,
+            );
+        }
+        result
+    }
+
+    /// The veth and the firewall's elements, then the row. They do not depend on each other,
+    /// so they are made at the same time (nft runs on a blocking thread while netlink works):
+    /// the endpoint's firewall state costs connect next to nothing. A failure undoes both.
+    pub(super) async fn commit_endpoint(
+        &self,
+        base: &State,
+        plan: &EndpointPlan,
+        e: &Endpoint,
+    ) -> Result<()> {
+        let (n, members) = (&plan.network, &plan.members);
+        let (joined, walled) = tokio::join!(
+            self.bridge.join(e, n, &plan.sandbox, plan.default_route),
+            self.firewall_endpoint(base, e, n, true, members)
+        );
+        let (join_ok, wall_ok) = (joined.is_ok(), walled.is_ok());
+        let result = match (joined, walled) {
+            (Ok(()), Ok(())) => self.store.insert_endpoint(e).await,
+            (Err(err), _) => Err(err.into()),
+            (_, Err(err)) => Err(err),
+        };
+        if result.is_err() {
+            if wall_ok {
+                let left = self.firewall_endpoint(base, e, n, false, members).await;
+                undo("removing the endpoint's firewall elements", left);
+            }
+            if join_ok {
+                undo(
+                    "removing the endpoint's veth",
+                    self.bridge.leave(e, n).await,
+                );
+            }
+        }
+        result
+    }
+
+    /// After networks left the store (`after` is the state without them): their rules and
+    /// bridges go; every failure is returned.
+    pub(super) async fn teardown_networks(
+        &self,
+        after: &State,
+        gone: &[Arc<Network>],
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.firewall_apply(after.desired()).await {
+            problems.push(e.to_string());
+        }
+        for n in gone {
+            if let Err(e) = self.unplumb_network(n).await {
+                problems.push(e.to_string());
+            }
+        }
+        problems
+    }
+
+    /// After endpoints left the store: their firewall state and veths go, past any failure.
+    /// `before` still has them (their groups and networks); `after` is the state without them.
+    pub(super) async fn teardown_endpoints(
+        &self,
+        before: &State,
+        after: &State,
+        gone: &[Arc<Endpoint>],
+        problems: &mut Vec<String>,
+    ) {
+        for e in gone {
+            // Networks outlive their endpoints (deletion is refused while any is connected).
+            let left = match before.view().networks().get(&e.network_id) {
+                Some(n) => {
+                    let members = before
+                        .policies()
+                        .plan
+                        .members
+                        .get(&e.id)
+                        .cloned()
+                        .unwrap_or_default();
+                    if let Err(err) = self.firewall_endpoint(after, e, n, false, &members).await {
+                        problems.push(err.to_string());
+                    }
+                    self.bridge.leave(e, n).await
+                }
+                None => self.bridge.remove_veth(e).await,
+            };
+            if let Err(err) = left {
+                problems.push(err.to_string());
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The engine: the operations on networks, sandboxes, endpoints and policies, over one
+//! committed state (`crate::state::State`). Writers are serialised by one async mutex; each
+//! validates and plans against the state in force (pure: `planner`), asks the policies (Wasm,
+//! on a blocking thread, holding no lock a reader needs), makes the kernel change through the
+//! `dataplane` (which undoes itself on failure), commits one store transaction, then installs
+//! the next state and publishes an event. Readers clone the state's `Arc` and never wait for
+//! a writer.
+//!
+//! One file per object's operations (`networks`, `sandboxes`, `endpoints`, `policies`), the
+//! reads (`queries`, `rules`), the engine's side of the cluster (`cluster`), and
+//! reconciliation (`reconcile`).
+
+mod cluster;
+mod cluster_policies;
+mod cluster_sync;
+mod dataplane;
+mod endpoints;
+mod networks;
+mod planner;
+mod policies;
+mod queries;
+mod reconcile;
+mod rules;
+mod sandboxes;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use tokio::sync::{broadcast, Mutex};
+use wasmnet_policy::Runtime;
+
+use crate::cluster::Cluster;
+use crate::config::EngineConfig;
+use crate::drivers::Bridge;
+use crate::error::{Error, Result};
+use crate::events::{Event, EventKind};
+use crate::firewall::Firewall;
+use crate::ids;
+use crate::policy::PolicySet;
+use crate::state::{State, View};
+use crate::store::Store;
+
+pub use queries::{Counts, Filter, NetworkDetail, Page, SandboxDetail, Usage, UsageCount};
+pub use rules::{DryRun, PolicyCounters, Ruleset};
+
+pub struct Engine {
+    cfg: EngineConfig,
+    bridge: Bridge,
+    firewall: Arc<dyn Firewall>,
+    store: Store,
+    /// The wasmtime engine policies run in (thread-safe; calls run on blocking threads).
+    runtime: Arc<Runtime>,
+    /// The committed state; replaced whole by the writer, never changed in place.
+    state: RwLock<Arc<State>>,
+    writer: Mutex<()>,
+    events: broadcast::Sender<Event>,
+    seq: AtomicU64,
+    /// Changes put in the firewall so far; each installed state records it as its generation.
+    firewall_changes: AtomicU64,
+    /// The cluster store, when this host shares overlay networks.
+    cluster: Option<Arc<Cluster>>,
+}
+
+impl Engine {
+    /// Opens the store, migrates it, loads the committed state into memory and makes the
+    /// kernel match it.
+    pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>> {
+        for pool in cfg.pools_v4.iter().chain(&cfg.pools_v6) {
+            pool.check()
+                .map_err(|m| Error::invalid("default_address_pools", m))?;
+        }
+        let store = Store::open(&cfg.database).await?;
+        let view = load_view(&store).await?;
+        let bridge = Bridge::new()?;
+        let cluster = match &cfg.cluster {
+            Some(c) => Some(Arc::new(cluster::open(&bridge, c.clone()).await?)),
+            None => None,
+        };
+        let firewall = crate::firewall::backend(cfg.firewall, &cfg.run_dir);
+        let cache = cfg.database.with_extension("policy-cache");
+        let runtime = Runtime::new(Default::default(), Some(&cache))
+            .map_err(|e| Error::Internal(format!("starting the policy runtime: {e}")))?;
+        let loaded = policies::load_stored(&runtime, &store).await?;
+        let state = State {
+            view,
+            policies: PolicySet {
+                loaded,
+                plan: Default::default(),
+            },
+            ..Default::default()
+        };
+        let (events, _) = broadcast::channel(1024);
+        let engine = Arc::new(Engine {
+            cfg,
+            bridge,
+            firewall,
+            store,
+            runtime: Arc::new(runtime),
+            state: RwLock::new(Arc::new(state)),
+            writer: Mutex::new(()),
+            events,
+            seq: AtomicU64::new(0),
+            firewall_changes: AtomicU64::new(0),
+            cluster,
+        });
+        engine.plan_at_start().await;
+        report("reconciling at start", engine.reconcile().await);
+        reconcile::spawn_firewall_watch(&engine);
+        if let Some(c) = engine.cluster.clone() {
+            crate::cluster::spawn(engine.clone(), c);
+        }
+        Ok(engine)
+    }
+
+    /// The committed state: one consistent value, however long the caller keeps it.
+    pub fn state(&self) -> Arc<State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes `next` the committed state. Only under the writer lock, after the store and the
+    /// kernel took the change.
+    fn install(&self, mut next: State) {
+        next.generation = self.firewall_changes.load(Ordering::Relaxed);
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+    }
+
+    /// Installs a copy of the state in force changed by `f` (under the writer lock).
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        let mut next = State::clone(&self.state());
+        f(&mut next);
+        self.install(next);
+    }
+
+    async fn lock_writer(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writer.lock().await
+    }
+
+    pub async fn close(&self) {
+        let _writer = self.writer.lock().await;
+        self.store.close().await;
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn publish<T: Serialize>(&self, kind: EventKind, id: &str, object: &T) {
+        let event = Event {
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            time: ids::now(),
+            action: kind,
+            id: id.to_string(),
+            object: serde_json::to_value(object).unwrap_or_default(),
+        };
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+}
+
+async fn load_view(store: &Store) -> Result<View> {
+    let snapshot = store.load().await?;
+    let mut view = View::default();
+    for n in snapshot.networks {
+        view.add_network(Arc::new(n));
+    }
+    for s in snapshot.sandboxes {
+        view.add_sandbox(Arc::new(s));
+    }
+    for e in snapshot.endpoints {
+        view.add_endpoint(Arc::new(e));
+    }
+    Ok(view)
+}
+
+/// Logs the failures of a teardown that kept going; the store is already right, and the
+/// reconciler retries the kernel side at the next start.
+pub(crate) fn report(what: &str, problems: Vec<String>) {
+    for p in problems {
+        tracing::warn!(problem = %p, "{what}");
+    }
+}
+
+/// Logs an undo step that failed (after an earlier failure): never dropped silently; the
+/// reconciler removes what is left at the next start.
+fn undo<E: std::fmt::Display>(step: &str, r: std::result::Result<(), E>) {
+    if let Err(e) = r {
+        tracing::warn!(step, error = %e, "could not undo a step after a failure");
+    }
+}

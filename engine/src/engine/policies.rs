@@ -1,0 +1,467 @@
+//! Policy operations: upload, attach, detach, delete, and the plan computations they share.
+//! Each change computes the new plan first (Wasm, on a blocking thread, over a state value:
+//! no lock a reader needs is held), applies it in one firewall transaction, then commits and
+//! installs it: a failing policy changes nothing.
+
+use std::sync::Arc;
+
+use imbl::OrdMap;
+use wasmnet_policy::ir::EndpointDecision;
+use wasmnet_policy::{Module, Runtime};
+
+use super::planner::EndpointPlan;
+use super::{undo, Engine};
+use crate::error::{Error, Result};
+use crate::events::EventKind;
+use crate::ids;
+use crate::model::{validate_name, Network};
+use crate::policy::{Applied, AttachRequest, Attachment, Failure, Loaded, Plan, Policy, PolicySet};
+use crate::state::State;
+
+const MAX_DESCRIPTION: usize = 1024;
+
+/// Loads the stored policies at start. One that no longer loads is kept, without a module
+/// (its `last_error` says why): the rest, and Docker's defaults, stay enforced.
+pub(super) async fn load_stored(
+    runtime: &Runtime,
+    store: &crate::store::Store,
+) -> Result<OrdMap<String, Arc<Loaded>>> {
+    let mut loaded = OrdMap::new();
+    for stored in store.load_policies().await? {
+        let shared = stored.shared;
+        let mut policy = stored.policy;
+        let module = match runtime.load(&stored.wasm) {
+            Ok(m) => Some(Arc::new(m)),
+            Err(e) => {
+                tracing::warn!(policy = %policy.name, error = %e, "policy does not load");
+                policy.last_error = Some(e.to_string());
+                None
+            }
+        };
+        let l = Loaded {
+            policy,
+            module,
+            shared,
+        };
+        loaded.insert(l.policy.id.clone(), Arc::new(l));
+    }
+    Ok(loaded)
+}
+
+/// The attachment an upload is tried with: alone, globally.
+fn trial_attachment() -> Attachment {
+    Attachment {
+        network_id: None,
+        priority: 0,
+        audit: false,
+        created: String::new(),
+    }
+}
+
+impl Engine {
+    /// Computes the plan for the committed state, leaving out policies that fail.
+    pub(super) async fn plan_at_start(&self) {
+        let _writer = self.lock_writer().await;
+        let mut skip = Vec::new();
+        loop {
+            let base = self.state();
+            match self.plan_skipping(&base, skip.clone()).await {
+                Ok(plan) => return self.update(|s| s.policies.plan = plan),
+                Err(f) if !skip.contains(&f.id) => {
+                    skip.push(f.id.clone());
+                    self.policy_failed(f);
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    async fn plan_skipping(&self, base: &Arc<State>, skip: Vec<String>) -> Result<Plan, Failure> {
+        let (state, set) = (base.clone(), base.policies.clone());
+        let planned = tokio::task::spawn_blocking(move || {
+            let labels = |id: &str| state.sandbox_labels(id);
+            set.compute(&state.plan_inputs(&labels, None), &skip)
+        })
+        .await;
+        planned.unwrap_or_else(|e| {
+            Err(Failure {
+                id: String::new(),
+                name: "(all)".into(),
+                error: wasmnet_policy::PolicyError::Trap {
+                    function: "evaluate",
+                    reason: e.to_string(),
+                },
+            })
+        })
+    }
+
+    /// The plan for `base` after `change` to its policies (nothing is installed: the caller
+    /// does, once the firewall and the store took it). `extra`: a network being added.
+    pub(super) async fn compute_plan(
+        &self,
+        base: &Arc<State>,
+        change: impl FnOnce(&mut PolicySet),
+        skip: Vec<String>,
+        extra: Option<Network>,
+    ) -> Result<Plan> {
+        let mut set = base.policies.clone();
+        change(&mut set);
+        let state = base.clone();
+        let planned = tokio::task::spawn_blocking(move || {
+            let labels = |id: &str| state.sandbox_labels(id);
+            set.compute(&state.plan_inputs(&labels, extra.as_ref()), &skip)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        planned.map_err(|f| self.policy_failed(f))
+    }
+
+    /// The governing policies' decisions for a planned endpoint (none: no Wasm call at all).
+    pub(super) async fn classify(
+        &self,
+        base: &Arc<State>,
+        plan: &EndpointPlan,
+    ) -> Result<Vec<(Applied, EndpointDecision)>> {
+        if base.policies.plan.governs(&plan.network.id).is_none() {
+            return Ok(vec![]);
+        }
+        let state = base.clone();
+        let (e, n) = (plan.endpoint.clone(), plan.network.clone());
+        let labels = plan.sandbox.labels.clone();
+        let decided = tokio::task::spawn_blocking(move || {
+            let p = &state.policies;
+            p.classify(&p.plan, &e, &n, &labels)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        decided.map_err(|f| self.policy_failed(f))
+    }
+
+    /// Records a failure on the policy (shown by inspect) and makes it the engine's error.
+    /// Under the writer lock.
+    fn policy_failed(&self, f: Failure) -> Error {
+        tracing::warn!(policy = %f.name, error = %f.error, "policy failed");
+        let message = f.error.to_string();
+        if self.state().policies.loaded.contains_key(&f.id) {
+            self.update(|s| {
+                s.policies
+                    .update(&f.id, |l| l.policy.last_error = Some(message))
+            });
+        }
+        f.into()
+    }
+
+    /// Puts `plan` in the firewall, over the objects of `on`; installs nothing.
+    pub(super) async fn enforce(&self, on: &State, plan: &Plan) -> Result<()> {
+        self.firewall_apply(on.desired_with(None, None, plan.clone()))
+            .await
+    }
+
+    pub fn list_policies(&self) -> Vec<Policy> {
+        let state = self.state();
+        let mut out: Vec<Policy> = state
+            .policies
+            .loaded
+            .values()
+            .map(|l| l.policy.clone())
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// By id, name, or unique id prefix.
+    pub fn policy(&self, reference: &str) -> Result<Policy> {
+        Ok(self.state().policies.resolve(reference)?.policy.clone())
+    }
+
+    /// Compiles a module off the async runtime.
+    pub(super) async fn load_module(&self, name: &str, wasm: &[u8]) -> Result<Module> {
+        let (runtime, bytes) = (self.runtime.clone(), wasm.to_vec());
+        let loaded = tokio::task::spawn_blocking(move || runtime.load(&bytes))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        loaded.map_err(|e| Error::Policy {
+            policy: name.into(),
+            error: e,
+        })
+    }
+
+    /// Checks a module (it loads, exports the interface, imports nothing, and evaluates the
+    /// current state within its limits, as if attached globally) and stores it. The policy
+    /// becomes visible only once it is stored.
+    pub async fn upload_policy(
+        &self,
+        name: &str,
+        description: &str,
+        wasm: &[u8],
+    ) -> Result<Policy> {
+        validate_name("name", name)?;
+        if description.len() > MAX_DESCRIPTION {
+            return Err(Error::invalid(
+                "description",
+                format!("at most {MAX_DESCRIPTION} bytes"),
+            ));
+        }
+        let _writer = self.lock_writer().await;
+        let base = self.state();
+        if base.policies.has_name(name) {
+            return Err(Error::conflict(
+                "name_in_use",
+                format!("policy name {name:?} is already in use"),
+            ));
+        }
+        let module = self.load_module(name, wasm).await?;
+        let policy = Policy {
+            id: ids::new_id(),
+            name: name.into(),
+            description: description.into(),
+            sha256: module.sha256.clone(),
+            size: module.size,
+            version: module.version.clone(),
+            created: ids::now(),
+            attachments: vec![],
+            last_error: None,
+        };
+        // In a cluster, every policy is shared: the hosts enforce the same ones.
+        let shared = self.cluster.is_some();
+        let loaded = Arc::new(Loaded {
+            policy: policy.clone(),
+            module: Some(Arc::new(module)),
+            shared,
+        });
+        let others: Vec<String> = base.policies.loaded.keys().cloned().collect();
+        let mut trial = Loaded::clone(&loaded);
+        trial.policy.attachments = vec![trial_attachment()];
+        let trial = Arc::new(trial);
+        let id = policy.id.clone();
+        self.compute_plan(
+            &base,
+            |p| {
+                p.loaded.insert(id.clone(), trial);
+            },
+            others,
+            None,
+        )
+        .await?;
+        self.share_policy(&policy, wasm).await?;
+        if let Err(e) = self.store.insert_policy(&policy, wasm, shared).await {
+            self.unshare_policy(&policy).await;
+            return Err(e);
+        }
+        self.update(|s| {
+            s.policies.loaded.insert(id.clone(), loaded);
+        });
+        self.publish(EventKind::PolicyCreate, &id, &policy);
+        Ok(policy)
+    }
+
+    /// Refused while attached, unless `force` (then detached first).
+    pub async fn delete_policy(&self, reference: &str, force: bool) -> Result<Policy> {
+        let _writer = self.lock_writer().await;
+        let base = self.state();
+        let policy = base.policies.resolve(reference)?.policy.clone();
+        let id = policy.id.clone();
+        let mut plan = None;
+        if !policy.attachments.is_empty() {
+            if !force {
+                return Err(Error::conflict(
+                    "attached",
+                    format!(
+                        "policy {:?} is attached {} time(s); detach it first or delete with force",
+                        policy.name,
+                        policy.attachments.len()
+                    ),
+                ));
+            }
+            self.unshare_policy_or_fail(&base, &policy).await?;
+            let detached = self
+                .compute_plan(
+                    &base,
+                    |p| p.update(&id, |l| l.policy.attachments.clear()),
+                    vec![],
+                    None,
+                )
+                .await?;
+            self.enforce(&base, &detached).await?;
+            plan = Some(detached);
+        } else {
+            self.unshare_policy_or_fail(&base, &policy).await?;
+        }
+        if let Err(e) = self.store.delete_policy(&id).await {
+            if plan.is_some() {
+                undo(
+                    "restoring the firewall",
+                    self.firewall_apply(base.desired()).await,
+                );
+            }
+            return Err(e);
+        }
+        self.update(|s| {
+            s.policies.loaded.remove(&id);
+            if let Some(plan) = plan {
+                s.policies.plan = plan;
+            }
+        });
+        self.publish(EventKind::PolicyDelete, &id, &policy);
+        Ok(policy)
+    }
+
+    /// The policy to attach or dry-run, which must have loaded.
+    pub(super) fn loaded_policy(&self, base: &State, reference: &str) -> Result<Policy> {
+        let l = base.policies.resolve(reference)?;
+        if l.module.is_none() {
+            return Err(Error::conflict(
+                "not_loaded",
+                format!(
+                    "policy {:?} does not load: {}",
+                    l.policy.name,
+                    l.policy.last_error.clone().unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(l.policy.clone())
+    }
+
+    /// Attaches to a network (or globally), or changes an attachment's priority or audit mode.
+    pub async fn attach_policy(&self, reference: &str, req: AttachRequest) -> Result<Policy> {
+        let _writer = self.lock_writer().await;
+        let base = self.state();
+        let policy = self.loaded_policy(&base, reference)?;
+        let network_id = match &req.network {
+            Some(r) => Some(base.view().networks().resolve(r)?.id.clone()),
+            None => None,
+        };
+        let attachment = Attachment {
+            network_id: network_id.clone(),
+            priority: req.priority,
+            audit: req.audit,
+            created: ids::now(),
+        };
+        let id = policy.id.clone();
+        let updated = with_attachment(&policy.attachments, attachment.clone());
+        let plan = self
+            .compute_plan(
+                &base,
+                |p| p.update(&id, |l| l.policy.attachments = updated.clone()),
+                vec![],
+                None,
+            )
+            .await?;
+        let shared = self.shared_scope(&base, &id, network_id.as_deref());
+        if let Some(c) = &shared {
+            c.put_attachment(&id, &attachment).await?;
+        }
+        self.store.upsert_attachment(&id, &attachment).await?;
+        if let Err(e) = self.enforce(&base, &plan).await {
+            if let Some(c) = &shared {
+                let before = policy
+                    .attachments
+                    .iter()
+                    .find(|a| a.network_id == network_id);
+                let restored = match before {
+                    Some(a) => c.put_attachment(&id, a).await,
+                    None => c.delete_attachment(&id, network_id.as_deref()).await,
+                };
+                undo("restoring the cluster's attachment", restored);
+            }
+            let removed = self
+                .store
+                .delete_attachment(&id, network_id.as_deref())
+                .await;
+            undo("removing the stored attachment", removed);
+            for a in &policy.attachments {
+                undo(
+                    "restoring a stored attachment",
+                    self.store.upsert_attachment(&id, a).await,
+                );
+            }
+            return Err(e);
+        }
+        let policy = self.install_attachments(&id, updated, plan);
+        self.publish(EventKind::PolicyAttach, &id, &policy);
+        Ok(policy)
+    }
+
+    pub async fn detach_policy(&self, reference: &str, network: Option<&str>) -> Result<Policy> {
+        let _writer = self.lock_writer().await;
+        let base = self.state();
+        let policy = base.policies.resolve(reference)?.policy.clone();
+        let network_id = match network {
+            Some(r) => Some(resolve_network_id(&base, &policy, r)?),
+            None => None,
+        };
+        if !policy
+            .attachments
+            .iter()
+            .any(|a| a.network_id == network_id)
+        {
+            let scope = network.map_or("globally".to_string(), |n| format!("to network {n:?}"));
+            return Err(Error::conflict(
+                "not_attached",
+                format!("policy {:?} is not attached {scope}", policy.name),
+            ));
+        }
+        let id = policy.id.clone();
+        if let Some(c) = self.shared_scope(&base, &id, network_id.as_deref()) {
+            c.delete_attachment(&id, network_id.as_deref()).await?;
+        }
+        let updated: Vec<Attachment> = policy
+            .attachments
+            .iter()
+            .filter(|a| a.network_id != network_id)
+            .cloned()
+            .collect();
+        let plan = self
+            .compute_plan(
+                &base,
+                |p| p.update(&id, |l| l.policy.attachments = updated.clone()),
+                vec![],
+                None,
+            )
+            .await?;
+        self.enforce(&base, &plan).await?;
+        self.store
+            .delete_attachment(&id, network_id.as_deref())
+            .await?;
+        let policy = self.install_attachments(&id, updated, plan);
+        self.publish(EventKind::PolicyDetach, &id, &policy);
+        Ok(policy)
+    }
+
+    /// Installs a policy's new attachments with the plan they make; returns the policy.
+    fn install_attachments(&self, id: &str, attachments: Vec<Attachment>, plan: Plan) -> Policy {
+        self.update(|s| {
+            s.policies.update(id, |l| {
+                l.policy.attachments = attachments;
+                l.policy.last_error = None;
+            });
+            s.policies.plan = plan;
+        });
+        self.state().policies.loaded[id].policy.clone()
+    }
+}
+
+/// A network by reference, or an attachment's network id (the network may be gone).
+fn resolve_network_id(base: &State, policy: &Policy, r: &str) -> Result<String> {
+    match base.view().networks().resolve(r) {
+        Ok(n) => Ok(n.id.clone()),
+        Err(e) => policy
+            .attachments
+            .iter()
+            .filter_map(|a| a.network_id.clone())
+            .find(|id| id == r)
+            .ok_or(e),
+    }
+}
+
+/// `attachments` with `a` added, replacing one of the same scope.
+pub(super) fn with_attachment(attachments: &[Attachment], a: Attachment) -> Vec<Attachment> {
+    let mut out: Vec<Attachment> = attachments
+        .iter()
+        .filter(|x| x.network_id != a.network_id)
+        .cloned()
+        .collect();
+    out.push(a);
+    out.sort_by_key(|x| x.priority);
+    out
+}

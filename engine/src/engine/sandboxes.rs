@@ -1,0 +1,133 @@
+//! Sandbox operations: create (or adopt a namespace) and delete (disconnecting what is left).
+
+use std::sync::Arc;
+
+use super::{report, undo, Engine, SandboxDetail};
+use crate::cluster::keys::EndpointRecord;
+use crate::error::{Error, Result};
+use crate::events::EventKind;
+use crate::ids;
+use crate::model::*;
+
+impl Engine {
+    pub async fn create_sandbox(&self, req: SandboxCreate) -> Result<Arc<Sandbox>> {
+        let id = ids::new_id();
+        let name = req.name.unwrap_or_else(|| format!("sandbox-{}", &id[..12]));
+        validate_name("name", &name)?;
+        validate_labels("labels", &req.labels)?;
+        let (netns, netns_owned) = match req.netns {
+            Some(path) => (check_adopted_netns(&path).await?, false),
+            None => (
+                self.cfg
+                    .run_dir
+                    .join("netns")
+                    .join(&id)
+                    .to_string_lossy()
+                    .into_owned(),
+                true,
+            ),
+        };
+        let _writer = self.lock_writer().await;
+        check_free(&self.state(), &name, &netns)?;
+        let sandbox = Arc::new(Sandbox {
+            id,
+            name,
+            labels: req.labels,
+            netns,
+            netns_owned,
+            created: ids::now(),
+        });
+        if let Err(e) = self.bridge.create_sandbox(&sandbox).await {
+            undo(
+                "removing the namespace",
+                self.bridge.delete_sandbox(&sandbox),
+            );
+            return Err(e.into());
+        }
+        if let Err(e) = self.store.insert_sandbox(&sandbox).await {
+            undo(
+                "removing the namespace",
+                self.bridge.delete_sandbox(&sandbox),
+            );
+            return Err(e);
+        }
+        self.update(|s| s.view.add_sandbox(sandbox.clone()));
+        self.publish(EventKind::SandboxCreate, &sandbox.id, &sandbox);
+        Ok(sandbox)
+    }
+
+    /// Removes a sandbox and disconnects its endpoints, in one transaction.
+    pub async fn delete_sandbox(&self, reference: &str) -> Result<SandboxDetail> {
+        let _writer = self.lock_writer().await;
+        let before = self.state();
+        let detail = before.sandbox(reference)?;
+        let records: Vec<_> = detail
+            .endpoints
+            .iter()
+            .filter_map(|e| self.record_of(&before, e))
+            .collect();
+        if let Some((cluster, _)) = records.first() {
+            let recs: Vec<EndpointRecord> = records.iter().map(|(_, r)| r.clone()).collect();
+            cluster.withdraw(&recs).await?;
+        }
+        self.store.delete_sandbox(&detail.sandbox.id).await?;
+        self.update(|s| {
+            for e in &detail.endpoints {
+                s.view.remove_endpoint(&e.id);
+                s.policies.plan.members.remove(&e.id);
+            }
+            s.view.remove_sandbox(&detail.sandbox.id);
+        });
+        // Committed: the kernel follows, past every failure (a vanished namespace included).
+        let mut problems = Vec::new();
+        let after = self.state();
+        self.teardown_endpoints(&before, &after, &detail.endpoints, &mut problems)
+            .await;
+        if let Err(e) = self.bridge.delete_sandbox(&detail.sandbox) {
+            problems.push(e.to_string());
+        }
+        report("removing a sandbox", problems);
+        self.update(|_| {});
+        for e in &detail.endpoints {
+            self.publish(EventKind::EndpointDisconnect, &e.id, e);
+        }
+        self.publish(
+            EventKind::SandboxDelete,
+            &detail.sandbox.id,
+            &detail.sandbox,
+        );
+        Ok(detail)
+    }
+}
+
+/// A sandbox's name and namespace are each used once.
+fn check_free(state: &crate::state::State, name: &str, netns: &str) -> Result<()> {
+    let sandboxes = state.view().sandboxes();
+    if sandboxes.has_name(name) {
+        return Err(Error::conflict(
+            "name_in_use",
+            format!("sandbox name {name:?} is already in use"),
+        ));
+    }
+    if let Some(other) = sandboxes.iter_from(None).find(|s| s.netns == netns) {
+        return Err(Error::conflict(
+            "netns_in_use",
+            format!("{netns} is already sandbox {:?}", other.name),
+        ));
+    }
+    Ok(())
+}
+
+/// An adopted namespace must be an absolute path that exists.
+async fn check_adopted_netns(path: &str) -> Result<String> {
+    if !path.starts_with('/') || path.contains('\0') {
+        return Err(Error::invalid(
+            "netns",
+            format!("{path:?} is not an absolute path"),
+        ));
+    }
+    match tokio::fs::metadata(path).await {
+        Ok(_) => Ok(path.to_string()),
+        Err(e) => Err(Error::invalid("netns", format!("{path}: {e}"))),
+    }
+}
