@@ -1,12 +1,13 @@
 //! `wasmnet policy …`: upload and manage Wasm policies on a server, and `policy test`, which
 //! runs a policy offline against a fixture.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use wasmnet_web::client::{encode, Client};
+use wasmnet_web::client::{encode, Client, ClientError};
 
+use crate::cli::common::{inspect_each, remove_each};
 use crate::output::{self, s, short, Format};
 
 #[derive(Subcommand)]
@@ -88,59 +89,21 @@ impl Attachment {
 
 /// Runs one policy command; errors are one line for the user.
 pub async fn run(client: &Client, format: Format, cmd: PolicyCmd) -> Result<(), String> {
-    let err = |e: wasmnet_web::client::ClientError| e.to_string();
-    let path = |p: &str| format!("/v1/policies/{}", encode(p));
     match cmd {
-        PolicyCmd::Ls { quiet } => {
-            let list = client.get("/v1/policies").await.map_err(err)?;
-            let items = list["items"].as_array().cloned().unwrap_or_default();
-            match (format, quiet) {
-                (Format::Json, _) => output::json(&Value::Array(items)),
-                (Format::Table, true) => items.iter().for_each(|i| println!("{}", s(i, "id"))),
-                (Format::Table, false) => output::table(
-                    &[
-                        "POLICY ID",
-                        "NAME",
-                        "VERSION",
-                        "SIZE",
-                        "ATTACHED",
-                        "LAST ERROR",
-                    ],
-                    &items.iter().map(row).collect::<Vec<_>>(),
-                ),
-            }
-        }
+        PolicyCmd::Ls { quiet } => ls(client, format, quiet).await?,
         PolicyCmd::Upload {
             file,
             name,
             description,
-        } => {
-            let bytes =
-                std::fs::read(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
-            let name = name.unwrap_or_else(|| {
-                file.file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            });
-            let url = format!(
-                "/v1/policies?name={}&description={}",
-                encode(&name),
-                encode(&description)
-            );
-            let p = client
-                .upload(&url, "application/wasm", bytes)
-                .await
-                .map_err(err)?;
-            print_id(format, &p);
-        }
+        } => upload(client, format, &file, name, &description).await?,
         PolicyCmd::Inspect { policies } => {
-            if crate::cli::inspect_each(client, "policies", &policies).await {
+            if inspect_each(client, "policies", &policies).await {
                 return Err(String::new());
             }
         }
         PolicyCmd::Rm { policies, force } => {
             let query = format!("?force={force}");
-            if crate::cli::remove_each(client, "policies", &policies, &query).await {
+            if remove_each(client, "policies", &policies, &query).await {
                 return Err(String::new());
             }
         }
@@ -161,30 +124,95 @@ pub async fn run(client: &Client, format: Format, cmd: PolicyCmd) -> Result<(), 
                 .map_err(err)?;
             print_id(format, &p);
         }
-        PolicyCmd::DryRun { policy, how } => {
-            let d = client
-                .post(&format!("{}/dry-run", path(&policy)), &how.body())
-                .await
-                .map_err(err)?;
-            match format {
-                Format::Json => output::json(&d),
-                Format::Table if s(&d, "diff").is_empty() => println!("no change"),
-                Format::Table => print!("{}", s(&d, "diff")),
-            }
-        }
-        PolicyCmd::Test { file, fixture } => {
-            let wasm =
-                std::fs::read(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
-            let text = std::fs::read_to_string(&fixture)
-                .map_err(|e| format!("reading {}: {e}", fixture.display()))?;
-            let fixture =
-                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", fixture.display()))?;
-            print!(
-                "{}",
-                wasmnet_engine::policy::offline::test(&wasm, &fixture)?
-            );
-        }
+        PolicyCmd::DryRun { policy, how } => dry_run(client, format, &policy, &how).await?,
+        PolicyCmd::Test { file, fixture } => test_offline(&file, &fixture)?,
     }
+    Ok(())
+}
+
+fn err(e: ClientError) -> String {
+    e.to_string()
+}
+
+fn path(policy: &str) -> String {
+    format!("/v1/policies/{}", encode(policy))
+}
+
+async fn ls(client: &Client, format: Format, quiet: bool) -> Result<(), String> {
+    let list = client.get("/v1/policies").await.map_err(err)?;
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    match (format, quiet) {
+        (Format::Json, _) => output::json(&Value::Array(items)),
+        (Format::Table, true) => items.iter().for_each(|i| println!("{}", s(i, "id"))),
+        (Format::Table, false) => output::table(
+            &[
+                "POLICY ID",
+                "NAME",
+                "VERSION",
+                "SIZE",
+                "ATTACHED",
+                "LAST ERROR",
+            ],
+            &items.iter().map(row).collect::<Vec<_>>(),
+        ),
+    }
+    Ok(())
+}
+
+async fn upload(
+    client: &Client,
+    format: Format,
+    file: &Path,
+    name: Option<String>,
+    description: &str,
+) -> Result<(), String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+    let name = name.unwrap_or_else(|| {
+        file.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let url = format!(
+        "/v1/policies?name={}&description={}",
+        encode(&name),
+        encode(description)
+    );
+    let p = client
+        .upload(&url, "application/wasm", bytes)
+        .await
+        .map_err(err)?;
+    print_id(format, &p);
+    Ok(())
+}
+
+async fn dry_run(
+    client: &Client,
+    format: Format,
+    policy: &str,
+    how: &Attachment,
+) -> Result<(), String> {
+    let d = client
+        .post(&format!("{}/dry-run", path(policy)), &how.body())
+        .await
+        .map_err(err)?;
+    match format {
+        Format::Json => output::json(&d),
+        Format::Table if s(&d, "diff").is_empty() => println!("no change"),
+        Format::Table => print!("{}", s(&d, "diff")),
+    }
+    Ok(())
+}
+
+/// `policy test`: offline, no server involved.
+fn test_offline(file: &Path, fixture: &Path) -> Result<(), String> {
+    let wasm = std::fs::read(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+    let text = std::fs::read_to_string(fixture)
+        .map_err(|e| format!("reading {}: {e}", fixture.display()))?;
+    let fixture = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", fixture.display()))?;
+    print!(
+        "{}",
+        wasmnet_engine::policy::offline::test(&wasm, &fixture)?
+    );
     Ok(())
 }
 

@@ -13,18 +13,9 @@ use super::policy::{self, Plan};
 use super::ruleset::{Change, Family, Ruleset, Table};
 use crate::model::{Endpoint, Network, PortMapping};
 
-/// wasmnet's tables (one inet, one bridge) are both named this.
-pub const TABLE: &str = "wasmnet";
-
-/// The Linux bridge of a network: `wnbr` + 11 hex digits of its id (15 characters).
-pub fn bridge_name(network_id: &str) -> String {
-    format!("wnbr{}", &network_id[..11])
-}
-
-/// The host end of an endpoint's veth: `wnv` + 12 hex digits of its id.
-pub fn veth_name(endpoint_id: &str) -> String {
-    format!("wnv{}", &endpoint_id[..12])
-}
+// Defined in `names`, below the policy compiler that needs them too; the drivers, the
+// reconciler and the dashboard name them through here.
+pub use super::names::{bridge_name, option_true, veth_name, TABLE};
 
 fn chain_of(network_id: &str) -> String {
     format!("net_{}", &network_id[..12])
@@ -32,10 +23,6 @@ fn chain_of(network_id: &str) -> String {
 
 fn quoted(name: &str) -> String {
     format!("\"{name}\"")
-}
-
-pub fn option_true(n: &Network, key: &str, default: bool) -> bool {
-    n.options.get(key).map_or(default, |v| v == "true")
 }
 
 /// The whole ruleset for these networks and endpoints, under the policies' `plan` (Docker's
@@ -67,6 +54,15 @@ fn inet_table(
     plan: &Plan,
 ) -> Table {
     let mut t = Table::new(Family::Inet, TABLE);
+    add_sets(&mut t, networks, endpoints, plan);
+    add_filter_chains(&mut t, networks, members, plan);
+    add_nat_chains(&mut t, networks, plan);
+    t
+}
+
+/// The sets and maps the chains look up: the bridges, the subnets that masquerade, the
+/// dispatch from a bridge to its network's chain, and the published ports.
+fn add_sets(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], plan: &Plan) {
     let bridges: Vec<String> = networks
         .iter()
         .map(|n| quoted(&bridge_name(&n.id)))
@@ -96,6 +92,11 @@ fn inet_table(
             .collect();
         t.set(name, spec, elements);
     }
+}
+
+/// The forward hook, each network's chain (Docker's rules, or its policies'), and the
+/// policies' own chains and sets.
+fn add_filter_chains(t: &mut Table, networks: &[&Network], members: &[&Endpoint], plan: &Plan) {
     t.chain(
         "forward",
         Some("type filter hook forward priority filter; policy accept;"),
@@ -116,7 +117,12 @@ fn inet_table(
         };
         t.chain(&chain_of(&n.id), None, rules);
     }
-    policy::add_to(&mut t, networks, members, plan);
+    policy::add_to(t, networks, members, plan);
+}
+
+/// Published ports DNATed on the way in (and on the way out of the host itself); hairpin,
+/// loopback, SNAT and masquerade on the way out.
+fn add_nat_chains(t: &mut Table, networks: &[&Network], plan: &Plan) {
     let publish = "fib daddr type local meta l4proto { tcp, udp, sctp } counter jump publish";
     t.chain(
         "prerouting",
@@ -153,7 +159,6 @@ fn inet_table(
         Some("type nat hook postrouting priority srcnat; policy accept;"),
         post,
     );
-    t
 }
 
 /// A policy's SNAT for a network's subnet of the address's family.
@@ -347,13 +352,5 @@ mod tests {
                 "e".repeat(12)
             )
         );
-    }
-
-    #[test]
-    fn names_fit_ifnamsiz() {
-        let id = "0123456789abcdef".repeat(4);
-        assert_eq!(bridge_name(&id), "wnbr0123456789a");
-        assert_eq!(veth_name(&id), "wnv0123456789ab");
-        assert!(bridge_name(&id).len() <= 15 && veth_name(&id).len() <= 15);
     }
 }

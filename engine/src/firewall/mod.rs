@@ -1,13 +1,15 @@
 //! The firewall: a rules IR (`ruleset`), Docker's default semantics compiled into it
-//! (`docker`), and one file per backend that puts the rules in the kernel atomically:
-//! `nft` (the default: sets, maps and verdict maps, per-endpoint element updates) and
-//! `iptables` (iptables-restore, atomic per table, linear rules: the slower backend).
+//! (`docker`, naming bridges and veths as `names` says), and one file per backend that puts
+//! the rules in the kernel atomically: `nft` (the default: sets, maps and verdict maps,
+//! per-endpoint element updates) and `iptables` (iptables-restore, atomic per table, linear
+//! rules: the slower backend).
 
 pub mod docker;
 #[cfg(test)]
 mod fixtures;
 pub mod iptables;
 mod iptables_policy;
+pub mod names;
 pub mod nft;
 pub mod policy;
 pub mod ruleset;

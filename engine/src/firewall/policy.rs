@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use wasmnet_policy::ir::{NetworkDecision, Peer, Protocol, Rule, Verdict};
 
-use super::docker::{bridge_name, option_true};
+use super::names::{bridge_name, option_true};
 use super::ruleset::Table;
 use crate::kernel::nfset::Element;
 use crate::model::{Endpoint, Network};

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use wasmnet_policy::ir::PortDecision;
 use wasmnet_policy::Runtime;
 
-use super::{Attachment, Inputs, Loaded, Policy, PolicySet};
+use super::{Attachment, Inputs, Loaded, Plan, Policy, PolicySet};
 use crate::firewall::docker;
 use crate::model::{Endpoint, IpConfig, Labels, Network, PortMapping, PortRequest};
 
@@ -127,7 +127,38 @@ fn endpoint(f: &FixtureEndpoint, n: &Network, i: usize) -> Result<Endpoint, Stri
 pub fn test(wasm: &[u8], fixture: &Fixture) -> Result<String, String> {
     let networks: Vec<Network> = fixture.networks.iter().map(network).collect();
     let by_name: HashMap<&str, &Network> = networks.iter().map(|n| (n.name.as_str(), n)).collect();
-    let endpoints = fixture
+    let endpoints = endpoints(fixture, &by_name)?;
+    let (_runtime, policies, version) = under_test(wasm)?;
+    let no_labels = |_: &str| Labels::new();
+    let inputs = Inputs {
+        networks: networks.iter().collect(),
+        endpoints: endpoints.iter().collect(),
+        sandbox_labels: &no_labels,
+        members: None,
+    };
+    let plan = policies
+        .compute(&inputs, &[])
+        .map_err(|e| crate::Error::from(e).to_string())?;
+    let mut out = format!("policy built against wasmnet:policy@{version}\n\n");
+    write_networks(&mut out, &networks, &plan);
+    write_endpoints(&mut out, &endpoints, &by_name, &policies, &plan)?;
+    let endpoints: Vec<&Endpoint> = endpoints.iter().collect();
+    let rules = docker::compile(
+        &networks.iter().collect::<Vec<_>>(),
+        &endpoints,
+        &endpoints,
+        &plan,
+    );
+    let _ = write!(out, "\nnftables:\n{}", rules.render());
+    Ok(out)
+}
+
+/// The fixture's endpoints, each on its network (which the fixture must name).
+fn endpoints(
+    fixture: &Fixture,
+    by_name: &HashMap<&str, &Network>,
+) -> Result<Vec<Endpoint>, String> {
+    fixture
         .endpoints
         .iter()
         .enumerate()
@@ -140,7 +171,12 @@ pub fn test(wasm: &[u8], fixture: &Fixture) -> Result<String, String> {
             })?;
             endpoint(f, n, i)
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect()
+}
+
+/// The module loaded as the one policy, attached globally; with the version of
+/// `wasmnet:policy` it was built against.
+fn under_test(wasm: &[u8]) -> Result<(Runtime, PolicySet, String), String> {
     let runtime = Runtime::new(Default::default(), None).map_err(|e| e.to_string())?;
     let module = runtime.load(wasm).map_err(|e| e.to_string())?;
     let policy = Policy {
@@ -159,7 +195,7 @@ pub fn test(wasm: &[u8], fixture: &Fixture) -> Result<String, String> {
         }],
         last_error: None,
     };
-    // The runtime (its epoch thread) lives until the end of this function.
+    // The runtime goes back with the policies: its epoch thread enforces their time limits.
     let mut policies = PolicySet::default();
     let version = policy.version.clone();
     policies.loaded.insert(
@@ -170,18 +206,12 @@ pub fn test(wasm: &[u8], fixture: &Fixture) -> Result<String, String> {
             shared: false,
         }),
     );
-    let no_labels = |_: &str| Labels::new();
-    let inputs = Inputs {
-        networks: networks.iter().collect(),
-        endpoints: endpoints.iter().collect(),
-        sandbox_labels: &no_labels,
-        members: None,
-    };
-    let plan = policies
-        .compute(&inputs, &[])
-        .map_err(|e| crate::Error::from(e).to_string())?;
-    let mut out = format!("policy built against wasmnet:policy@{version}\n\n");
-    for n in &networks {
+    Ok((runtime, policies, version))
+}
+
+/// Each network's decisions: its rules, its defaults and its NAT.
+fn write_networks(out: &mut String, networks: &[Network], plan: &Plan) {
+    for n in networks {
         let _ = writeln!(out, "network {} ({})", n.name, n.ipv4.subnet);
         for a in plan.governs(&n.id).unwrap_or_default() {
             let d = &a.decision;
@@ -206,7 +236,17 @@ pub fn test(wasm: &[u8], fixture: &Fixture) -> Result<String, String> {
             );
         }
     }
-    for e in &endpoints {
+}
+
+/// Each endpoint's groups and what becomes of its published ports.
+fn write_endpoints(
+    out: &mut String,
+    endpoints: &[Endpoint],
+    by_name: &HashMap<&str, &Network>,
+    policies: &PolicySet,
+    plan: &Plan,
+) -> Result<(), String> {
+    for e in endpoints {
         let groups: Vec<&str> = plan
             .members
             .get(&e.id)
@@ -223,7 +263,7 @@ pub fn test(wasm: &[u8], fixture: &Fixture) -> Result<String, String> {
         );
         let n = by_name[e.network_name.as_str()];
         let decided = policies
-            .classify(&plan, e, n, &Labels::new())
+            .classify(plan, e, n, &Labels::new())
             .map_err(|err| crate::Error::from(err).to_string())?;
         for (i, p) in e.ports.iter().enumerate() {
             let d = decided
@@ -232,13 +272,5 @@ pub fn test(wasm: &[u8], fixture: &Fixture) -> Result<String, String> {
             let _ = writeln!(out, "  port {}/{}: {d}", p.host_port, p.protocol);
         }
     }
-    let endpoints: Vec<&Endpoint> = endpoints.iter().collect();
-    let rules = docker::compile(
-        &networks.iter().collect::<Vec<_>>(),
-        &endpoints,
-        &endpoints,
-        &plan,
-    );
-    let _ = write!(out, "\nnftables:\n{}", rules.render());
-    Ok(out)
+    Ok(())
 }

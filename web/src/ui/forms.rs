@@ -8,6 +8,12 @@ use wasmnet_engine::model::{
 use wasmnet_engine::policy::AttachRequest;
 use wasmnet_engine::Error;
 
+/// A form carrying nothing but its CSRF token (deleting, disconnecting, logging out).
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
 /// Messages beside fields; `general` for the rest.
 #[derive(Default, Debug)]
 pub struct FormErrors {

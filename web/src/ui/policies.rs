@@ -18,8 +18,9 @@ use wasmnet_engine::policy::{Attachment, Policy};
 use wasmnet_engine::{Engine, Error};
 
 use super::forms::{AttachForm, FormErrors, UploadForm};
+use super::page::{error_page, forbidden, render};
 use super::session::Authed;
-use super::{error_page, forbidden, render, UiState};
+use super::UiState;
 use crate::api::policies::MAX_MODULE;
 
 /// What an upload's body may reach (the module, the other fields, the multipart framing) before
