@@ -4,13 +4,17 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
+use async_trait::async_trait;
+
+use super::NetworkDriver;
 use crate::firewall::docker::{bridge_name, veth_name};
-use crate::kernel::{self, IfAddr, KResult, Links, VethSpec};
+use crate::kernel::{IfAddr, KResult, Kernel, VethSpec};
 use crate::model::{Endpoint, Network, Sandbox};
 
 pub struct Bridge {
-    links: Links,
+    kernel: Arc<dyn Kernel>,
 }
 
 fn mtu(n: &Network) -> Option<u32> {
@@ -36,61 +40,77 @@ pub(crate) fn parse_mac(mac: &str) -> [u8; 6] {
 }
 
 impl Bridge {
-    pub fn new() -> KResult<Bridge> {
+    pub fn new(kernel: Arc<dyn Kernel>) -> KResult<Bridge> {
         // Routing between networks and the outside is the point of a bridge network.
-        kernel::write_sysctl("net/ipv4/ip_forward", "1")?;
-        Ok(Bridge {
-            links: Links::new()?,
-        })
+        kernel.write_sysctl("net/ipv4/ip_forward", "1")?;
+        Ok(Bridge { kernel })
     }
 
-    pub fn links(&self) -> &Links {
-        &self.links
+    pub fn kernel(&self) -> &Arc<dyn Kernel> {
+        &self.kernel
     }
 
-    pub async fn create_network(&self, n: &Network) -> KResult<()> {
+    pub async fn create_sandbox(&self, s: &Sandbox) -> KResult<()> {
+        let path = Path::new(&s.netns);
+        if s.netns_owned {
+            self.kernel.create_netns(path).await?;
+        }
+        self.kernel.loopback_up(path).await
+    }
+
+    /// Removes the namespace if wasmnet created it; an adopted one is never touched.
+    pub fn delete_sandbox(&self, s: &Sandbox) -> KResult<()> {
+        if s.netns_owned {
+            self.kernel.remove_netns(Path::new(&s.netns))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the endpoint's veth pair (by its host end).
+    pub async fn remove_veth(&self, e: &Endpoint) -> KResult<()> {
+        self.kernel.delete_link(&veth_name(&e.id)).await
+    }
+
+    pub async fn endpoint_exists(&self, e: &Endpoint) -> KResult<bool> {
+        self.kernel.link_exists(&veth_name(&e.id)).await
+    }
+}
+
+#[async_trait]
+impl NetworkDriver for Bridge {
+    async fn create_network(&self, n: &Network) -> KResult<()> {
         let name = bridge_name(&n.id);
         let mut addrs = vec![IfAddr {
             addr: n.ipv4.gateway,
             prefix: n.ipv4.subnet.prefix_len(),
         }];
         if let Some(v6) = &n.ipv6 {
-            kernel::write_sysctl("net/ipv6/conf/all/forwarding", "1")?;
+            self.kernel
+                .write_sysctl("net/ipv6/conf/all/forwarding", "1")?;
             addrs.push(IfAddr {
                 addr: v6.gateway,
                 prefix: v6.subnet.prefix_len(),
             });
         }
-        self.links
+        self.kernel
             .ensure_bridge(&name, bridge_mac(n), mtu(n), &addrs)
             .await?;
         // Lets the host reach published ports through its loopback (DNAT from 127.0.0.1).
-        kernel::write_sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")
+        self.kernel
+            .write_sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")
     }
 
-    pub async fn delete_network(&self, n: &Network) -> KResult<()> {
-        self.links.delete_link(&bridge_name(&n.id)).await
+    async fn delete_network(&self, n: &Network) -> KResult<()> {
+        self.kernel.delete_link(&bridge_name(&n.id)).await
     }
 
-    pub async fn create_sandbox(&self, s: &Sandbox) -> KResult<()> {
-        let path = Path::new(&s.netns);
-        if s.netns_owned {
-            kernel::create_netns(path).await?;
-        }
-        self.links.loopback_up(path).await
-    }
-
-    /// Removes the namespace if wasmnet created it; an adopted one is never touched.
-    pub fn delete_sandbox(&self, s: &Sandbox) -> KResult<()> {
-        if s.netns_owned {
-            kernel::remove_netns(Path::new(&s.netns))?;
-        }
-        Ok(())
+    fn links_of(&self, n: &Network) -> Vec<String> {
+        vec![bridge_name(&n.id)]
     }
 
     /// Connects: the veth pair, addresses, and a default route when `default_route` (the
     /// sandbox's first non-internal network, as in Docker).
-    pub async fn join(
+    async fn join(
         &self,
         e: &Endpoint,
         n: &Network,
@@ -132,10 +152,12 @@ impl Bridge {
                 .chain(n.ipv6.as_ref().map(|c| c.gateway))
                 .collect(),
         };
-        self.links.create_veth(&spec).await?;
+        self.kernel.create_veth(&spec).await?;
         for a in [e.ipv4, e.ipv6].into_iter().flatten() {
-            if let Err(err) = self.links.pin_neighbour(spec.bridge, a, spec.mac).await {
-                let _ = self.leave(e, n).await;
+            if let Err(err) = self.kernel.pin_neighbour(spec.bridge, a, spec.mac).await {
+                if let Err(undo) = self.leave(e, n).await {
+                    tracing::warn!(error = %undo, "removing a half-made veth");
+                }
                 return Err(err);
             }
         }
@@ -143,20 +165,11 @@ impl Bridge {
     }
 
     /// Disconnects: deleting the host end removes the pair; the pinned neighbours go too.
-    pub async fn leave(&self, e: &Endpoint, n: &Network) -> KResult<()> {
+    async fn leave(&self, e: &Endpoint, n: &Network) -> KResult<()> {
         let bridge = bridge_name(&n.id);
         for a in [e.ipv4, e.ipv6].into_iter().flatten() {
-            self.links.unpin_neighbour(&bridge, a).await?;
+            self.kernel.unpin_neighbour(&bridge, a).await?;
         }
         self.remove_veth(e).await
-    }
-
-    /// Deletes the endpoint's veth pair (by its host end).
-    pub async fn remove_veth(&self, e: &Endpoint) -> KResult<()> {
-        self.links.delete_link(&veth_name(&e.id)).await
-    }
-
-    pub async fn endpoint_exists(&self, e: &Endpoint) -> KResult<bool> {
-        self.links.exists(&veth_name(&e.id)).await
     }
 }

@@ -7,13 +7,17 @@
 //! host (the VXLAN device answers ARP only for remote endpoints, so a sandbox always finds its
 //! own host's), and each host masquerades its own sandboxes' traffic out.
 
-use crate::cluster::keys::EndpointRecord;
-use crate::cluster::Cluster;
-use crate::firewall::docker::bridge_name;
-use crate::kernel::{KResult, Links, VxlanSpec};
-use crate::model::Network;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 
-use super::bridge::parse_mac;
+use async_trait::async_trait;
+
+use super::bridge::{parse_mac, Bridge};
+use super::NetworkDriver;
+use crate::cluster::keys::EndpointRecord;
+use crate::firewall::docker::bridge_name;
+use crate::kernel::{KResult, Kernel, VxlanSpec};
+use crate::model::{Endpoint, Network, Sandbox};
 
 /// The VXLAN device of a network: `wnx` and 12 hex digits of its id (15 characters, and a
 /// prefix of its own, apart from the bridges' `wnbr` and the veths' `wnv`).
@@ -26,48 +30,82 @@ pub fn vni(n: &Network) -> Option<u32> {
     n.options.get("vni").and_then(|v| v.parse().ok())
 }
 
-pub async fn create_network(links: &Links, cluster: &Cluster, n: &Network) -> KResult<()> {
-    let vni = vni(n).unwrap_or_default();
-    let mtu = n
-        .options
-        .get("mtu")
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(cluster.mtu);
-    links
-        .ensure_vxlan(&VxlanSpec {
+/// Where this host's VXLAN devices send from.
+#[derive(Clone, Debug)]
+pub struct Vtep {
+    pub local: Ipv4Addr,
+    /// The underlay interface and the overlay's MTU on it (the underlay's less 50).
+    pub underlay: String,
+    pub mtu: u32,
+    pub port: u16,
+}
+
+/// The overlay driver: the bridge driver's network plus a VXLAN port.
+pub struct Overlay {
+    bridge: Arc<Bridge>,
+    vtep: Vtep,
+}
+
+impl Overlay {
+    pub fn new(bridge: Arc<Bridge>, vtep: Vtep) -> Self {
+        Overlay { bridge, vtep }
+    }
+}
+
+#[async_trait]
+impl NetworkDriver for Overlay {
+    async fn create_network(&self, n: &Network) -> KResult<()> {
+        self.bridge.create_network(n).await?;
+        let mtu = n
+            .options
+            .get("mtu")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(self.vtep.mtu);
+        let spec = VxlanSpec {
             name: &vxlan_name(&n.id),
-            vni,
-            local: cluster.cfg.advertise,
-            underlay: &cluster.underlay,
-            port: cluster.cfg.vxlan_port,
+            vni: vni(n).unwrap_or_default(),
+            local: self.vtep.local,
+            underlay: &self.vtep.underlay,
+            port: self.vtep.port,
             bridge: &bridge_name(&n.id),
             mtu,
-        })
-        .await
+        };
+        self.bridge.kernel().ensure_vxlan(&spec).await
+    }
+
+    async fn delete_network(&self, n: &Network) -> KResult<()> {
+        self.bridge.kernel().delete_link(&vxlan_name(&n.id)).await?;
+        self.bridge.delete_network(n).await
+    }
+
+    async fn join(
+        &self,
+        e: &Endpoint,
+        n: &Network,
+        s: &Sandbox,
+        default_route: bool,
+    ) -> KResult<()> {
+        self.bridge.join(e, n, s, default_route).await
+    }
+
+    async fn leave(&self, e: &Endpoint, n: &Network) -> KResult<()> {
+        self.bridge.leave(e, n).await
+    }
+
+    fn links_of(&self, n: &Network) -> Vec<String> {
+        vec![bridge_name(&n.id), vxlan_name(&n.id)]
+    }
 }
 
-pub async fn delete_network(links: &Links, n: &Network) -> KResult<()> {
-    links.delete_link(&vxlan_name(&n.id)).await
+/// Programs an endpoint of another host into its network's VXLAN device.
+pub async fn add_remote(kernel: &dyn Kernel, r: &EndpointRecord) -> KResult<()> {
+    let (dev, mac) = (vxlan_name(&r.network_id), parse_mac(&r.mac));
+    kernel.add_remote(&dev, mac, r.vtep, &r.addresses()).await
 }
 
-pub async fn add_remote(links: &Links, r: &EndpointRecord) -> KResult<()> {
-    links
-        .add_remote(
-            &vxlan_name(&r.network_id),
-            parse_mac(&r.mac),
-            r.vtep,
-            &r.addresses(),
-        )
-        .await
-}
-
-pub async fn remove_remote(links: &Links, r: &EndpointRecord) -> KResult<()> {
-    links
-        .remove_remote(
-            &vxlan_name(&r.network_id),
-            parse_mac(&r.mac),
-            r.vtep,
-            &r.addresses(),
-        )
+pub async fn remove_remote(kernel: &dyn Kernel, r: &EndpointRecord) -> KResult<()> {
+    let (dev, mac) = (vxlan_name(&r.network_id), parse_mac(&r.mac));
+    kernel
+        .remove_remote(&dev, mac, r.vtep, &r.addresses())
         .await
 }

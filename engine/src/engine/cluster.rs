@@ -9,16 +9,17 @@ use super::planner::EndpointPlan;
 use super::Engine;
 use crate::cluster::keys::{EndpointRecord, PolicyRecord};
 use crate::cluster::{Cluster, ClusterConfig, Refusal};
-use crate::drivers::{overlay, Bridge};
+use crate::drivers::overlay;
 use crate::error::{Error, Kind, Result};
+use crate::kernel::Kernel;
 use crate::model::{Driver, Endpoint, EndpointCreate, Network, NetworkCreate};
 use crate::policy::Policy;
 use crate::state::State;
 
 /// Joins the cluster: the VTEP address must be one of this host's, on the underlay link.
-pub(super) async fn open(bridge: &Bridge, cfg: ClusterConfig) -> Result<Cluster> {
+pub(super) async fn open(kernel: &dyn Kernel, cfg: ClusterConfig) -> Result<Cluster> {
     let vtep = IpAddr::V4(cfg.advertise);
-    let (underlay, mtu) = bridge.links().owner_of(vtep).await?.ok_or_else(|| {
+    let (underlay, mtu) = kernel.owner_of(vtep).await?.ok_or_else(|| {
         Error::invalid(
             "cluster_advertise",
             format!("{vtep} is not an address of this host: give the underlay address the other hosts reach it at"),

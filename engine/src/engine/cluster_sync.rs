@@ -161,7 +161,7 @@ impl Engine {
             .iter()
             .filter(|(_, r)| &r.host != node && here.contains(&r.network_id))
             .collect();
-        let links = self.bridge.links();
+        let links = self.drivers.kernel().as_ref();
         let mut changed = false;
         let stale: Vec<EndpointRecord> = applied
             .remotes

@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use super::planner::EndpointPlan;
 use super::{undo, Engine};
-use crate::drivers::overlay;
 use crate::error::{Error, Result};
 use crate::firewall::{Desired, FirewallError};
-use crate::model::{Driver, Endpoint, Network};
+use crate::model::{Endpoint, Network};
 use crate::policy::Plan;
 use crate::state::State;
 
@@ -76,24 +75,11 @@ impl Engine {
 
     /// A network's kernel objects: its bridge, and for an overlay its VXLAN port.
     pub(super) async fn plumb_network(&self, n: &Network) -> Result<()> {
-        self.bridge.create_network(n).await?;
-        if n.driver == Driver::Overlay {
-            let cluster = self.cluster.as_ref().ok_or_else(|| {
-                Error::Internal(format!(
-                    "overlay network {:?} is in the store but this host runs without --cluster",
-                    n.name
-                ))
-            })?;
-            overlay::create_network(self.bridge.links(), cluster, n).await?;
-        }
-        Ok(())
+        Ok(self.drivers.of(n)?.create_network(n).await?)
     }
 
     pub(super) async fn unplumb_network(&self, n: &Network) -> Result<()> {
-        if n.driver == Driver::Overlay {
-            overlay::delete_network(self.bridge.links(), n).await?;
-        }
-        Ok(self.bridge.delete_network(n).await?)
+        Ok(self.drivers.of(n)?.delete_network(n).await?)
     }
 
     /// Kernel first, then the firewall (under `plan`), then the store: a failure undoes what
@@ -136,8 +122,9 @@ impl Engine {
         e: &Endpoint,
     ) -> Result<()> {
         let (n, members) = (&plan.network, &plan.members);
+        let driver = self.drivers.of(n)?;
         let (joined, walled) = tokio::join!(
-            self.bridge.join(e, n, &plan.sandbox, plan.default_route),
+            driver.join(e, n, &plan.sandbox, plan.default_route),
             self.firewall_endpoint(base, e, n, true, members)
         );
         let (join_ok, wall_ok) = (joined.is_ok(), walled.is_ok());
@@ -152,10 +139,7 @@ impl Engine {
                 undo("removing the endpoint's firewall elements", left);
             }
             if join_ok {
-                undo(
-                    "removing the endpoint's veth",
-                    self.bridge.leave(e, n).await,
-                );
+                undo("removing the endpoint's veth", driver.leave(e, n).await);
             }
         }
         result
@@ -203,9 +187,17 @@ impl Engine {
                     if let Err(err) = self.firewall_endpoint(after, e, n, false, &members).await {
                         problems.push(err.to_string());
                     }
-                    self.bridge.leave(e, n).await
+                    match self.drivers.of(n) {
+                        Ok(d) => d.leave(e, n).await.map_err(Error::from),
+                        Err(err) => Err(err),
+                    }
                 }
-                None => self.bridge.remove_veth(e).await,
+                None => self
+                    .drivers
+                    .bridge
+                    .remove_veth(e)
+                    .await
+                    .map_err(Error::from),
             };
             if let Err(err) = left {
                 problems.push(err.to_string());

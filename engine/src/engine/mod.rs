@@ -22,6 +22,8 @@ mod queries;
 mod reconcile;
 mod rules;
 mod sandboxes;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -32,11 +34,12 @@ use wasmnet_policy::Runtime;
 
 use crate::cluster::Cluster;
 use crate::config::EngineConfig;
-use crate::drivers::Bridge;
+use crate::drivers::{Drivers, Vtep};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind};
 use crate::firewall::Firewall;
 use crate::ids;
+use crate::kernel::{Kernel, System};
 use crate::policy::PolicySet;
 use crate::state::{State, View};
 use crate::store::Store;
@@ -46,7 +49,7 @@ pub use rules::{DryRun, PolicyCounters, Ruleset};
 
 pub struct Engine {
     cfg: EngineConfig,
-    bridge: Bridge,
+    drivers: Drivers,
     firewall: Arc<dyn Firewall>,
     store: Store,
     /// The wasmtime engine policies run in (thread-safe; calls run on blocking threads).
@@ -64,20 +67,36 @@ pub struct Engine {
 
 impl Engine {
     /// Opens the store, migrates it, loads the committed state into memory and makes the
-    /// kernel match it.
+    /// kernel match it: the real kernel and the configured firewall backend.
     pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>> {
+        let kernel: Arc<dyn Kernel> = Arc::new(System::new()?);
+        let firewall = crate::firewall::backend(cfg.firewall, &cfg.run_dir);
+        Engine::open_with(cfg, kernel, firewall).await
+    }
+
+    /// As `open`, on the kernel and firewall given (the unit tests give fakes).
+    pub(crate) async fn open_with(
+        cfg: EngineConfig,
+        kernel: Arc<dyn Kernel>,
+        firewall: Arc<dyn Firewall>,
+    ) -> Result<Arc<Engine>> {
         for pool in cfg.pools_v4.iter().chain(&cfg.pools_v6) {
             pool.check()
                 .map_err(|m| Error::invalid("default_address_pools", m))?;
         }
         let store = Store::open(&cfg.database).await?;
         let view = load_view(&store).await?;
-        let bridge = Bridge::new()?;
         let cluster = match &cfg.cluster {
-            Some(c) => Some(Arc::new(cluster::open(&bridge, c.clone()).await?)),
+            Some(c) => Some(Arc::new(cluster::open(kernel.as_ref(), c.clone()).await?)),
             None => None,
         };
-        let firewall = crate::firewall::backend(cfg.firewall, &cfg.run_dir);
+        let vtep = cluster.as_ref().map(|c| Vtep {
+            local: c.cfg.advertise,
+            underlay: c.underlay.clone(),
+            mtu: c.mtu,
+            port: c.cfg.vxlan_port,
+        });
+        let drivers = Drivers::new(kernel, vtep)?;
         let cache = cfg.database.with_extension("policy-cache");
         let runtime = Runtime::new(Default::default(), Some(&cache))
             .map_err(|e| Error::Internal(format!("starting the policy runtime: {e}")))?;
@@ -93,7 +112,7 @@ impl Engine {
         let (events, _) = broadcast::channel(1024);
         let engine = Arc::new(Engine {
             cfg,
-            bridge,
+            drivers,
             firewall,
             store,
             runtime: Arc::new(runtime),
@@ -104,13 +123,18 @@ impl Engine {
             firewall_changes: AtomicU64::new(0),
             cluster,
         });
-        engine.plan_at_start().await;
-        report("reconciling at start", engine.reconcile().await);
-        reconcile::spawn_firewall_watch(&engine);
-        if let Some(c) = engine.cluster.clone() {
-            crate::cluster::spawn(engine.clone(), c);
-        }
+        engine.start().await;
         Ok(engine)
+    }
+
+    /// The plan for the stored policies, the kernel made to match, the watchers started.
+    async fn start(self: &Arc<Self>) {
+        self.plan_at_start().await;
+        report("reconciling at start", self.reconcile().await);
+        reconcile::spawn_firewall_watch(self);
+        if let Some(c) = self.cluster.clone() {
+            crate::cluster::spawn(self.clone(), c);
+        }
     }
 
     /// The committed state: one consistent value, however long the caller keeps it.

@@ -9,8 +9,6 @@ use std::sync::{Arc, Weak};
 use super::Engine;
 use crate::drivers::overlay::vxlan_name;
 use crate::firewall::docker::{bridge_name, veth_name};
-use crate::kernel;
-use crate::model::Driver;
 use crate::state::State;
 
 impl Engine {
@@ -28,7 +26,7 @@ impl Engine {
             }
         }
         for s in state.view().sandboxes().iter_from(None) {
-            if let Err(e) = self.bridge.create_sandbox(s).await {
+            if let Err(e) = self.drivers.bridge.create_sandbox(s).await {
                 problems.push(format!("sandbox {}: {e}", s.name));
             }
         }
@@ -43,18 +41,19 @@ impl Engine {
     async fn remove_orphans(&self, state: &State, problems: &mut Vec<String>) {
         let v = state.view();
         let networks = v.networks().iter_from(None);
+        // A network whose driver this host lacks keeps every link named after it.
         let wanted_links: Vec<String> = networks
-            .flat_map(|n| {
-                let vxlan = (n.driver == Driver::Overlay).then(|| vxlan_name(&n.id));
-                std::iter::once(bridge_name(&n.id)).chain(vxlan)
+            .flat_map(|n| match self.drivers.of(n) {
+                Ok(d) => d.links_of(n),
+                Err(_) => vec![bridge_name(&n.id), vxlan_name(&n.id)],
             })
             .chain(v.endpoints().map(|e| veth_name(&e.id)))
             .collect();
         for prefix in ["wnv", "wnx", "wnbr"] {
-            match self.bridge.links().list(prefix).await {
+            match self.drivers.kernel().list_links(prefix).await {
                 Ok(names) => {
                     for name in names.iter().filter(|n| !wanted_links.contains(n)) {
-                        if let Err(e) = self.bridge.links().delete_link(name).await {
+                        if let Err(e) = self.drivers.kernel().delete_link(name).await {
                             problems.push(e.to_string());
                         }
                     }
@@ -63,13 +62,14 @@ impl Engine {
             }
         }
         let netns_dir = self.config().run_dir.join("netns");
-        for path in kernel::list_netns(&netns_dir) {
+        let kernel = self.drivers.kernel();
+        for path in kernel.list_netns(&netns_dir) {
             let known = v
                 .sandboxes()
                 .iter_from(None)
                 .any(|s| Path::new(&s.netns) == path);
             if !known {
-                if let Err(e) = kernel::remove_netns(&path) {
+                if let Err(e) = kernel.remove_netns(&path) {
                     problems.push(e.to_string());
                 }
             }
@@ -80,7 +80,7 @@ impl Engine {
     async fn rejoin_endpoints(&self, state: &State, problems: &mut Vec<String>) {
         let v = state.view();
         for e in v.endpoints() {
-            match self.bridge.endpoint_exists(e).await {
+            match self.drivers.bridge.endpoint_exists(e).await {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(err) => {
@@ -98,7 +98,14 @@ impl Engine {
                 .endpoints_of_sandbox(&s.id)
                 .find(|o| v.networks().get(&o.network_id).is_some_and(|n| !n.internal));
             let default_route = first_out.is_some_and(|o| o.id == e.id);
-            if let Err(err) = self.bridge.join(e, n, s, default_route).await {
+            let joined = match self.drivers.of(n) {
+                Ok(d) => d
+                    .join(e, n, s, default_route)
+                    .await
+                    .map_err(crate::Error::from),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = joined {
                 problems.push(format!("endpoint {}: {err}", e.id));
             }
         }

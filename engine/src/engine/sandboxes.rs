@@ -37,17 +37,17 @@ impl Engine {
             netns_owned,
             created: ids::now(),
         });
-        if let Err(e) = self.bridge.create_sandbox(&sandbox).await {
+        if let Err(e) = self.drivers.bridge.create_sandbox(&sandbox).await {
             undo(
                 "removing the namespace",
-                self.bridge.delete_sandbox(&sandbox),
+                self.drivers.bridge.delete_sandbox(&sandbox),
             );
             return Err(e.into());
         }
         if let Err(e) = self.store.insert_sandbox(&sandbox).await {
             undo(
                 "removing the namespace",
-                self.bridge.delete_sandbox(&sandbox),
+                self.drivers.bridge.delete_sandbox(&sandbox),
             );
             return Err(e);
         }
@@ -83,7 +83,7 @@ impl Engine {
         let after = self.state();
         self.teardown_endpoints(&before, &after, &detail.endpoints, &mut problems)
             .await;
-        if let Err(e) = self.bridge.delete_sandbox(&detail.sandbox) {
+        if let Err(e) = self.drivers.bridge.delete_sandbox(&detail.sandbox) {
             problems.push(e.to_string());
         }
         report("removing a sandbox", problems);

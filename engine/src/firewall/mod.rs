@@ -6,6 +6,8 @@
 
 pub mod docker;
 #[cfg(test)]
+pub mod fake;
+#[cfg(test)]
 mod fixtures;
 pub mod iptables;
 mod iptables_policy;

@@ -239,7 +239,7 @@ impl Firewall for Nft {
     }
 }
 
-fn compile(d: &Desired) -> Ruleset {
+pub(crate) fn compile(d: &Desired) -> Ruleset {
     docker::compile(
         &d.network_refs(),
         &d.endpoint_refs(),

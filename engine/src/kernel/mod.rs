@@ -5,17 +5,76 @@
 //! threads), so no thread is ever left in the wrong namespace, even on error: a netlink socket
 //! opened inside a namespace stays bound to it after its thread has gone.
 
+#[cfg(test)]
+pub mod fake;
 mod links;
 mod netns;
 pub mod nfset;
 mod sysctl;
+mod system;
 
 use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
 
 pub use links::{IfAddr, Links};
 pub use links::{VethSpec, VxlanSpec};
 pub use netns::{create_netns, list_netns, netns_exists, remove_netns};
 pub use sysctl::write_sysctl;
+pub use system::System;
+
+/// Everything the drivers and the reconciler ask of the host's kernel: links, neighbours,
+/// VXLAN forwarding entries, namespaces, sysctls. [`System`] is the real one; the engine's
+/// unit tests use `fake::FakeKernel`. Every operation is idempotent where the kernel allows
+/// (making what exists, removing what is gone), so the reconciler can simply run it again.
+#[async_trait]
+pub trait Kernel: Send + Sync {
+    /// Creates the bridge if missing; sets its MAC, MTU and addresses, and brings it up.
+    async fn ensure_bridge(
+        &self,
+        name: &str,
+        mac: [u8; 6],
+        mtu: Option<u32>,
+        addrs: &[IfAddr],
+    ) -> KResult<()>;
+    /// An endpoint's veth pair, its sandbox end configured; nothing left on failure.
+    async fn create_veth(&self, spec: &VethSpec<'_>) -> KResult<()>;
+    async fn ensure_vxlan(&self, spec: &VxlanSpec<'_>) -> KResult<()>;
+    /// Already gone is fine.
+    async fn delete_link(&self, name: &str) -> KResult<()>;
+    async fn link_exists(&self, name: &str) -> KResult<bool>;
+    /// Names of the links whose name starts with `prefix`.
+    async fn list_links(&self, prefix: &str) -> KResult<Vec<String>>;
+    /// The link holding `addr` and its MTU.
+    async fn owner_of(&self, addr: IpAddr) -> KResult<Option<(String, u32)>>;
+    async fn pin_neighbour(&self, bridge: &str, ip: IpAddr, mac: [u8; 6]) -> KResult<()>;
+    async fn unpin_neighbour(&self, bridge: &str, ip: IpAddr) -> KResult<()>;
+    /// A remote endpoint behind `vtep` on a VXLAN device (forwarding entry and neighbours).
+    async fn add_remote(
+        &self,
+        vxlan: &str,
+        mac: [u8; 6],
+        vtep: IpAddr,
+        ips: &[IpAddr],
+    ) -> KResult<()>;
+    async fn remove_remote(
+        &self,
+        vxlan: &str,
+        mac: [u8; 6],
+        vtep: IpAddr,
+        ips: &[IpAddr],
+    ) -> KResult<()>;
+    /// A new network namespace bind-mounted at `path`.
+    async fn create_netns(&self, path: &Path) -> KResult<()>;
+    async fn loopback_up(&self, netns: &Path) -> KResult<()>;
+    fn remove_netns(&self, path: &Path) -> KResult<()>;
+    /// The namespaces bind-mounted in `dir`.
+    fn list_netns(&self, dir: &Path) -> Vec<PathBuf>;
+    /// `key` relative to /proc/sys, in the daemon's namespace.
+    fn write_sysctl(&self, key: &str, value: &str) -> KResult<()>;
+}
 
 /// A kernel operation that failed: what was being done, and the OS error it got.
 #[derive(Debug, thiserror::Error)]

@@ -24,7 +24,7 @@ pub type Labels = BTreeMap<String, String>;
 pub enum Driver {
     #[default]
     Bridge,
-    /// Reserved for VXLAN networks spanning hosts; refused until that driver exists.
+    /// VXLAN across the hosts of a cluster (needs `--cluster`).
     Overlay,
 }
 
