@@ -8,7 +8,7 @@ use wasmnet_policy::{wit, Runtime};
 
 fn module(rt: &Runtime, name: &str) -> wasmnet_policy::Module {
     let path = format!(
-        "{}/../policies/dist/{name}.wasm",
+        "{}/../dist/{name}.wasm",
         env!("CARGO_MANIFEST_DIR")
     );
     rt.load(&std::fs::read(path).unwrap()).unwrap()

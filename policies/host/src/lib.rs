@@ -16,7 +16,7 @@ pub use runtime::{Limits, Module, Runtime};
 /// The generated bindings; `wit` below is what the engine builds inputs from.
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../policies/wit",
+        path: "../wit",
         world: "policy-module",
     });
 }

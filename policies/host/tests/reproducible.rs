@@ -34,7 +34,7 @@ fn committed_components_match_their_sources() {
         eprintln!("wasm32-unknown-unknown is not installed: not rebuilding policies/dist");
         return;
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let scratch = root.join("target/policies-rebuild");
     let out = scratch.join("dist");
     let _ = std::fs::remove_dir_all(&out);

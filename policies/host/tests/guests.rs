@@ -9,7 +9,7 @@ use wasmnet_policy::{wit, PolicyError, Runtime};
 
 fn wasm(name: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../policies/dist")
+        .join("../dist")
         .join(format!("{name}.wasm"));
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
