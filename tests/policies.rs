@@ -467,3 +467,53 @@ fn policy_test_runs_offline_against_a_fixture() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a WebAssembly binary"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Policy work runs off the async runtime and holds no lock a reader needs: while an attach
+/// spends a second or so in Wasm (the `slow` guest spins in every `classify`), reads — the
+/// health check, lists, and the policies themselves, which used to wait on the policies'
+/// lock — keep answering. Counted, not timed: many rounds of reads finish before the attach.
+#[tokio::test]
+async fn reads_answer_while_a_slow_policy_is_being_attached() {
+    let server = Server::start(&[]);
+    let c = server.client();
+    make(
+        &c,
+        "/v1/networks",
+        json!({"name": "busy", "ipv4": {"subnet": "10.39.0.0/24"}}),
+    )
+    .await;
+    // About 8 ms of Wasm per endpoint (well inside the 50 ms limit), 120 endpoints.
+    for i in 0..120 {
+        member(&c, &format!("s{i}"), "busy", json!({"spin": "4"})).await;
+    }
+    upload(&c, "slow", "testdata/slow").await.unwrap();
+    let attaching = server.client();
+    let attach = tokio::spawn(async move {
+        let body = json!({"network": "busy"});
+        attaching.post("/v1/policies/slow/attach", &body).await
+    });
+    let mut rounds = 0;
+    while !attach.is_finished() {
+        for path in [
+            "/healthz",
+            "/v1/networks",
+            "/v1/policies",
+            "/v1/sandboxes?limit=1000",
+        ] {
+            c.get(path).await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+        rounds += 1;
+    }
+    let attached = attach.await.unwrap().unwrap();
+    eprintln!("{rounds} rounds of reads during the attach");
+    assert!(
+        attached["attachments"][0]["network_id"].is_string(),
+        "{attached}"
+    );
+    assert!(
+        rounds >= 5,
+        "only {rounds} round(s) of reads finished while the attach ran"
+    );
+    let p = c.get("/v1/policies/slow").await.unwrap();
+    assert!(p["last_error"].is_null(), "{p}");
+}

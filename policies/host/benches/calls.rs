@@ -7,10 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wasmnet_policy::{wit, Runtime};
 
 fn module(rt: &Runtime, name: &str) -> wasmnet_policy::Module {
-    let path = format!(
-        "{}/../dist/{name}.wasm",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../dist/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
     rt.load(&std::fs::read(path).unwrap()).unwrap()
 }
 

@@ -215,3 +215,16 @@ fn compiled_artifacts_are_cached() {
     again.evaluate(&[network()]).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_slow_guest_runs_within_its_limit_and_is_stopped_past_it() {
+    let rt = runtime();
+    let slow = rt.load(&wasm("testdata/slow")).unwrap();
+    let spin = |m: &str| slow.classify(&endpoint(vec![label("spin", m)], vec![]), &network());
+    let started = Instant::now();
+    assert!(spin("1").is_ok());
+    eprintln!("one million steps: {:?}", started.elapsed());
+    let e = spin("1000").unwrap_err();
+    assert!(matches!(e, PolicyError::Timeout { .. }), "{e}");
+    assert!(spin("0").is_ok(), "a fresh instance after the timeout");
+}
