@@ -28,15 +28,37 @@ pub enum PolicyError {
     },
 }
 
-/// A message from the guest, truncated to keep errors readable.
-pub(crate) fn truncate(mut s: String) -> String {
-    if s.len() > 512 {
-        let cut = (0..=512)
-            .rev()
-            .find(|&i| s.is_char_boundary(i))
-            .unwrap_or(0);
-        s.truncate(cut);
-        s.push('…');
+/// Text that came from a module (its answer, its names, what wasmtime says of it), made safe
+/// for logs, terminals and API messages: control characters — newlines that would forge a
+/// log line, terminal escapes — are escaped (`\n`, `\u{1b}`), and the whole is truncated
+/// to keep errors readable.
+pub(crate) fn guest_text(s: impl AsRef<str>) -> String {
+    let mut out = String::new();
+    for c in s.as_ref().chars() {
+        if out.len() >= 512 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
-    s
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guest_text;
+
+    #[test]
+    fn control_characters_are_escaped_and_long_text_cut() {
+        let t = guest_text("no\n2026-12-01 INFO forged\x1b[2J\u{7}");
+        assert_eq!(t, "no\\n2026-12-01 INFO forged\\u{1b}[2J\\u{7}");
+        assert!(!t.chars().any(char::is_control));
+        let long = guest_text("é".repeat(1000));
+        assert!(long.len() <= 512 + 'é'.len_utf8() + '…'.len_utf8(), "{}", long.len());
+        assert!(long.ends_with('…'));
+    }
 }

@@ -262,7 +262,7 @@ impl OutputLimits {
                 wit::PortDecision::Remap(0) => Err("remap to port 0".to_string()),
                 wit::PortDecision::Remap(n) => Ok(PortDecision::Remap(n)),
                 wit::PortDecision::Refuse(why) => {
-                    Ok(PortDecision::Refuse(crate::error::truncate(why)))
+                    Ok(PortDecision::Refuse(crate::error::guest_text(why)))
                 }
             })
             .collect::<Checked<_>>()?;

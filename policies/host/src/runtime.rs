@@ -12,7 +12,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 
 use crate::bindings::{PolicyModule, PolicyModulePre};
-use crate::error::truncate;
+use crate::error::guest_text;
 use crate::ir::{EndpointDecision, NetworkDecision, OutputLimits};
 use crate::{wit, PolicyError, INTERFACE, VERSION};
 
@@ -110,7 +110,9 @@ impl Runtime {
             .instantiate_pre(&component)
             .and_then(PolicyModulePre::new)
             .map_err(|e| {
-                PolicyError::Invalid(format!("does not match {INTERFACE}@{VERSION}: {e:#}"))
+                PolicyError::Invalid(guest_text(format!(
+                    "does not match {INTERFACE}@{VERSION}: {e:#}"
+                )))
             })?;
         Ok(Module {
             pre,
@@ -147,7 +149,7 @@ impl Runtime {
             }
         }
         let component = Component::new(&self.engine, bytes)
-            .map_err(|e| PolicyError::Invalid(format!("not a valid component: {e:#}")))?;
+            .map_err(|e| PolicyError::Invalid(guest_text(format!("not a valid component: {e:#}"))))?;
         if let (Some(path), Ok(art)) = (cached, component.serialize()) {
             let tmp = path.with_extension("tmp");
             if std::fs::write(&tmp, art).is_ok() {
@@ -161,9 +163,9 @@ impl Runtime {
     fn check_contract(&self, c: &Component) -> Result<String, PolicyError> {
         let ty = c.component_type();
         if let Some((name, _)) = ty.imports(&self.engine).next() {
-            return Err(PolicyError::Invalid(format!(
+            return Err(PolicyError::Invalid(guest_text(format!(
                 "imports {name}: a policy may import nothing (no WASI, no host functions)"
-            )));
+            ))));
         }
         let exports: Vec<String> = ty
             .exports(&self.engine)
@@ -178,7 +180,7 @@ impl Runtime {
             .is_none()
         {
             let found = exports.iter().find_map(|n| ours(n));
-            return Err(PolicyError::Invalid(match found {
+            return Err(PolicyError::Invalid(guest_text(match found {
                 Some(v) => format!("exports {INTERFACE}@{v}; this wasmnet loads {INTERFACE}@0.1.x"),
                 None => {
                     let names: Vec<&str> = exports.iter().map(String::as_str).collect();
@@ -191,7 +193,7 @@ impl Runtime {
                         }
                     )
                 }
-            }));
+            })));
         }
         Ok(exports
             .iter()
@@ -250,10 +252,13 @@ impl Module {
             .call(function, call)?
             .map_err(|m| PolicyError::Refused {
                 function,
-                message: truncate(m),
+                message: guest_text(m),
             })?;
         check(&self.limits.output, raw)
-            .map_err(|reason| PolicyError::BadOutput { function, reason })
+            .map_err(|reason| PolicyError::BadOutput {
+                function,
+                reason: guest_text(reason),
+            })
     }
 
     /// `classify` from a fresh store and instance: what the first call, and the first after a
@@ -330,7 +335,7 @@ impl Module {
             // The store limiter's refusal (memory, tables, instances) and instantiation errors.
             None => PolicyError::Trap {
                 function,
-                reason: truncate(format!("{:#}", e.root_cause())),
+                reason: guest_text(format!("{:#}", e.root_cause())),
             },
         }
     }

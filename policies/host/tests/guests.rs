@@ -186,7 +186,15 @@ fn enormous_outputs_are_refused() {
     // A million rules: the time or the memory limit stops it, whichever comes first.
     let e = hostile("huge-output");
     assert!(out_of_memory_or_time(&e), "{e}");
-    let e = hostile("many-rules");
+    // 20,000 rules fit in memory but not in the output limit. With a generous time limit,
+    // so that a loaded machine cannot turn the check into a timeout.
+    let limits = wasmnet_policy::Limits {
+        time: std::time::Duration::from_secs(2),
+        ..Default::default()
+    };
+    let rt = Runtime::new(limits, None).unwrap();
+    let m = rt.load(&wasm("testdata/many-rules")).unwrap();
+    let e = m.evaluate(&[network()]).unwrap_err();
     assert!(
         matches!(&e, PolicyError::BadOutput { reason, .. } if reason.contains("20000 rules")),
         "{e}"
@@ -227,4 +235,20 @@ fn a_slow_guest_runs_within_its_limit_and_is_stopped_past_it() {
     let e = spin("1000").unwrap_err();
     assert!(matches!(e, PolicyError::Timeout { .. }), "{e}");
     assert!(spin("0").is_ok(), "a fresh instance after the timeout");
+}
+
+#[test]
+fn a_guests_text_reaches_no_log_raw() {
+    let rt = runtime();
+    let forger = rt.load(&wasm("testdata/forged-log")).unwrap();
+    for e in [
+        forger.evaluate(&[network()]).unwrap_err(),
+        forger.classify(&endpoint(vec![], vec![]), &network()).unwrap_err(),
+    ] {
+        let text = e.to_string();
+        assert!(matches!(e, PolicyError::Refused { .. }), "{text}");
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(text.contains("refused\\n2026-12-01"), "escaped, not dropped: {text}");
+        assert!(text.contains("\\u{1b}[2J"), "{text}");
+    }
 }
