@@ -129,7 +129,10 @@ fn reads_during<T>(socket: &PathBuf, f: impl FnOnce() -> T) -> (T, String) {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let p99 = v[(v.len() * 99 / 100).min(v.len() - 1)];
         let p50 = v[v.len() / 2];
-        line += &format!(" {path} p50 {p50:.2} ms, p99 {p99:.2} ms ({} reads);", v.len());
+        line += &format!(
+            " {path} p50 {p50:.2} ms, p99 {p99:.2} ms ({} reads);",
+            v.len()
+        );
     }
     (out, line)
 }

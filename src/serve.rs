@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// Which firewall enforces the rules: nftables (default) or iptables.
     #[arg(long, env = "WASMNET_FIREWALL_BACKEND")]
     firewall_backend: Option<Backend>,
+    /// Host ports a policy may remap published ports to: FIRST-LAST[,FIRST-LAST…]
+    /// [default: 1024-65535]. Never the daemon's own listening port.
+    #[arg(long, env = "WASMNET_POLICY_PORT_RANGES")]
+    policy_port_ranges: Option<String>,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -107,6 +111,7 @@ struct FileConfig {
     default_address_pools_v6: Option<Vec<PoolSpec>>,
     log: Option<String>,
     firewall_backend: Option<Backend>,
+    policy_port_ranges: Option<String>,
     cluster: Option<String>,
     cluster_advertise: Option<Ipv4Addr>,
     node_name: Option<String>,
@@ -165,6 +170,9 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     if let Some(b) = args.firewall_backend.or(file.firewall_backend) {
         engine.firewall = b;
     }
+    if let Some(r) = args.policy_port_ranges.or(file.policy_port_ranges) {
+        engine.policy_port_ranges = port_ranges(&r)?;
+    }
     let log = args.log.or(file.log).unwrap_or_else(|| "info".into());
     Ok(Settings {
         state_dir,
@@ -217,6 +225,24 @@ fn cluster_settings(a: ClusterArgs, f: &FileConfig) -> Result<Option<ClusterConf
     }))
 }
 
+/// `FIRST-LAST[,FIRST-LAST…]` (a single port stands for itself).
+fn port_ranges(spec: &str) -> Result<Vec<std::ops::RangeInclusive<u16>>, String> {
+    let bad = |part: &str| format!("--policy-port-ranges: {part:?} is not FIRST-LAST (1-65535)");
+    spec.split(',')
+        .map(|part| {
+            let (a, b) = part
+                .trim()
+                .split_once('-')
+                .unwrap_or((part.trim(), part.trim()));
+            let (a, b): (u16, u16) = (
+                a.parse().map_err(|_| bad(part))?,
+                b.parse().map_err(|_| bad(part))?,
+            );
+            (a >= 1 && a <= b).then_some(a..=b).ok_or_else(|| bad(part))
+        })
+        .collect()
+}
+
 fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
 }
@@ -249,7 +275,22 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     make_dir(&s.state_dir, 0o700)?;
     make_dir(&s.run_dir, 0o755)?;
     let _lock = lock_state_dir(&s.state_dir)?;
-    let engine = Engine::open(s.engine.clone())
+    // The TCP listener first: its port is one no policy may remap a published port onto.
+    let tcp = match s.listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("listening on {addr}: {e}"))?;
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            let token = load_token(&s.state_dir)?;
+            Some((listener, local, token))
+        }
+        None => None,
+    };
+    let mut cfg = s.engine.clone();
+    cfg.reserved_ports
+        .extend(tcp.as_ref().map(|(_, local, _)| local.port()));
+    let engine = Engine::open(cfg)
         .await
         .map_err(|e| format!("opening {}: {e}", s.engine.database.display()))?;
 
@@ -259,21 +300,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         env!("CARGO_PKG_VERSION"),
         s.socket.display()
     );
-    let tcp = match s.listen {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("listening on {addr}: {e}"))?;
-            let local = listener.local_addr().map_err(|e| e.to_string())?;
-            let token = load_token(&s.state_dir)?;
-            println!(
-                "wasmnet serving the API on http://{local} (token: {token}, kept in {})",
-                s.state_dir.join("token").display()
-            );
-            Some((listener, token))
-        }
-        None => None,
-    };
+    let tcp = tcp.map(|(listener, local, token)| {
+        println!(
+            "wasmnet serving the API on http://{local} (token: {token}, kept in {})",
+            s.state_dir.join("token").display()
+        );
+        (listener, token)
+    });
     println!("firewall: {}", s.engine.firewall);
     if let Some(c) = &s.engine.cluster {
         println!(
@@ -420,5 +453,18 @@ mod tests {
         })
         .is_err());
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn policy_port_ranges_parse_or_say_what_is_wrong() {
+        assert_eq!(port_ranges("1024-65535").unwrap(), vec![1024..=65535]);
+        assert_eq!(
+            port_ranges("8000-8999, 443").unwrap(),
+            vec![8000..=8999, 443..=443]
+        );
+        for bad in ["", "0-10", "9-1", "a-b", "1-70000"] {
+            let e = port_ranges(bad).unwrap_err();
+            assert!(e.starts_with("--policy-port-ranges: "), "{bad}: {e}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! What the engine needs to know about its host; the binary fills it from file, env and flags.
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use crate::cluster::ClusterConfig;
@@ -17,6 +18,11 @@ pub struct EngineConfig {
     pub firewall: Backend,
     /// The cluster store this host shares overlay networks through, if any.
     pub cluster: Option<ClusterConfig>,
+    /// Where a policy may remap a published port: these host-port ranges (1024-65535 by
+    /// default), or at or above the port the request asked for when that is below them.
+    pub policy_port_ranges: Vec<RangeInclusive<u16>>,
+    /// Ports the daemon itself listens on (its API over TCP): no remap may take them.
+    pub reserved_ports: Vec<u16>,
 }
 
 impl EngineConfig {
@@ -28,6 +34,8 @@ impl EngineConfig {
             pools_v6: default_v6(),
             firewall: Backend::default(),
             cluster: None,
+            policy_port_ranges: vec![1024..=65535],
+            reserved_ports: vec![],
         }
     }
 }

@@ -55,7 +55,11 @@ impl Engine {
         if decisions.is_empty() {
             return Ok(plan);
         }
-        if planner::apply_port_decisions(&mut req, &decisions)? {
+        let bounds = planner::RemapBounds {
+            ranges: &self.cfg.policy_port_ranges,
+            reserved: &self.cfg.reserved_ports,
+        };
+        if planner::apply_port_decisions(&mut req, &decisions, &bounds)? {
             plan = planner::plan_endpoint(base.view(), req)?;
         }
         plan.members = crate::policy::memberships(&decisions);

@@ -174,11 +174,43 @@ fn interface_name(v: &View, sandbox: &Sandbox, want: Option<String>) -> Result<S
     }
 }
 
+/// Where policies may remap published ports (from the daemon's configuration).
+pub struct RemapBounds<'a> {
+    pub ranges: &'a [std::ops::RangeInclusive<u16>],
+    /// The daemon's own listening ports.
+    pub reserved: &'a [u16],
+}
+
+impl RemapBounds<'_> {
+    /// Why a remap from `asked` (0: any) to `to` is not allowed, if it is not.
+    fn refuses(&self, asked: u16, to: u16) -> Option<String> {
+        if self.reserved.contains(&to) {
+            return Some(format!("{to} is a port wasmnet itself listens on"));
+        }
+        let in_range = self.ranges.iter().any(|r| r.contains(&to));
+        let low = self.ranges.iter().map(|r| *r.start()).min().unwrap_or(1);
+        let as_asked = asked != 0 && asked < low && to >= asked;
+        let ranges: Vec<String> = self
+            .ranges
+            .iter()
+            .map(|r| format!("{}-{}", r.start(), r.end()))
+            .collect();
+        (!in_range && !as_asked).then(|| {
+            format!(
+                "{to} is outside the host ports policies may remap to ({})",
+                ranges.join(", ")
+            )
+        })
+    }
+}
+
 /// Applies the policies' published-port decisions to the request: a refusal is the error,
-/// remaps change the host port. Returns whether anything was remapped (then plan again).
+/// remaps change the host port (within `bounds`). Returns whether anything was remapped
+/// (then plan again).
 pub fn apply_port_decisions(
     req: &mut EndpointCreate,
     decisions: &[(Applied, wasmnet_policy::ir::EndpointDecision)],
+    bounds: &RemapBounds<'_>,
 ) -> Result<bool> {
     let mut remapped = false;
     for (i, port) in req.ports.iter_mut().enumerate() {
@@ -196,7 +228,13 @@ pub fn apply_port_decisions(
                     format!("refused by policy {:?}: {why}", a.policy_name),
                 ))
             }
-            Some((_, PortDecision::Remap(to))) => {
+            Some((a, PortDecision::Remap(to))) => {
+                if let Some(why) = bounds.refuses(port.host_port, *to) {
+                    return Err(Error::invalid(
+                        format!("ports[{i}]"),
+                        format!("policy {:?} remapped the host port: {why}", a.policy_name),
+                    ));
+                }
                 port.host_port = *to;
                 remapped = true;
             }

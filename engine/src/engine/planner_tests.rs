@@ -148,3 +148,51 @@ fn a_network_name_is_taken_once_and_subnets_do_not_overlap() {
         "{e}"
     );
 }
+
+fn remap_to(to: u16) -> Vec<(Applied, wasmnet_policy::ir::EndpointDecision)> {
+    let applied = Applied {
+        policy_id: "p".repeat(64),
+        policy_name: "mover".into(),
+        audit: false,
+        decision: Default::default(),
+    };
+    let d = wasmnet_policy::ir::EndpointDecision {
+        groups: vec![],
+        ports: vec![PortDecision::Remap(to)],
+    };
+    vec![(applied, d)]
+}
+
+#[test]
+fn remaps_stay_within_the_allowed_ports_and_off_the_daemons_own() {
+    let ranges = [1024..=65535];
+    let bounds = RemapBounds {
+        ranges: &ranges,
+        reserved: &[7878],
+    };
+    let with_port = |spec: &str| {
+        let mut req = request("a");
+        req.ports = vec![spec.parse().unwrap()];
+        req
+    };
+    let mut req = with_port("8080:80");
+    assert!(apply_port_decisions(&mut req, &remap_to(9090), &bounds).unwrap());
+    assert_eq!(req.ports[0].host_port, 9090);
+    for to in [22, 7878] {
+        let mut req = with_port("8080:80");
+        let e = apply_port_decisions(&mut req, &remap_to(to), &bounds).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("ports[0]: policy \"mover\" remapped"),
+            "{e}"
+        );
+        assert_eq!(req.ports[0].host_port, 8080, "nothing changed");
+    }
+    let mut req = with_port("80:80");
+    assert!(
+        apply_port_decisions(&mut req, &remap_to(443), &bounds).is_ok(),
+        "a request for a privileged port may be remapped at or above it"
+    );
+    let mut req = with_port("80:80");
+    assert!(apply_port_decisions(&mut req, &remap_to(22), &bounds).is_err());
+}

@@ -58,7 +58,11 @@ mod tests {
         assert_eq!(t, "no\\n2026-12-01 INFO forged\\u{1b}[2J\\u{7}");
         assert!(!t.chars().any(char::is_control));
         let long = guest_text("é".repeat(1000));
-        assert!(long.len() <= 512 + 'é'.len_utf8() + '…'.len_utf8(), "{}", long.len());
+        assert!(
+            long.len() <= 512 + 'é'.len_utf8() + '…'.len_utf8(),
+            "{}",
+            long.len()
+        );
         assert!(long.ends_with('…'));
     }
 }

@@ -148,8 +148,9 @@ impl Runtime {
                 return Ok(c);
             }
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| PolicyError::Invalid(guest_text(format!("not a valid component: {e:#}"))))?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| {
+            PolicyError::Invalid(guest_text(format!("not a valid component: {e:#}")))
+        })?;
         if let (Some(path), Ok(art)) = (cached, component.serialize()) {
             let tmp = path.with_extension("tmp");
             if std::fs::write(&tmp, art).is_ok() {
@@ -254,11 +255,10 @@ impl Module {
                 function,
                 message: guest_text(m),
             })?;
-        check(&self.limits.output, raw)
-            .map_err(|reason| PolicyError::BadOutput {
-                function,
-                reason: guest_text(reason),
-            })
+        check(&self.limits.output, raw).map_err(|reason| PolicyError::BadOutput {
+            function,
+            reason: guest_text(reason),
+        })
     }
 
     /// `classify` from a fresh store and instance: what the first call, and the first after a

@@ -243,12 +243,17 @@ fn a_guests_text_reaches_no_log_raw() {
     let forger = rt.load(&wasm("testdata/forged-log")).unwrap();
     for e in [
         forger.evaluate(&[network()]).unwrap_err(),
-        forger.classify(&endpoint(vec![], vec![]), &network()).unwrap_err(),
+        forger
+            .classify(&endpoint(vec![], vec![]), &network())
+            .unwrap_err(),
     ] {
         let text = e.to_string();
         assert!(matches!(e, PolicyError::Refused { .. }), "{text}");
         assert!(!text.chars().any(char::is_control), "{text:?}");
-        assert!(text.contains("refused\\n2026-12-01"), "escaped, not dropped: {text}");
+        assert!(
+            text.contains("refused\\n2026-12-01"),
+            "escaped, not dropped: {text}"
+        );
         assert!(text.contains("\\u{1b}[2J"), "{text}");
     }
 }
