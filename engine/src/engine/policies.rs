@@ -20,6 +20,14 @@ use crate::state::State;
 
 const MAX_DESCRIPTION: usize = 1024;
 
+/// How many policies may be stored, and their modules' bytes in all: each loaded module's
+/// compiled code stays in memory.
+pub const MAX_POLICIES: usize = 256;
+pub const MAX_POLICY_BYTES: usize = 64 << 20;
+/// How many policies may be attached at once: each attached one keeps a live instance
+/// (up to its 64 MiB memory limit); a policy attached nowhere keeps none.
+pub const MAX_ATTACHED: usize = 32;
+
 /// Loads the stored policies at start. One that no longer loads is kept, without a module
 /// (its `last_error` says why): the rest, and Docker's defaults, stay enforced.
 pub(super) async fn load_stored(
@@ -210,6 +218,7 @@ impl Engine {
                 format!("policy name {name:?} is already in use"),
             ));
         }
+        check_room(&base.policies, wasm.len())?;
         let module = self.load_module(name, wasm).await?;
         let policy = Policy {
             id: ids::new_id(),
@@ -234,15 +243,21 @@ impl Engine {
         trial.policy.attachments = vec![trial_attachment()];
         let trial = Arc::new(trial);
         let id = policy.id.clone();
-        self.compute_plan(
-            &base,
-            |p| {
-                p.loaded.insert(id.clone(), trial);
-            },
-            others,
-            None,
-        )
-        .await?;
+        let tried = self
+            .compute_plan(
+                &base,
+                |p| {
+                    p.loaded.insert(id.clone(), trial);
+                },
+                others,
+                None,
+            )
+            .await;
+        // Attached nowhere yet: the instance the trial made goes.
+        if let Some(m) = &loaded.module {
+            m.release();
+        }
+        tried?;
         self.share_policy(&policy, wasm).await?;
         if let Err(e) = self.store.insert_policy(&policy, wasm, shared).await {
             self.unshare_policy(&policy).await;
@@ -338,6 +353,18 @@ impl Engine {
             created: ids::now(),
         };
         let id = policy.id.clone();
+        let attached = base
+            .policies
+            .loaded
+            .values()
+            .filter(|l| l.policy.id != id && !l.policy.attachments.is_empty())
+            .count();
+        if attached >= MAX_ATTACHED {
+            return Err(Error::conflict(
+                "attach_limit",
+                format!("{attached} policies are attached, the most at once: detach one first"),
+            ));
+        }
         let updated = with_attachment(&policy.attachments, attachment.clone());
         let plan = self
             .compute_plan(
@@ -423,6 +450,11 @@ impl Engine {
         self.store
             .delete_attachment(&id, network_id.as_deref())
             .await?;
+        if updated.is_empty() {
+            if let Some(m) = &base.policies.loaded[&id].module {
+                m.release();
+            }
+        }
         let policy = self.install_attachments(&id, updated, plan);
         self.publish(EventKind::PolicyDetach, &id, &policy);
         Ok(policy)
@@ -439,6 +471,26 @@ impl Engine {
         });
         self.state().policies.loaded[id].policy.clone()
     }
+}
+
+/// Room for one more stored policy of `bytes`: 409 naming the limit when there is none.
+fn check_room(p: &PolicySet, bytes: usize) -> Result<()> {
+    if p.loaded.len() >= MAX_POLICIES {
+        return Err(Error::conflict(
+            "policy_limit",
+            format!("{MAX_POLICIES} policies are stored, the most there may be: delete one first"),
+        ));
+    }
+    let stored: usize = p.loaded.values().map(|l| l.policy.size).sum();
+    if stored + bytes > MAX_POLICY_BYTES {
+        return Err(Error::conflict(
+            "policy_limit",
+            format!(
+                "the stored policies' modules take {stored} bytes; {bytes} more would pass the {MAX_POLICY_BYTES}-byte limit"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A network by reference, or an attachment's network id (the network may be gone).

@@ -212,3 +212,72 @@ async fn a_reader_keeps_one_consistent_state_while_writers_go_on() {
     assert_eq!(after.view().sandboxes().len(), 2);
     assert_eq!(h.engine.state().view().sandboxes().len(), 1);
 }
+
+fn shipped(name: &str) -> Vec<u8> {
+    let p = format!(
+        "{}/../policies/dist/{name}.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+fn live(h: &Harness, name: &str) -> bool {
+    let state = h.engine.state();
+    let l = state.policies().resolve(name).unwrap();
+    l.module.as_ref().unwrap().is_live()
+}
+
+#[tokio::test]
+async fn stored_policies_are_bounded_and_only_attached_ones_keep_an_instance() {
+    use super::policies::{MAX_ATTACHED, MAX_POLICIES};
+    let h = harness().await.with_network().await;
+    let wasm = shipped("docker-default");
+    for i in 0..MAX_POLICIES {
+        h.engine
+            .upload_policy(&format!("p{i}"), "", &wasm)
+            .await
+            .unwrap();
+    }
+    let e = h
+        .engine
+        .upload_policy("one-more", "", &wasm)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Conflict {
+                code: "policy_limit",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(!live(&h, "p0"), "the upload's trial instance was dropped");
+    let attach = crate::policy::AttachRequest::default();
+    for i in 0..MAX_ATTACHED {
+        h.engine
+            .attach_policy(&format!("p{i}"), attach.clone())
+            .await
+            .unwrap();
+    }
+    assert!(live(&h, "p0"));
+    let e = h
+        .engine
+        .attach_policy("p200", attach.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Conflict {
+                code: "attach_limit",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    h.engine.detach_policy("p0", None).await.unwrap();
+    assert!(!live(&h, "p0"), "detached everywhere: its instance went");
+    h.engine.attach_policy("p200", attach).await.unwrap();
+}

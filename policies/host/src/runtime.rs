@@ -261,6 +261,20 @@ impl Module {
         })
     }
 
+    /// Drops the live instance (its memory goes back): for a module no attachment calls.
+    /// The next call, if any, instantiates afresh.
+    pub fn release(&self) {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// Whether an instance is kept (and with it up to the memory limit).
+    pub fn is_live(&self) -> bool {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
     /// `classify` from a fresh store and instance: what the first call, and the first after a
     /// failure, pays (for benchmarks).
     pub fn classify_fresh(
