@@ -91,6 +91,7 @@ impl Engine {
                     self.update(|s| {
                         s.policies.loaded.remove(&p.id);
                     });
+                    self.forget_artifact(&p);
                     self.publish(EventKind::PolicyDelete, &p.id, &p);
                     changed = true;
                 }
@@ -130,6 +131,7 @@ impl Engine {
             module: Some(Arc::new(module)),
             shared: true,
         });
+        self.keep_artifact(&loaded.module).await;
         self.update(|s| {
             s.policies.loaded.insert(policy.id.clone(), loaded);
         });

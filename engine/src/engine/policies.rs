@@ -35,11 +35,16 @@ pub(super) async fn load_stored(
     store: &crate::store::Store,
 ) -> Result<OrdMap<String, Arc<Loaded>>> {
     let mut loaded = OrdMap::new();
+    let mut kept = Vec::new();
     for stored in store.load_policies().await? {
         let shared = stored.shared;
         let mut policy = stored.policy;
         let module = match runtime.load(&stored.wasm) {
-            Ok(m) => Some(Arc::new(m)),
+            Ok(m) => {
+                runtime.keep(&m);
+                kept.push(m.sha256.clone());
+                Some(Arc::new(m))
+            }
             Err(e) => {
                 tracing::warn!(policy = %policy.name, error = %e, "policy does not load");
                 policy.last_error = Some(e.to_string());
@@ -53,6 +58,8 @@ pub(super) async fn load_stored(
         };
         loaded.insert(l.policy.id.clone(), Arc::new(l));
     }
+    // The cache holds the artifacts of stored policies only.
+    runtime.prune(&kept.iter().map(String::as_str).collect::<Vec<_>>());
     Ok(loaded)
 }
 
@@ -143,6 +150,27 @@ impl Engine {
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
         decided.map_err(|f| self.policy_failed(f))
+    }
+
+    /// Caches a stored module's compiled artifact, off the async runtime (a file write).
+    pub(super) async fn keep_artifact(&self, module: &Option<Arc<Module>>) {
+        if let Some(m) = module.clone() {
+            let runtime = self.runtime.clone();
+            let _ = tokio::task::spawn_blocking(move || runtime.keep(&m)).await;
+        }
+    }
+
+    /// Removes a deleted policy's artifact, unless another stored policy has the same module.
+    pub(super) fn forget_artifact(&self, gone: &Policy) {
+        let state = self.state();
+        let shared = state
+            .policies()
+            .loaded
+            .values()
+            .any(|l| l.policy.id != gone.id && l.policy.sha256 == gone.sha256);
+        if !shared {
+            self.runtime.forget(&gone.sha256);
+        }
     }
 
     /// Records a failure on the policy (shown by inspect) and makes it the engine's error.
@@ -263,6 +291,7 @@ impl Engine {
             self.unshare_policy(&policy).await;
             return Err(e);
         }
+        self.keep_artifact(&loaded.module).await;
         self.update(|s| {
             s.policies.loaded.insert(id.clone(), loaded);
         });
@@ -317,6 +346,7 @@ impl Engine {
                 s.policies.plan = plan;
             }
         });
+        self.forget_artifact(&policy);
         self.publish(EventKind::PolicyDelete, &id, &policy);
         Ok(policy)
     }

@@ -281,3 +281,32 @@ async fn stored_policies_are_bounded_and_only_attached_ones_keep_an_instance() {
     assert!(!live(&h, "p0"), "detached everywhere: its instance went");
     h.engine.attach_policy("p200", attach).await.unwrap();
 }
+
+#[tokio::test]
+async fn only_accepted_modules_are_cached_and_deleted_ones_leave_the_cache() {
+    let h = harness().await.with_network().await;
+    let cache = h.dir.join("wasmnet.policy-cache");
+    let files = || std::fs::read_dir(&cache).map_or(0, |d| d.count());
+    // Compiles, but traps when evaluated: refused at upload.
+    let e = h
+        .engine
+        .upload_policy("trap", "", &shipped("testdata/trap"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Policy { .. }), "{e}");
+    assert_eq!(files(), 0, "a refused upload leaves no artifact");
+    let p = h
+        .engine
+        .upload_policy("docker", "", &shipped("docker-default"))
+        .await
+        .unwrap();
+    assert_eq!(files(), 1);
+    h.engine
+        .upload_policy("again", "", &shipped("docker-default"))
+        .await
+        .unwrap();
+    h.engine.delete_policy(&p.id, false).await.unwrap();
+    assert_eq!(files(), 1, "another policy still has the same module");
+    h.engine.delete_policy("again", false).await.unwrap();
+    assert_eq!(files(), 0);
+}

@@ -116,6 +116,7 @@ impl Runtime {
             })?;
         Ok(Module {
             pre,
+            component,
             engine: self.engine.clone(),
             limits: self.limits,
             sha256,
@@ -125,7 +126,52 @@ impl Runtime {
         })
     }
 
-    /// Compiles, or loads the artifact this host compiled earlier from the same bytes.
+    /// Keeps a module's compiled artifact in the cache (for a module that was accepted and
+    /// stored: nothing is cached before that, so refused uploads leave no file behind).
+    pub fn keep(&self, m: &Module) {
+        let Some(path) = self.cached(&m.sha256) else {
+            return;
+        };
+        if path.exists() {
+            return;
+        }
+        if let Ok(art) = m.component.serialize() {
+            let tmp = path.with_extension("tmp");
+            if std::fs::write(&tmp, art).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+        }
+    }
+
+    /// Removes a module's artifact (its policy was deleted).
+    pub fn forget(&self, sha256: &str) {
+        if let Some(path) = self.cached(sha256) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Removes every artifact but those of `keep` (at start: what deleted or refused
+    /// modules left, say by an older version or a crash between the steps).
+    pub fn prune(&self, keep: &[&str]) {
+        let Some(dir) = &self.cache_dir else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let sha = name.split('.').next().unwrap_or_default();
+            if !keep.contains(&sha) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    fn cached(&self, sha256: &str) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        Some(dir.join(format!("{sha256}.cwasm")))
+    }
+
+    /// Compiles, or loads the artifact this host cached from the same bytes.
     fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, PolicyError> {
         if !bytes.starts_with(b"\0asm") {
             return Err(PolicyError::Invalid(
@@ -137,27 +183,15 @@ impl Runtime {
                 "a core WebAssembly module, not a component (build with wasm-component-ld)".into(),
             ));
         }
-        let cached = self
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join(format!("{sha256}.cwasm")));
-        if let Some(path) = cached.as_ref().filter(|p| p.exists()) {
+        if let Some(path) = self.cached(sha256).filter(|p| p.exists()) {
             // SAFETY: the file is one this process family wrote from `serialize` into
             // wasmnet's private state dir; wasmtime still checks version and config match.
             if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, path) } {
                 return Ok(c);
             }
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| {
-            PolicyError::Invalid(guest_text(format!("not a valid component: {e:#}")))
-        })?;
-        if let (Some(path), Ok(art)) = (cached, component.serialize()) {
-            let tmp = path.with_extension("tmp");
-            if std::fs::write(&tmp, art).is_ok() {
-                let _ = std::fs::rename(&tmp, &path);
-            }
-        }
-        Ok(component)
+        Component::new(&self.engine, bytes)
+            .map_err(|e| PolicyError::Invalid(guest_text(format!("not a valid component: {e:#}"))))
     }
 
     /// Names the first import (a policy may have none) or the export that is missing.
@@ -206,6 +240,7 @@ impl Runtime {
 /// A loaded policy, ready to call.
 pub struct Module {
     pre: PolicyModulePre<Host>,
+    component: Component,
     engine: Engine,
     limits: Limits,
     pub sha256: String,

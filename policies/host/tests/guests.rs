@@ -218,9 +218,19 @@ fn compiled_artifacts_are_cached() {
     let rt = Runtime::new(Default::default(), Some(&dir)).unwrap();
     let first = rt.load(&wasm("docker-default")).unwrap();
     let cached = dir.join(format!("{}.cwasm", first.sha256));
+    assert!(
+        !cached.exists(),
+        "nothing is cached before the module is kept"
+    );
+    rt.keep(&first);
     assert!(cached.exists());
     let again = rt.load(&wasm("docker-default")).unwrap();
     again.evaluate(&[network()]).unwrap();
+    rt.forget(&first.sha256);
+    assert!(!cached.exists());
+    rt.keep(&first);
+    rt.prune(&[]);
+    assert!(!cached.exists(), "pruned: no stored policy has it");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
