@@ -14,7 +14,7 @@
 mod common;
 mod support;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -101,9 +101,9 @@ fn main() {
 
 /// Runs `f` while another client reads `/healthz` and `/v1/networks` in turn (over the same
 /// socket, on a thread of its own), and reports their latencies.
-fn reads_during<T>(socket: &PathBuf, f: impl FnOnce() -> T) -> (T, String) {
+fn reads_during<T>(socket: &Path, f: impl FnOnce() -> T) -> (T, String) {
     let stop = Arc::new(AtomicBool::new(false));
-    let (socket, done) = (socket.clone(), stop.clone());
+    let (socket, done) = (socket.to_path_buf(), stop.clone());
     let reader = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -238,16 +238,22 @@ impl Engine {
                 format!("at most {MAX_DESCRIPTION} bytes"),
             ));
         }
+        // Checked before and after compiling: compilation takes no lock (reads and other
+        // writes go on meanwhile), so the state may have moved.
+        let free = |base: &State| -> Result<()> {
+            if base.policies.has_name(name) {
+                return Err(Error::conflict(
+                    "name_in_use",
+                    format!("policy name {name:?} is already in use"),
+                ));
+            }
+            check_room(&base.policies, wasm.len())
+        };
+        free(&self.state())?;
+        let module = self.load_module(name, wasm).await?;
         let _writer = self.lock_writer().await;
         let base = self.state();
-        if base.policies.has_name(name) {
-            return Err(Error::conflict(
-                "name_in_use",
-                format!("policy name {name:?} is already in use"),
-            ));
-        }
-        check_room(&base.policies, wasm.len())?;
-        let module = self.load_module(name, wasm).await?;
+        free(&base)?;
         let policy = Policy {
             id: ids::new_id(),
             name: name.into(),

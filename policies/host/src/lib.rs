@@ -8,6 +8,7 @@
 
 mod error;
 pub mod ir;
+pub mod limits;
 mod runtime;
 
 pub use error::PolicyError;

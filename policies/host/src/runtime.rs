@@ -14,6 +14,7 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use crate::bindings::{PolicyModule, PolicyModulePre};
 use crate::error::guest_text;
 use crate::ir::{EndpointDecision, NetworkDecision, OutputLimits};
+use crate::limits::StaticLimits;
 use crate::{wit, PolicyError, INTERFACE, VERSION};
 
 /// How often the epoch advances: the time limit is enforced to this granularity.
@@ -25,6 +26,8 @@ pub struct Limits {
     pub time: Duration,
     pub memory: usize,
     pub module_size: usize,
+    /// What a module may hold, checked before it is compiled.
+    pub statics: StaticLimits,
     pub output: OutputLimits,
 }
 
@@ -34,6 +37,7 @@ impl Default for Limits {
             time: Duration::from_millis(50),
             memory: 64 << 20,
             module_size: 8 << 20,
+            statics: StaticLimits::default(),
             output: OutputLimits::default(),
         }
     }
@@ -183,6 +187,8 @@ impl Runtime {
                 "a core WebAssembly module, not a component (build with wasm-component-ld)".into(),
             ));
         }
+        crate::limits::check(bytes, &self.limits.statics)
+            .map_err(|e| PolicyError::Invalid(guest_text(e)))?;
         if let Some(path) = self.cached(sha256).filter(|p| p.exists()) {
             // SAFETY: the file is one this process family wrote from `serialize` into
             // wasmnet's private state dir; wasmtime still checks version and config match.

@@ -267,3 +267,31 @@ fn a_guests_text_reaches_no_log_raw() {
         assert!(text.contains("\\u{1b}[2J"), "{text}");
     }
 }
+
+#[test]
+fn every_shipped_module_is_well_within_the_static_limits() {
+    let l = wasmnet_policy::limits::StaticLimits::default();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.extend(
+        std::fs::read_dir(dir.join("testdata"))
+            .unwrap()
+            .map(|e| e.unwrap().path()),
+    );
+    for p in names
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+    {
+        let shape = wasmnet_policy::limits::check(&std::fs::read(p).unwrap(), &l)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        eprintln!("{}: {shape:?}", p.file_name().unwrap().to_string_lossy());
+        assert!(
+            shape.functions * 4 < l.functions && shape.most_locals * 4 < l.locals,
+            "{shape:?}"
+        );
+        assert!(shape.largest_function * 4 < l.function_bytes, "{shape:?}");
+    }
+}
