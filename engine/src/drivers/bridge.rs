@@ -9,9 +9,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::NetworkDriver;
-use crate::firewall::docker::{bridge_name, veth_name};
 use crate::kernel::{IfAddr, KResult, Kernel, VethSpec};
 use crate::model::{Endpoint, Network, Sandbox};
+use crate::names::{bridge_name, veth_name};
 
 pub struct Bridge {
     kernel: Arc<dyn Kernel>,

@@ -15,15 +15,9 @@ use async_trait::async_trait;
 use super::bridge::{parse_mac, Bridge};
 use super::NetworkDriver;
 use crate::cluster::keys::EndpointRecord;
-use crate::firewall::docker::bridge_name;
 use crate::kernel::{KResult, Kernel, VxlanSpec};
 use crate::model::{Endpoint, Network, Sandbox};
-
-/// The VXLAN device of a network: `wnx` and 12 hex digits of its id (15 characters, and a
-/// prefix of its own, apart from the bridges' `wnbr` and the veths' `wnv`).
-pub fn vxlan_name(network_id: &str) -> String {
-    format!("wnx{}", &network_id[..12])
-}
+use crate::names::{bridge_name, vxlan_name};
 
 /// The network's VNI (an option set when the cluster created it).
 pub fn vni(n: &Network) -> Option<u32> {

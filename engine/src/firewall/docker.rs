@@ -11,15 +11,11 @@ use std::net::IpAddr;
 
 use super::policy::{self, Plan};
 use super::ruleset::{Change, Family, Ruleset, Table};
-use crate::model::{Endpoint, Network, PortMapping};
 
-// Defined in `names`, below the policy compiler that needs them too; the drivers, the
-// reconciler and the dashboard name them through here.
-pub use super::names::{bridge_name, option_true, veth_name, TABLE};
-
-fn chain_of(network_id: &str) -> String {
-    format!("net_{}", &network_id[..12])
-}
+use crate::model::{option_true, Endpoint, Network, PortMapping};
+use crate::names::{self, network_chain};
+// Where the engine's tests found them before `crate::names`.
+pub use crate::names::{bridge_name, veth_name, TABLE};
 
 fn quoted(name: &str) -> String {
     format!("\"{name}\"")
@@ -75,14 +71,28 @@ fn add_sets(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], plan:
             .map(|c| c.subnet.to_string())
             .collect()
     };
-    t.set("bridges", "type ifname;", bridges);
-    t.set("masq4", "type ipv4_addr; flags interval;", masq(false));
-    t.set("masq6", "type ipv6_addr; flags interval;", masq(true));
+    t.set(names::SET_BRIDGES, "type ifname;", bridges);
+    t.set(
+        names::SET_MASQ4,
+        "type ipv4_addr; flags interval;",
+        masq(false),
+    );
+    t.set(
+        names::SET_MASQ6,
+        "type ipv6_addr; flags interval;",
+        masq(true),
+    );
     let dispatch = networks
         .iter()
-        .map(|n| format!("{} : jump {}", quoted(&bridge_name(&n.id)), chain_of(&n.id)))
+        .map(|n| {
+            format!(
+                "{} : jump {}",
+                quoted(&bridge_name(&n.id)),
+                network_chain(&n.id)
+            )
+        })
         .collect();
-    t.set("from_bridge", "type ifname : verdict;", dispatch);
+    t.set(names::MAP_FROM_BRIDGE, "type ifname : verdict;", dispatch);
     for (name, spec) in PORT_MAPS {
         let elements = endpoints
             .iter()
@@ -98,7 +108,7 @@ fn add_sets(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], plan:
 /// policies' own chains and sets.
 fn add_filter_chains(t: &mut Table, networks: &[&Network], members: &[&Endpoint], plan: &Plan) {
     t.chain(
-        "forward",
+        names::CHAIN_FORWARD,
         Some("type filter hook forward priority filter; policy accept;"),
         vec![
             "ct state established,related counter accept".into(),
@@ -115,7 +125,7 @@ fn add_filter_chains(t: &mut Table, networks: &[&Network], members: &[&Endpoint]
             Some(applied) => policy::network_rules(n, applied),
             None => network_rules(n),
         };
-        t.chain(&chain_of(&n.id), None, rules);
+        t.chain(&network_chain(&n.id), None, rules);
     }
     policy::add_to(t, networks, members, plan);
 }
@@ -125,17 +135,17 @@ fn add_filter_chains(t: &mut Table, networks: &[&Network], members: &[&Endpoint]
 fn add_nat_chains(t: &mut Table, networks: &[&Network], plan: &Plan) {
     let publish = "fib daddr type local meta l4proto { tcp, udp, sctp } counter jump publish";
     t.chain(
-        "prerouting",
+        names::CHAIN_PREROUTING,
         Some("type nat hook prerouting priority dstnat; policy accept;"),
         vec![publish.into()],
     );
     t.chain(
-        "output",
+        names::CHAIN_OUTPUT,
         Some("type nat hook output priority -100; policy accept;"),
         vec![publish.into()],
     );
     t.chain(
-        "publish",
+        names::CHAIN_PUBLISH,
         None,
         vec![
             "dnat ip addr . port to ip daddr . meta l4proto . th dport map @pub4_on".into(),
@@ -155,7 +165,7 @@ fn add_nat_chains(t: &mut Table, networks: &[&Network], plan: &Plan) {
     post.push("ip saddr @masq4 oifname != @bridges counter masquerade".into());
     post.push("ip6 saddr @masq6 oifname != @bridges counter masquerade".into());
     t.chain(
-        "postrouting",
+        names::CHAIN_POSTROUTING,
         Some("type nat hook postrouting priority srcnat; policy accept;"),
         post,
     );
@@ -198,19 +208,19 @@ fn network_rules(n: &Network) -> Vec<String> {
 
 const PORT_MAPS: [(&str, &str); 4] = [
     (
-        "pub4",
+        names::MAP_PUB4,
         "type inet_proto . inet_service : ipv4_addr . inet_service;",
     ),
     (
-        "pub4_on",
+        names::MAP_PUB4_ON,
         "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service;",
     ),
     (
-        "pub6",
+        names::MAP_PUB6,
         "type inet_proto . inet_service : ipv6_addr . inet_service;",
     ),
     (
-        "pub6_on",
+        names::MAP_PUB6_ON,
         "type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service;",
     ),
 ];
@@ -229,19 +239,25 @@ fn port_elements(e: &Endpoint) -> Vec<(&'static str, String)> {
         match host_ip {
             None => {
                 if let Some(ip) = e.ipv4 {
-                    out.push(("pub4", format!("{protocol} . {host_port} : {}", target(ip))));
+                    out.push((
+                        names::MAP_PUB4,
+                        format!("{protocol} . {host_port} : {}", target(ip)),
+                    ));
                 }
                 if let Some(ip) = e.ipv6 {
-                    out.push(("pub6", format!("{protocol} . {host_port} : {}", target(ip))));
+                    out.push((
+                        names::MAP_PUB6,
+                        format!("{protocol} . {host_port} : {}", target(ip)),
+                    ));
                 }
             }
             Some(h) => match (h, e.ipv4, e.ipv6) {
                 (IpAddr::V4(_), Some(ip), _) => out.push((
-                    "pub4_on",
+                    names::MAP_PUB4_ON,
                     format!("{h} . {protocol} . {host_port} : {}", target(ip)),
                 )),
                 (IpAddr::V6(_), _, Some(ip)) => out.push((
-                    "pub6_on",
+                    names::MAP_PUB6_ON,
                     format!("{h} . {protocol} . {host_port} : {}", target(ip)),
                 )),
                 _ => {}
@@ -256,8 +272,13 @@ pub fn endpoint_changes(e: &Endpoint, n: &Network, add: bool) -> Vec<Change> {
     let ports = port_elements(e)
         .into_iter()
         .map(|(set, element)| (Family::Inet, set, element));
-    let isolated = (!option_true(n, "icc", true))
-        .then(|| (Family::Bridge, "noicc_ports", quoted(&veth_name(&e.id))));
+    let isolated = (!option_true(n, "icc", true)).then(|| {
+        (
+            Family::Bridge,
+            names::SET_NOICC_PORTS,
+            quoted(&veth_name(&e.id)),
+        )
+    });
     ports
         .chain(isolated)
         .map(|(family, set, element)| Change::of(add, family, set, element))
@@ -278,10 +299,10 @@ fn bridge_table(networks: &[&Network], endpoints: &[&Endpoint]) -> Table {
         .collect();
     // The host ends of the veths of icc=false networks. (Keyed by port, not by bridge: this
     // kernel's bridge family has no `meta ibrname`.)
-    t.set("noicc_ports", "type ifname;", ports);
+    t.set(names::SET_NOICC_PORTS, "type ifname;", ports);
     // Frames between two ports of an icc=false bridge, whatever br_netfilter says.
     t.chain(
-        "forward",
+        names::CHAIN_FORWARD,
         Some("type filter hook forward priority filter; policy accept;"),
         vec!["iifname @noicc_ports oifname @noicc_ports counter drop".into()],
     );

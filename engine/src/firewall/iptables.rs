@@ -13,22 +13,23 @@ use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::docker::{bridge_name, option_true};
 use super::iptables_policy::Builder;
 use super::policy;
 use super::{Backend, ChainView, Desired, Firewall, FirewallError, RuleView};
 use crate::kernel::write_sysctl;
+use crate::model::option_true;
 use crate::model::{Endpoint, Network};
+use crate::names::{self, bridge_name};
 
 /// Jumps from built-in chains into ours, per table.
 const JUMPS: [(&str, &[(&str, &str)]); 2] = [
-    ("filter", &[("FORWARD", "WASMNET-FORWARD")]),
+    ("filter", &[("FORWARD", names::IPT_FORWARD)]),
     (
         "nat",
         &[
-            ("PREROUTING", "WASMNET-PREROUTING"),
-            ("OUTPUT", "WASMNET-OUTPUT"),
-            ("POSTROUTING", "WASMNET-POSTROUTING"),
+            ("PREROUTING", names::IPT_PREROUTING),
+            ("OUTPUT", names::IPT_OUTPUT),
+            ("POSTROUTING", names::IPT_POSTROUTING),
         ],
     ),
 ];

@@ -8,10 +8,10 @@ use std::net::IpAddr;
 
 use wasmnet_policy::ir::{Peer, Protocol, Rule, Verdict};
 
-use super::docker::bridge_name;
 use super::policy::Applied;
 use super::Desired;
 use crate::model::Network;
+use crate::names::bridge_name;
 
 /// Builds the filter table's policy chains for one family.
 pub struct Builder<'a> {
@@ -47,7 +47,7 @@ impl<'a> Builder<'a> {
     }
 
     fn chain(&mut self) -> String {
-        let name = format!("WASMNET-C{}", self.chains);
+        let name = crate::names::ipt_chain(self.chains);
         self.chains += 1;
         self.lines.push(format!(":{name} - [0:0]"));
         name

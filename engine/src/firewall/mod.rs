@@ -1,5 +1,5 @@
 //! The firewall: a rules IR (`ruleset`), Docker's default semantics compiled into it
-//! (`docker`, naming bridges and veths as `names` says), and one file per backend that puts
+//! (`docker`, naming bridges and veths as `crate::names` says), and one file per backend that puts
 //! the rules in the kernel atomically: `nft` (the default: sets, maps and verdict maps,
 //! per-endpoint element updates) and `iptables` (iptables-restore, atomic per table, linear
 //! rules: the slower backend).
@@ -11,7 +11,6 @@ pub mod fake;
 mod fixtures;
 pub mod iptables;
 mod iptables_policy;
-pub mod names;
 pub mod nft;
 pub mod policy;
 pub mod ruleset;

@@ -178,7 +178,7 @@ impl Firewall for Nft {
         // Group members over netlink: nft would first read every element of the set.
         let groups = desired.plan.members.get(&e.id).map(Vec::as_slice);
         let elements = policy::member_elements(e, groups.unwrap_or_default(), joined);
-        crate::kernel::nfset::apply(docker::TABLE, &elements)
+        crate::kernel::nfset::apply(crate::names::TABLE, &elements)
             .map_err(|err| FirewallError::Exec(err.to_string()))
     }
 

@@ -14,10 +14,11 @@ use std::net::IpAddr;
 
 use wasmnet_policy::ir::{NetworkDecision, Peer, Protocol, Rule, Verdict};
 
-use super::names::{bridge_name, option_true};
 use super::ruleset::Table;
 use crate::kernel::nfset::Element;
+use crate::model::option_true;
 use crate::model::{Endpoint, Network};
+use crate::names::{bridge_name, group_set, policy_chain};
 
 /// Per endpoint id: (policy id, group) for each group a policy put it in. A persistent map:
 /// the engine's state copies it at every join, for the cost of the path it changes.
@@ -96,43 +97,6 @@ impl Plan {
             .filter(|a| !a.audit)
             .find_map(|a| f(&a.decision))
     }
-}
-
-/// The address set of a group, per family: `g_<policy>_<group>_4`.
-pub fn group_set(policy_id: &str, group: &str, v6: bool) -> String {
-    let clean: String = group
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .take(32)
-        .collect();
-    // Names that sanitising could make collide keep apart through a hash of the original.
-    let tag = if clean == group {
-        String::new()
-    } else {
-        format!("_{:08x}", fnv(group))
-    };
-    format!(
-        "g_{}_{clean}{tag}_{}",
-        &policy_id[..8],
-        if v6 { 6 } else { 4 }
-    )
-}
-
-/// The chain holding one policy's rules for one network.
-pub fn policy_chain(policy_id: &str, network_id: &str) -> String {
-    format!("pol_{}_{}", &policy_id[..8], &network_id[..12])
-}
-
-fn fnv(s: &str) -> u32 {
-    s.bytes().fold(0x811c9dc5u32, |h, b| {
-        (h ^ b as u32).wrapping_mul(0x01000193)
-    })
 }
 
 /// Adds the group sets and the per-policy chains to the inet table.
@@ -610,19 +574,6 @@ mod tests {
             .map(|t| crate::firewall::iptables::table_script(t, &d, false, false))
             .collect::<String>();
         golden("policy.iptables", &got);
-    }
-
-    #[test]
-    fn group_names_are_safe_and_distinct() {
-        let p = "0123456789abcdef".repeat(4);
-        assert_eq!(group_set(&p, "web", false), "g_01234567_web_4");
-        let odd = group_set(&p, "tier=web", true);
-        assert!(
-            odd.starts_with("g_01234567_tier_web_") && odd.ends_with("_6"),
-            "{odd}"
-        );
-        assert_ne!(group_set(&p, "a b", false), group_set(&p, "a_b", false));
-        assert!(group_set(&p, &"x".repeat(64), false).len() < 64);
     }
 
     #[test]

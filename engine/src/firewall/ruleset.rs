@@ -69,7 +69,7 @@ pub enum Change {
 impl Change {
     /// Adding (`add`) or deleting `element` in set or map `set` of wasmnet's table of `family`.
     pub fn of(add: bool, family: Family, set: &str, element: String) -> Change {
-        let (table, set) = (super::names::TABLE.to_string(), set.to_string());
+        let (table, set) = (crate::names::TABLE.to_string(), set.to_string());
         if add {
             Change::Add {
                 family,

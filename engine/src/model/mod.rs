@@ -74,6 +74,11 @@ pub struct Network {
     pub created: String,
 }
 
+/// Whether a network's boolean option `key` is set, `default` when absent.
+pub fn option_true(n: &Network, key: &str, default: bool) -> bool {
+    n.options.get(key).map_or(default, |v| v == "true")
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Sandbox {
     pub id: String,
