@@ -160,7 +160,8 @@ pub fn table_script(table: &str, desired: &Desired, v6: bool, replace_jumps: boo
     lines.join("\n") + "\n"
 }
 
-fn restore(v6: bool, script: &str) -> Result<(), String> {
+/// Commits one table's script with (ip6)tables-restore.
+fn restore(v6: bool, table: &'static str, script: &str) -> Result<(), FirewallError> {
     let program = if v6 {
         "ip6tables-restore"
     } else {
@@ -172,37 +173,33 @@ fn restore(v6: bool, script: &str) -> Result<(), String> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("running {program}: {e}"))?;
+        .map_err(|e| FirewallError::io(format!("running {program}"), e))?;
     child
         .stdin
         .take()
         .expect("piped")
         .write_all(script.as_bytes())
-        .map_err(|e| format!("{program}: {e}"))?;
+        .map_err(|e| FirewallError::io(format!("writing to {program}"), e))?;
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("{program}: {e}"))?;
+        .map_err(|e| FirewallError::io(format!("waiting for {program}"), e))?;
     if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        return Ok(());
     }
+    Err(FirewallError::IptablesRestore {
+        program,
+        table,
+        status: out.status,
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    })
 }
 
 impl Iptables {
     fn apply_family(&self, desired: &Desired, v6: bool) -> Result<(), FirewallError> {
         for (table, _) in JUMPS {
-            if restore(v6, &table_script(table, desired, v6, true)).is_err() {
+            if restore(v6, table, &table_script(table, desired, v6, true)).is_err() {
                 // The jumps were not there to delete: insert them alone.
-                restore(v6, &table_script(table, desired, v6, false)).map_err(|detail| {
-                    FirewallError::Refused {
-                        what: "ruleset",
-                        detail,
-                    }
-                })?;
+                restore(v6, table, &table_script(table, desired, v6, false))?;
             }
         }
         Ok(())
@@ -226,8 +223,9 @@ impl Firewall for Iptables {
                 "net/bridge/bridge-nf-call-iptables",
                 "net/bridge/bridge-nf-call-ip6tables",
             ] {
-                write_sysctl(key, "1").map_err(|e| {
-                    FirewallError::Exec(format!("icc=false needs br_netfilter: {e}"))
+                write_sysctl(key, "1").map_err(|source| FirewallError::Sysctl {
+                    why: "icc=false and policies need br_netfilter",
+                    source,
                 })?;
             }
         }

@@ -5,6 +5,7 @@
 //! rules: the slower backend).
 
 pub mod docker;
+mod error;
 #[cfg(test)]
 pub mod fake;
 #[cfg(test)]
@@ -20,7 +21,8 @@ use std::time::Duration;
 
 use crate::model::{Endpoint, Network};
 
-pub use nft::{FirewallError, Nft};
+pub use error::FirewallError;
+pub use nft::Nft;
 pub use ruleset::{Change, Fingerprint, Ruleset};
 
 /// What the firewall should enforce: the committed networks and endpoints (plus, during a
