@@ -155,7 +155,7 @@ impl Engine {
             let sum = |audit: bool| {
                 c.rules
                     .iter()
-                    .filter(|r| r.text.contains("wasmnet-audit") == audit)
+                    .filter(|r| r.is_audit() == audit)
                     .filter_map(|r| r.counters)
                     .fold((0, 0), |(p, b), (rp, rb)| (p + rp, b + rb))
             };

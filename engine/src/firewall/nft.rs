@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::error::FirewallError;
 use super::ruleset::{render_changes, Change, Fingerprint, Ruleset};
-use super::{docker, policy};
+use super::{docker, policy, render_nft};
 use super::{Backend, ChainView, Desired, Firewall, RuleView};
 use crate::model::{Endpoint, Network};
 
@@ -158,7 +158,9 @@ impl Firewall for Nft {
         joined: bool,
         desired: &Desired,
     ) -> Result<(), FirewallError> {
-        self.update(&docker::endpoint_changes(e, n, joined))?;
+        self.update(&render_nft::changes(&docker::endpoint_changes(
+            e, n, joined,
+        )))?;
         // Group members over netlink: nft would first read every element of the set.
         let groups = desired.plan.members.get(&e.id).map(Vec::as_slice);
         let elements = policy::member_elements(e, groups.unwrap_or_default(), joined);
@@ -207,8 +209,9 @@ impl Firewall for Nft {
                     .iter()
                     .enumerate()
                     .map(|(i, r)| RuleView {
-                        text: r.clone(),
+                        text: r.text.clone(),
                         counters: kernel.and_then(|k| k.get(i).copied().flatten()),
+                        tag: r.tag.clone(),
                     })
                     .collect();
                 out.push(ChainView {
@@ -223,12 +226,7 @@ impl Firewall for Nft {
 }
 
 pub(crate) fn compile(d: &Desired) -> Ruleset {
-    docker::compile(
-        &d.network_refs(),
-        &d.endpoint_refs(),
-        &d.member_refs(),
-        &d.plan,
-    )
+    render_nft::ruleset(&super::lower(d))
 }
 
 /// Bridged traffic between endpoints of one network reaches the inet hooks (and conntrack)
