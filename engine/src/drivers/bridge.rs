@@ -17,10 +17,6 @@ pub struct Bridge {
     kernel: Arc<dyn Kernel>,
 }
 
-fn mtu(n: &Network) -> Option<u32> {
-    n.options.get("mtu").and_then(|m| m.parse().ok())
-}
-
 /// A network's bridge MAC: locally administered, from its id, so it is stable across restarts
 /// (and sandboxes can pin it as their gateway's).
 fn bridge_mac(n: &Network) -> [u8; 6] {
@@ -93,7 +89,7 @@ impl NetworkDriver for Bridge {
             });
         }
         self.kernel
-            .ensure_bridge(&name, bridge_mac(n), mtu(n), &addrs)
+            .ensure_bridge(&name, bridge_mac(n), n.options.mtu(), &addrs)
             .await?;
         // Lets the host reach published ports through its loopback (DNAT from 127.0.0.1).
         self.kernel
@@ -143,7 +139,7 @@ impl NetworkDriver for Bridge {
             netns: Path::new(&s.netns),
             ifname: &e.interface,
             mac: parse_mac(&e.mac),
-            mtu: mtu(n),
+            mtu: n.options.mtu(),
             addrs,
             gateways,
             ipv6: n.ipv6.is_some(),

@@ -21,7 +21,7 @@ use crate::names::{bridge_name, vxlan_name};
 
 /// The network's VNI (an option set when the cluster created it).
 pub fn vni(n: &Network) -> Option<u32> {
-    n.options.get("vni").and_then(|v| v.parse().ok())
+    n.options.vni()
 }
 
 /// Where this host's VXLAN devices send from.
@@ -50,11 +50,7 @@ impl Overlay {
 impl NetworkDriver for Overlay {
     async fn create_network(&self, n: &Network) -> KResult<()> {
         self.bridge.create_network(n).await?;
-        let mtu = n
-            .options
-            .get("mtu")
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(self.vtep.mtu);
+        let mtu = n.options.mtu().unwrap_or(self.vtep.mtu);
         let spec = VxlanSpec {
             name: &vxlan_name(&n.id),
             vni: vni(n).unwrap_or_default(),

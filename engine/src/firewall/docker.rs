@@ -18,7 +18,7 @@ use super::rules::{
     SetId, Table, Verdict,
 };
 use super::ruleset::Ruleset;
-use crate::model::{option_true, Endpoint, Network};
+use crate::model::{Endpoint, Network};
 // Where the engine's tests found them before `crate::names`.
 pub use crate::names::{bridge_name, veth_name, TABLE};
 
@@ -220,7 +220,7 @@ fn snat_rule(n: &Network, plan: &Plan) -> Option<Rule> {
 
 /// Packets leaving one network's bridge.
 fn network_rules(n: &Network) -> Vec<Rule> {
-    let icc = if option_true(n, "icc", true) {
+    let icc = if n.options.icc() {
         Verdict::Accept
     } else {
         Verdict::Drop
@@ -272,7 +272,7 @@ pub fn endpoint_changes(e: &Endpoint, n: &Network, add: bool) -> Vec<ElementChan
     let ports = port_elements(e)
         .into_iter()
         .map(|(set, element)| (Family::Inet, set, element));
-    let isolated = (!option_true(n, "icc", true)).then(|| {
+    let isolated = (!n.options.icc()).then(|| {
         let port = Element::Ifname(veth_name(&e.id));
         (Family::Bridge, SetId::NoiccPorts, port)
     });
@@ -291,7 +291,7 @@ fn bridge_table(networks: &[&Network], endpoints: &[&Endpoint]) -> Table {
     let mut t = Table::new(Family::Bridge);
     let noicc: Vec<&str> = networks
         .iter()
-        .filter(|n| !option_true(n, "icc", true))
+        .filter(|n| !n.options.icc())
         .map(|n| n.id.as_str())
         .collect();
     let ports = endpoints

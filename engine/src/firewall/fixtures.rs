@@ -6,7 +6,7 @@ use wasmnet_policy::ir::{self, NetworkDecision, Peer, Rule, Verdict};
 
 use super::policy::{Applied, Plan};
 use super::Desired;
-use crate::model::{Endpoint, IpConfig, Network, PortMapping, Protocol};
+use crate::model::{Endpoint, IpConfig, Network, Options, PortMapping, Protocol};
 
 /// A network whose id is `id` 64 times, with its first host as gateway.
 pub fn net(id: char, subnet: &str, internal: bool, icc: bool) -> Network {
@@ -23,7 +23,7 @@ pub fn net(id: char, subnet: &str, internal: bool, icc: bool) -> Network {
         ipv6: None,
         internal,
         labels: Default::default(),
-        options: [("icc".to_string(), icc.to_string())].into(),
+        options: Options::parse([("icc".to_string(), icc.to_string())].into()).unwrap(),
         created: String::new(),
     }
 }

@@ -17,7 +17,7 @@ use super::render_iptables::{self, IptTable};
 use super::rules::{Fam, Rules};
 use super::{Backend, ChainView, Desired, Firewall, FirewallError, RuleView};
 use crate::kernel::write_sysctl;
-use crate::model::{option_true, Endpoint, Network};
+use crate::model::{Endpoint, Network};
 use crate::names;
 
 /// Jumps from built-in chains into ours, per table.
@@ -123,12 +123,7 @@ impl Firewall for Iptables {
 
     fn apply(&self, desired: &Desired) -> Result<(), FirewallError> {
         // iptables sees bridged frames only through br_netfilter: icc=false needs it on.
-        if desired.plan.needs_br_netfilter()
-            || desired
-                .networks
-                .iter()
-                .any(|n| !option_true(n, "icc", true))
-        {
+        if desired.plan.needs_br_netfilter() || desired.networks.iter().any(|n| !n.options.icc()) {
             for key in [
                 "net/bridge/bridge-nf-call-iptables",
                 "net/bridge/bridge-nf-call-ip6tables",

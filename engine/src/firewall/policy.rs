@@ -19,7 +19,7 @@ use super::rules::{
     self, Addrs, ChainId, Element, Fam, Ifaces, Log, Match, Rule, SetId, Table, Tag,
 };
 use crate::kernel::nfset;
-use crate::model::{option_true, Endpoint, Network};
+use crate::model::{Endpoint, Network};
 use crate::names::group_set;
 
 /// Per endpoint id: (policy id, group) for each group a policy put it in. A persistent map:
@@ -198,7 +198,7 @@ pub fn network_rules(n: &Network, applied: &[Applied]) -> Vec<Rule> {
 /// A governed network's verdicts for what no rule decided, (between its endpoints, to the
 /// world): the first policy's that decides, else Docker's (`icc`; out allowed).
 pub fn defaults(n: &Network, applied: &[Applied]) -> (Verdict, Verdict) {
-    let icc = if option_true(n, "icc", true) {
+    let icc = if n.options.icc() {
         Verdict::Accept
     } else {
         Verdict::Drop
@@ -211,7 +211,7 @@ pub fn defaults(n: &Network, applied: &[Applied]) -> (Verdict, Verdict) {
 
 /// Whether a network masquerades, and the address it source-NATs to instead, if any.
 pub fn nat(n: &Network, applied: &[Applied]) -> (bool, Option<IpAddr>) {
-    let docker = !n.internal && option_true(n, "masquerade", true);
+    let docker = !n.internal && n.options.masquerade();
     let masq = Plan::first(applied, |d| d.masquerade).unwrap_or(docker) && !n.internal;
     (
         masq,
