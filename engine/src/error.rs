@@ -22,7 +22,8 @@ pub enum Error {
     /// A netlink, namespace or sysctl operation failed; names the operation and the errno.
     #[error("kernel: {0}")]
     Kernel(#[from] crate::kernel::KernelError),
-    /// nft refused or could not run; its report is included, not interpreted.
+    /// The rules could not be put in place (nft, a netlink element batch, iptables-restore);
+    /// says which step and why, with nft's or iptables-restore's report, not interpreted.
     #[error("firewall: {0}")]
     Firewall(#[from] crate::firewall::FirewallError),
     /// The cluster store (etcd) did not answer: cluster objects cannot change now. The

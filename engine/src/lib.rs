@@ -17,6 +17,7 @@ pub mod ids;
 pub mod ipam;
 pub mod kernel;
 pub mod model;
+pub mod names;
 pub mod policy;
 pub mod state;
 pub mod store;

@@ -9,16 +9,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::NetworkDriver;
-use crate::firewall::docker::{bridge_name, veth_name};
 use crate::kernel::{IfAddr, KResult, Kernel, VethSpec};
 use crate::model::{Endpoint, Network, Sandbox};
+use crate::names::{bridge_name, veth_name};
 
 pub struct Bridge {
     kernel: Arc<dyn Kernel>,
-}
-
-fn mtu(n: &Network) -> Option<u32> {
-    n.options.get("mtu").and_then(|m| m.parse().ok())
 }
 
 /// A network's bridge MAC: locally administered, from its id, so it is stable across restarts
@@ -93,7 +89,7 @@ impl NetworkDriver for Bridge {
             });
         }
         self.kernel
-            .ensure_bridge(&name, bridge_mac(n), mtu(n), &addrs)
+            .ensure_bridge(&name, bridge_mac(n), n.options.mtu(), &addrs)
             .await?;
         // Lets the host reach published ports through its loopback (DNAT from 127.0.0.1).
         self.kernel
@@ -143,7 +139,7 @@ impl NetworkDriver for Bridge {
             netns: Path::new(&s.netns),
             ifname: &e.interface,
             mac: parse_mac(&e.mac),
-            mtu: mtu(n),
+            mtu: n.options.mtu(),
             addrs,
             gateways,
             ipv6: n.ipv6.is_some(),

@@ -15,19 +15,13 @@ use async_trait::async_trait;
 use super::bridge::{parse_mac, Bridge};
 use super::NetworkDriver;
 use crate::cluster::keys::EndpointRecord;
-use crate::firewall::docker::bridge_name;
 use crate::kernel::{KResult, Kernel, VxlanSpec};
 use crate::model::{Endpoint, Network, Sandbox};
-
-/// The VXLAN device of a network: `wnx` and 12 hex digits of its id (15 characters, and a
-/// prefix of its own, apart from the bridges' `wnbr` and the veths' `wnv`).
-pub fn vxlan_name(network_id: &str) -> String {
-    format!("wnx{}", &network_id[..12])
-}
+use crate::names::{bridge_name, vxlan_name};
 
 /// The network's VNI (an option set when the cluster created it).
 pub fn vni(n: &Network) -> Option<u32> {
-    n.options.get("vni").and_then(|v| v.parse().ok())
+    n.options.vni()
 }
 
 /// Where this host's VXLAN devices send from.
@@ -56,11 +50,7 @@ impl Overlay {
 impl NetworkDriver for Overlay {
     async fn create_network(&self, n: &Network) -> KResult<()> {
         self.bridge.create_network(n).await?;
-        let mtu = n
-            .options
-            .get("mtu")
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(self.vtep.mtu);
+        let mtu = n.options.mtu().unwrap_or(self.vtep.mtu);
         let spec = VxlanSpec {
             name: &vxlan_name(&n.id),
             vni: vni(n).unwrap_or_default(),

@@ -12,7 +12,7 @@ use crate::cluster::{Cluster, ClusterConfig, Refusal};
 use crate::drivers::overlay;
 use crate::error::{Error, Kind, Result};
 use crate::kernel::Kernel;
-use crate::model::{Driver, Endpoint, EndpointCreate, Network, NetworkCreate};
+use crate::model::{validate_options, Driver, Endpoint, EndpointCreate, Network, NetworkCreate};
 use crate::policy::Policy;
 use crate::state::State;
 
@@ -49,8 +49,10 @@ impl Engine {
 
     /// The cluster an overlay network is to be created in; refuses what an overlay cannot be.
     pub(super) fn cluster_for(&self, req: &NetworkCreate) -> Result<Option<Arc<Cluster>>> {
+        // (Validated already: this reads what the options say.)
+        let options = validate_options(&req.options)?;
         if req.driver != Driver::Overlay {
-            if req.options.contains_key("vni") {
+            if options.vni.is_some() {
                 return Err(Error::invalid(
                     "options.vni",
                     "only overlay networks have a VNI",
@@ -64,13 +66,13 @@ impl Engine {
                 "overlay networks need a cluster store: start wasmnet serve with --cluster etcd://HOST:2379",
             ));
         };
-        if req.options.get("icc").is_some_and(|v| v == "false") {
+        if !options.icc {
             return Err(Error::invalid(
                 "options.icc",
                 "icc=false is not supported on overlay networks (it would hold within each host only)",
             ));
         }
-        if let Some(mtu) = req.options.get("mtu").and_then(|m| m.parse::<u32>().ok()) {
+        if let Some(mtu) = options.mtu {
             if mtu > cluster.mtu {
                 return Err(Error::invalid(
                     "options.mtu",
@@ -96,10 +98,10 @@ impl Engine {
             None => crate::cluster::keys::free_vni(&cluster.taken_vnis().await?)
                 .ok_or_else(|| Error::conflict("vni_exhausted", "every VNI is taken"))?,
         };
-        n.options.insert("vni".into(), vni.to_string());
-        n.options
-            .entry("mtu".into())
-            .or_insert_with(|| cluster.mtu.to_string());
+        n.options.set("vni", vni.to_string())?;
+        if n.options.mtu().is_none() {
+            n.options.set("mtu", cluster.mtu.to_string())?;
+        }
         match cluster.create_network(&n, vni).await? {
             None => Ok(n),
             Some(_) => Err(cluster.why_taken(&n, vni).await),

@@ -74,7 +74,7 @@ pub fn plan_network(
         ipv6,
         internal: req.internal,
         labels: req.labels,
-        options: req.options,
+        options: Options::parse(req.options)?,
         created: ids::now(),
     })
 }

@@ -7,8 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Weak};
 
 use super::Engine;
-use crate::drivers::overlay::vxlan_name;
-use crate::firewall::docker::{bridge_name, veth_name};
+use crate::names::{bridge_name, veth_name, vxlan_name, LINK_PREFIXES};
 use crate::state::State;
 
 impl Engine {
@@ -49,7 +48,7 @@ impl Engine {
             })
             .chain(v.endpoints().map(|e| veth_name(&e.id)))
             .collect();
-        for prefix in ["wnv", "wnx", "wnbr"] {
+        for prefix in LINK_PREFIXES {
             match self.drivers.kernel().list_links(prefix).await {
                 Ok(names) => {
                     for name in names.iter().filter(|n| !wanted_links.contains(n)) {

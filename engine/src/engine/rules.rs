@@ -137,12 +137,13 @@ impl Engine {
     /// audit-mode attachment) those it would have dropped, from the kernel's counters.
     pub async fn policy_counters(&self, reference: &str) -> Result<Vec<PolicyCounters>> {
         let policy = self.policy(reference)?;
-        let prefix = format!("pol_{}_", &policy.id[..8]);
         let chains = self.firewall_chains().await?;
         let state = self.state();
         let mut out = Vec::new();
-        for c in chains.iter().filter(|c| c.chain.starts_with(&prefix)) {
-            let net = &c.chain[prefix.len()..];
+        for c in &chains {
+            let Some(net) = crate::names::policy_chain_network(&policy.id, &c.chain) else {
+                continue;
+            };
             let Some(n) = state
                 .view()
                 .networks()
@@ -154,7 +155,7 @@ impl Engine {
             let sum = |audit: bool| {
                 c.rules
                     .iter()
-                    .filter(|r| r.text.contains("wasmnet-audit") == audit)
+                    .filter(|r| r.is_audit() == audit)
                     .filter_map(|r| r.counters)
                     .fold((0, 0), |(p, b), (rp, rb)| (p + rp, b + rb))
             };

@@ -1,45 +1,52 @@
-//! Docker's default semantics as a ruleset: endpoints of one network talk freely (unless
-//! `icc=false`), networks are isolated from each other, non-internal networks masquerade
-//! outbound, internal ones have no way out, and published ports are DNATed from the host's
-//! addresses (including from the host itself and from other sandboxes).
+//! Docker's default semantics, lowered to the neutral rules: endpoints of one network talk
+//! freely (unless `icc=false`), networks are isolated from each other, non-internal networks
+//! masquerade outbound, internal ones have no way out, and published ports are DNATed from the
+//! host's addresses (including from the host itself and from other sandboxes). Where policies
+//! govern a network, `policy` lowers its chain and the policies' own.
 //!
 //! Layout for scale: per-network dispatch through a verdict map keyed by bridge name, and
 //! per-endpoint state (published ports) as map elements, so a packet costs a few hash lookups
-//! and an endpoint joining costs element updates, never a chain rebuild.
+//! and an endpoint joining costs element updates, never a chain rebuild (with nftables; the
+//! iptables renderer expands the lookups into linear rules).
 
 use std::net::IpAddr;
 
 use super::policy::{self, Plan};
-use super::ruleset::{Change, Family, Ruleset, Table};
-use crate::model::{Endpoint, Network, PortMapping};
-
-// Defined in `names`, below the policy compiler that needs them too; the drivers, the
-// reconciler and the dashboard name them through here.
-pub use super::names::{bridge_name, option_true, veth_name, TABLE};
-
-fn chain_of(network_id: &str) -> String {
-    format!("net_{}", &network_id[..12])
-}
-
-fn quoted(name: &str) -> String {
-    format!("\"{name}\"")
-}
+use super::render_nft;
+use super::rules::{
+    Addrs, ChainId, Ct, Element, ElementChange, Fam, Family, Ifaces, Match, Published, Rule, Rules,
+    SetId, Table, Verdict,
+};
+use super::ruleset::Ruleset;
+use crate::model::{Endpoint, Network};
+// Where the engine's tests found them before `crate::names`.
+pub use crate::names::{bridge_name, veth_name, TABLE};
 
 /// The whole ruleset for these networks and endpoints, under the policies' `plan` (Docker's
 /// semantics alone when it is empty). `members` are the endpoints groups may hold: these and
 /// those on other hosts.
+pub fn lower(
+    networks: &[&Network],
+    endpoints: &[&Endpoint],
+    members: &[&Endpoint],
+    plan: &Plan,
+) -> Rules {
+    Rules {
+        tables: vec![
+            inet_table(networks, endpoints, members, plan),
+            bridge_table(networks, endpoints),
+        ],
+    }
+}
+
+/// The same, as nftables' ruleset.
 pub fn compile(
     networks: &[&Network],
     endpoints: &[&Endpoint],
     members: &[&Endpoint],
     plan: &Plan,
 ) -> Ruleset {
-    Ruleset {
-        tables: vec![
-            inet_table(networks, endpoints, members, plan),
-            bridge_table(networks, endpoints),
-        ],
-    }
+    render_nft::ruleset(&lower(networks, endpoints, members, plan))
 }
 
 /// Whether a network masquerades, and the address it source-NATs to instead.
@@ -53,7 +60,7 @@ fn inet_table(
     members: &[&Endpoint],
     plan: &Plan,
 ) -> Table {
-    let mut t = Table::new(Family::Inet, TABLE);
+    let mut t = Table::new(Family::Inet);
     add_sets(&mut t, networks, endpoints, plan);
     add_filter_chains(&mut t, networks, members, plan);
     add_nat_chains(&mut t, networks, plan);
@@ -63,34 +70,46 @@ fn inet_table(
 /// The sets and maps the chains look up: the bridges, the subnets that masquerade, the
 /// dispatch from a bridge to its network's chain, and the published ports.
 fn add_sets(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], plan: &Plan) {
-    let bridges: Vec<String> = networks
+    let bridges = networks
         .iter()
-        .map(|n| quoted(&bridge_name(&n.id)))
+        .map(|n| Element::Bridge {
+            name: bridge_name(&n.id),
+            subnets: std::iter::once(n.ipv4.subnet)
+                .chain(n.ipv6.as_ref().map(|c| c.subnet))
+                .collect(),
+        })
         .collect();
-    let masq = |v6: bool| -> Vec<String> {
+    let masq = |fam: Fam| -> Vec<Element> {
         networks
             .iter()
             .filter(|n| nat_of(n, plan) == (true, None))
-            .filter_map(|n| if v6 { n.ipv6.as_ref() } else { Some(&n.ipv4) })
-            .map(|c| c.subnet.to_string())
+            .filter_map(|n| match fam {
+                Fam::V4 => Some(&n.ipv4),
+                Fam::V6 => n.ipv6.as_ref(),
+            })
+            .map(|c| Element::Subnet(c.subnet))
             .collect()
     };
-    t.set("bridges", "type ifname;", bridges);
-    t.set("masq4", "type ipv4_addr; flags interval;", masq(false));
-    t.set("masq6", "type ipv6_addr; flags interval;", masq(true));
+    t.set(SetId::Bridges, bridges);
+    t.set(SetId::Masq(Fam::V4), masq(Fam::V4));
+    t.set(SetId::Masq(Fam::V6), masq(Fam::V6));
     let dispatch = networks
         .iter()
-        .map(|n| format!("{} : jump {}", quoted(&bridge_name(&n.id)), chain_of(&n.id)))
+        .map(|n| Element::Dispatch {
+            bridge: bridge_name(&n.id),
+            chain: ChainId::Network(n.id.clone()),
+        })
         .collect();
-    t.set("from_bridge", "type ifname : verdict;", dispatch);
-    for (name, spec) in PORT_MAPS {
+    t.set(SetId::FromBridge, dispatch);
+    for (fam, on) in PORT_MAPS {
+        let map = SetId::Ports { fam, on };
         let elements = endpoints
             .iter()
             .flat_map(|e| port_elements(e))
-            .filter(|(m, _)| m == &name)
+            .filter(|(m, _)| *m == map)
             .map(|(_, el)| el)
             .collect();
-        t.set(name, spec, elements);
+        t.set(map, elements);
     }
 }
 
@@ -98,16 +117,21 @@ fn add_sets(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], plan:
 /// policies' own chains and sets.
 fn add_filter_chains(t: &mut Table, networks: &[&Network], members: &[&Endpoint], plan: &Plan) {
     t.chain(
-        "forward",
-        Some("type filter hook forward priority filter; policy accept;"),
+        ChainId::Forward,
         vec![
-            "ct state established,related counter accept".into(),
-            "ct state invalid counter drop".into(),
+            Rule::counted(vec![Match::Ct(Ct::EstablishedRelated)], Verdict::Accept),
+            Rule::counted(vec![Match::Ct(Ct::Invalid)], Verdict::Drop),
             // Published ports: DNATed connections into a network are allowed from anywhere.
-            "ct status dnat oifname @bridges counter accept".into(),
-            "iifname @bridges counter iifname vmap @from_bridge".into(),
+            Rule::counted(
+                vec![Match::Ct(Ct::Dnat), Match::Oif(Ifaces::bridges())],
+                Verdict::Accept,
+            ),
+            Rule::counted(
+                vec![Match::Iif(Ifaces::bridges())],
+                Verdict::DispatchIif(SetId::FromBridge),
+            ),
             // Nothing else enters a network unasked.
-            "oifname @bridges counter drop".into(),
+            Rule::counted(vec![Match::Oif(Ifaces::bridges())], Verdict::Drop),
         ],
     );
     for n in networks {
@@ -115,7 +139,7 @@ fn add_filter_chains(t: &mut Table, networks: &[&Network], members: &[&Endpoint]
             Some(applied) => policy::network_rules(n, applied),
             None => network_rules(n),
         };
-        t.chain(&chain_of(&n.id), None, rules);
+        t.chain(ChainId::Network(n.id.clone()), rules);
     }
     policy::add_to(t, networks, members, plan);
 }
@@ -123,167 +147,169 @@ fn add_filter_chains(t: &mut Table, networks: &[&Network], members: &[&Endpoint]
 /// Published ports DNATed on the way in (and on the way out of the host itself); hairpin,
 /// loopback, SNAT and masquerade on the way out.
 fn add_nat_chains(t: &mut Table, networks: &[&Network], plan: &Plan) {
-    let publish = "fib daddr type local meta l4proto { tcp, udp, sctp } counter jump publish";
+    let publish = || {
+        vec![Rule::counted(
+            vec![Match::LocalDaddr, Match::Transport],
+            Verdict::Jump(ChainId::Publish),
+        )]
+    };
+    t.chain(ChainId::Prerouting, publish());
+    t.chain(ChainId::Output, publish());
+    let dnat = |fam: Fam, on: bool| {
+        Rule::uncounted(vec![], Verdict::DnatMap(SetId::Ports { fam, on })).pinned(Some(fam))
+    };
     t.chain(
-        "prerouting",
-        Some("type nat hook prerouting priority dstnat; policy accept;"),
-        vec![publish.into()],
-    );
-    t.chain(
-        "output",
-        Some("type nat hook output priority -100; policy accept;"),
-        vec![publish.into()],
-    );
-    t.chain(
-        "publish",
-        None,
+        ChainId::Publish,
         vec![
-            "dnat ip addr . port to ip daddr . meta l4proto . th dport map @pub4_on".into(),
-            "dnat ip addr . port to meta l4proto . th dport map @pub4".into(),
-            "dnat ip6 addr . port to ip6 daddr . meta l4proto . th dport map @pub6_on".into(),
-            "dnat ip6 addr . port to meta l4proto . th dport map @pub6".into(),
+            dnat(Fam::V4, true),
+            dnat(Fam::V4, false),
+            dnat(Fam::V6, true),
+            dnat(Fam::V6, false),
         ],
     );
+    let loopback: ipnet::IpNet = "127.0.0.0/8".parse().expect("a prefix");
     let mut post = vec![
         // Hairpin: a sandbox reaching a published port through the host must see replies
         // come back through the host too.
-        "ct status dnat iifname @bridges oifname @bridges counter masquerade".to_string(),
+        Rule::counted(
+            vec![
+                Match::Ct(Ct::Dnat),
+                Match::Iif(Ifaces::bridges()),
+                Match::Oif(Ifaces::bridges()),
+            ],
+            Verdict::Masquerade,
+        ),
         // From the host's loopback to a published port (needs route_localnet on the bridge).
-        "ip saddr 127.0.0.0/8 oifname @bridges counter masquerade".into(),
+        Rule::counted(
+            vec![
+                Match::Saddr(Addrs::Net(loopback)),
+                Match::Oif(Ifaces::bridges()),
+            ],
+            Verdict::Masquerade,
+        )
+        .pinned(Some(Fam::V4)),
     ];
     post.extend(networks.iter().filter_map(|n| snat_rule(n, plan)));
-    post.push("ip saddr @masq4 oifname != @bridges counter masquerade".into());
-    post.push("ip6 saddr @masq6 oifname != @bridges counter masquerade".into());
-    t.chain(
-        "postrouting",
-        Some("type nat hook postrouting priority srcnat; policy accept;"),
-        post,
-    );
+    for fam in [Fam::V4, Fam::V6] {
+        let masq = Addrs::Set(SetId::Masq(fam));
+        post.push(
+            Rule::counted(
+                vec![Match::Saddr(masq), Match::NotOif(Ifaces::bridges())],
+                Verdict::Masquerade,
+            )
+            .pinned(Some(fam)),
+        );
+    }
+    t.chain(ChainId::Postrouting, post);
 }
 
 /// A policy's SNAT for a network's subnet of the address's family.
-fn snat_rule(n: &Network, plan: &Plan) -> Option<String> {
+fn snat_rule(n: &Network, plan: &Plan) -> Option<Rule> {
     let (_, to) = nat_of(n, plan);
     let to = to?;
-    let (fam, subnet) = match to {
-        IpAddr::V4(_) => ("ip", n.ipv4.subnet),
-        IpAddr::V6(_) => ("ip6", n.ipv6.as_ref()?.subnet),
+    let subnet = match to {
+        IpAddr::V4(_) => n.ipv4.subnet,
+        IpAddr::V6(_) => n.ipv6.as_ref()?.subnet,
     };
-    Some(format!(
-        "{fam} saddr {subnet} oifname != @bridges counter snat {fam} to {to}"
-    ))
+    let matches = vec![
+        Match::Saddr(Addrs::Net(subnet)),
+        Match::NotOif(Ifaces::bridges()),
+    ];
+    Some(Rule::counted(matches, Verdict::Snat(to)).pinned(Some(Fam::of(to))))
 }
 
 /// Packets leaving one network's bridge.
-fn network_rules(n: &Network) -> Vec<String> {
-    let bridge = quoted(&bridge_name(&n.id));
-    let icc = if option_true(n, "icc", true) {
-        "accept"
+fn network_rules(n: &Network) -> Vec<Rule> {
+    let icc = if n.options.icc() {
+        Verdict::Accept
     } else {
-        "drop"
+        Verdict::Drop
     };
-    let mut rules = vec![
-        // Routed back into the same bridge (only seen with br_netfilter on).
-        format!("oifname {bridge} counter {icc}"),
-        // Other networks are isolated.
-        "oifname @bridges counter drop".into(),
-    ];
-    rules.push(if n.internal {
-        "counter drop".into()
+    let out = if n.internal {
+        Verdict::Drop
     } else {
-        "counter accept".into()
-    });
-    rules
+        Verdict::Accept
+    };
+    vec![
+        // Routed back into the same bridge (only seen with br_netfilter on).
+        Rule::counted(vec![Match::Oif(Ifaces::bridge_of(&n.id))], icc),
+        // Other networks are isolated.
+        Rule::counted(vec![Match::Oif(Ifaces::bridges())], Verdict::Drop),
+        Rule::counted(vec![], out),
+    ]
 }
 
-const PORT_MAPS: [(&str, &str); 4] = [
-    (
-        "pub4",
-        "type inet_proto . inet_service : ipv4_addr . inet_service;",
-    ),
-    (
-        "pub4_on",
-        "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service;",
-    ),
-    (
-        "pub6",
-        "type inet_proto . inet_service : ipv6_addr . inet_service;",
-    ),
-    (
-        "pub6_on",
-        "type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service;",
-    ),
+/// The published-port maps, in the order the table declares them.
+const PORT_MAPS: [(Fam, bool); 4] = [
+    (Fam::V4, false),
+    (Fam::V4, true),
+    (Fam::V6, false),
+    (Fam::V6, true),
 ];
 
 /// The map elements that publish an endpoint's ports: (map, element).
-fn port_elements(e: &Endpoint) -> Vec<(&'static str, String)> {
+fn port_elements(e: &Endpoint) -> Vec<(SetId, Element)> {
     let mut out = Vec::new();
     for p in &e.ports {
-        let PortMapping {
-            host_ip,
-            host_port,
-            container_port,
-            protocol,
-        } = p;
-        let target = |ip: IpAddr| format!("{ip} . {container_port}");
-        match host_ip {
-            None => {
-                if let Some(ip) = e.ipv4 {
-                    out.push(("pub4", format!("{protocol} . {host_port} : {}", target(ip))));
-                }
-                if let Some(ip) = e.ipv6 {
-                    out.push(("pub6", format!("{protocol} . {host_port} : {}", target(ip))));
-                }
-            }
-            Some(h) => match (h, e.ipv4, e.ipv6) {
-                (IpAddr::V4(_), Some(ip), _) => out.push((
-                    "pub4_on",
-                    format!("{h} . {protocol} . {host_port} : {}", target(ip)),
-                )),
-                (IpAddr::V6(_), _, Some(ip)) => out.push((
-                    "pub6_on",
-                    format!("{h} . {protocol} . {host_port} : {}", target(ip)),
-                )),
-                _ => {}
-            },
+        let to = match p.host_ip {
+            None => vec![e.ipv4, e.ipv6],
+            Some(IpAddr::V4(_)) => vec![e.ipv4],
+            Some(IpAddr::V6(_)) => vec![e.ipv6],
+        };
+        for to in to.into_iter().flatten() {
+            let map = SetId::Ports {
+                fam: Fam::of(to),
+                on: p.host_ip.is_some(),
+            };
+            out.push((map, Element::Port(Published::of(p, to))));
         }
     }
     out
 }
 
 /// The element changes when an endpoint of network `n` joins (`add`) or leaves.
-pub fn endpoint_changes(e: &Endpoint, n: &Network, add: bool) -> Vec<Change> {
+pub fn endpoint_changes(e: &Endpoint, n: &Network, add: bool) -> Vec<ElementChange> {
     let ports = port_elements(e)
         .into_iter()
         .map(|(set, element)| (Family::Inet, set, element));
-    let isolated = (!option_true(n, "icc", true))
-        .then(|| (Family::Bridge, "noicc_ports", quoted(&veth_name(&e.id))));
+    let isolated = (!n.options.icc()).then(|| {
+        let port = Element::Ifname(veth_name(&e.id));
+        (Family::Bridge, SetId::NoiccPorts, port)
+    });
     ports
         .chain(isolated)
-        .map(|(family, set, element)| Change::of(add, family, set, element))
+        .map(|(family, set, element)| ElementChange {
+            add,
+            family,
+            set,
+            element,
+        })
         .collect()
 }
 
 fn bridge_table(networks: &[&Network], endpoints: &[&Endpoint]) -> Table {
-    let mut t = Table::new(Family::Bridge, TABLE);
+    let mut t = Table::new(Family::Bridge);
     let noicc: Vec<&str> = networks
         .iter()
-        .filter(|n| !option_true(n, "icc", true))
+        .filter(|n| !n.options.icc())
         .map(|n| n.id.as_str())
         .collect();
     let ports = endpoints
         .iter()
         .filter(|e| noicc.contains(&e.network_id.as_str()))
-        .map(|e| quoted(&veth_name(&e.id)))
+        .map(|e| Element::Ifname(veth_name(&e.id)))
         .collect();
     // The host ends of the veths of icc=false networks. (Keyed by port, not by bridge: this
     // kernel's bridge family has no `meta ibrname`.)
-    t.set("noicc_ports", "type ifname;", ports);
+    t.set(SetId::NoiccPorts, ports);
     // Frames between two ports of an icc=false bridge, whatever br_netfilter says.
+    let ports = || Ifaces::Set(SetId::NoiccPorts);
     t.chain(
-        "forward",
-        Some("type filter hook forward priority filter; policy accept;"),
-        vec!["iifname @noicc_ports oifname @noicc_ports counter drop".into()],
+        ChainId::BridgeForward,
+        vec![Rule::counted(
+            vec![Match::Iif(ports()), Match::Oif(ports())],
+            Verdict::Drop,
+        )],
     );
     t
 }
@@ -292,7 +318,7 @@ fn bridge_table(networks: &[&Network], endpoints: &[&Endpoint]) -> Table {
 mod tests {
     use super::*;
     use crate::firewall::fixtures::{endpoint, net, sample_ports};
-    use crate::model::Protocol;
+    use crate::model::{PortMapping, Protocol};
 
     /// The default ruleset for one open network with a published port, and one internal
     /// icc=false network, is exactly this (a golden file).
@@ -332,7 +358,8 @@ mod tests {
                 protocol: Protocol::Tcp,
             }],
         );
-        let text = super::super::ruleset::render_changes(&endpoint_changes(&e, &a, true));
+        let changes = render_nft::changes(&endpoint_changes(&e, &a, true));
+        let text = super::super::ruleset::render_changes(&changes);
         assert_eq!(text, "add element inet wasmnet pub4 { tcp . 8080 : 10.1.0.2 . 80 }\nadd element inet wasmnet pub6 { tcp . 8080 : fd00::2 . 80 }\n");
         let none = endpoint(&a, "10.1.0.3", vec![]);
         assert!(
@@ -340,11 +367,8 @@ mod tests {
             "no ports, icc on: no firewall work"
         );
         let b = net('b', "10.2.0.0/24", false, false);
-        let text = super::super::ruleset::render_changes(&endpoint_changes(
-            &endpoint(&b, "10.2.0.2", vec![]),
-            &b,
-            false,
-        ));
+        let changes = endpoint_changes(&endpoint(&b, "10.2.0.2", vec![]), &b, false);
+        let text = super::super::ruleset::render_changes(&render_nft::changes(&changes));
         assert_eq!(
             text,
             format!(

@@ -52,9 +52,10 @@ impl FakeFirewall {
     ) -> Result<std::sync::MutexGuard<'_, FakeRules>, FirewallError> {
         let mut r = self.lock();
         match r.fail.remove(op) {
-            true => Err(FirewallError::Exec(format!(
-                "{op}: failing as the test asked"
-            ))),
+            true => Err(FirewallError::io(
+                op,
+                std::io::Error::other("failing as the test asked"),
+            )),
             false => Ok(r),
         }
     }

@@ -1,7 +1,8 @@
-//! The iptables backend: the same Docker semantics as iptables-restore scripts, applied with
-//! `--noflush` so that only wasmnet's own chains (`WASMNET-*`) are replaced, each table in one
-//! atomic commit. Rules are linear (one per network and per published port), so this is the
-//! slower backend; nftables is the default.
+//! The iptables backend: the neutral rules rendered as iptables-restore scripts
+//! (`render_iptables`), applied with `--noflush` so that only wasmnet's own chains
+//! (`WASMNET-*`) are replaced, each table in one atomic commit. Rules are linear (one per
+//! network and per published port, lookups expanded), so this is the slower backend; nftables
+//! is the default.
 //!
 //! Without reading the kernel's tables, the jumps from the built-in chains are kept single by
 //! deleting and re-inserting them in the same commit; when the delete fails (first start, or
@@ -9,140 +10,44 @@
 //! tell whether someone changed its chains, the watcher simply re-applies every few seconds.
 
 use std::io::Write;
-use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::docker::{bridge_name, option_true};
-use super::iptables_policy::Builder;
-use super::policy;
+use super::render_iptables::{self, IptTable};
+use super::rules::{Fam, Rules};
 use super::{Backend, ChainView, Desired, Firewall, FirewallError, RuleView};
 use crate::kernel::write_sysctl;
 use crate::model::{Endpoint, Network};
+use crate::names;
 
 /// Jumps from built-in chains into ours, per table.
-const JUMPS: [(&str, &[(&str, &str)]); 2] = [
-    ("filter", &[("FORWARD", "WASMNET-FORWARD")]),
+const JUMPS: [(IptTable, &[(&str, &str)]); 2] = [
+    (IptTable::Filter, &[("FORWARD", names::IPT_FORWARD)]),
     (
-        "nat",
+        IptTable::Nat,
         &[
-            ("PREROUTING", "WASMNET-PREROUTING"),
-            ("OUTPUT", "WASMNET-OUTPUT"),
-            ("POSTROUTING", "WASMNET-POSTROUTING"),
+            ("PREROUTING", names::IPT_PREROUTING),
+            ("OUTPUT", names::IPT_OUTPUT),
+            ("POSTROUTING", names::IPT_POSTROUTING),
         ],
     ),
 ];
 
 pub struct Iptables;
 
-/// Our chains' rules for one table and family (`v6`), without the table header.
-pub fn chain_rules(table: &str, desired: &Desired, v6: bool) -> Vec<String> {
-    match table {
-        "filter" => filter_rules(desired, v6),
-        _ => nat_rules(desired, v6),
+fn fam(v6: bool) -> Fam {
+    if v6 {
+        Fam::V6
+    } else {
+        Fam::V4
     }
 }
 
-fn filter_rules(d: &Desired, v6: bool) -> Vec<String> {
-    let mut r = vec![
-        ":WASMNET-FORWARD - [0:0]".to_string(),
-        "-A WASMNET-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".into(),
-        "-A WASMNET-FORWARD -m conntrack --ctstate INVALID -j DROP".into(),
-        "-A WASMNET-FORWARD -o wnbr+ -m conntrack --ctstate DNAT -j ACCEPT".into(),
-    ];
-    let mut policies = Builder::new(d, v6);
-    for n in &d.networks {
-        if let Some(applied) = d.plan.governs(&n.id) {
-            policies.network(n, applied);
-            r.append(&mut policies.lines);
-            continue;
-        }
-        let br = bridge_name(&n.id);
-        let icc = if option_true(n, "icc", true) {
-            "ACCEPT"
-        } else {
-            "DROP"
-        };
-        let out = if n.internal { "DROP" } else { "ACCEPT" };
-        r.push(format!("-A WASMNET-FORWARD -i {br} -o {br} -j {icc}"));
-        r.push(format!("-A WASMNET-FORWARD -i {br} -o wnbr+ -j DROP"));
-        r.push(format!("-A WASMNET-FORWARD -i {br} -j {out}"));
-    }
-    r.push("-A WASMNET-FORWARD -o wnbr+ -j DROP".into());
-    r
-}
-
-fn nat_rules(d: &Desired, v6: bool) -> Vec<String> {
-    let mut r: Vec<String> = [
-        "WASMNET-PREROUTING",
-        "WASMNET-OUTPUT",
-        "WASMNET-POSTROUTING",
-        "WASMNET-DNAT",
-    ]
-    .iter()
-    .map(|c| format!(":{c} - [0:0]"))
-    .collect();
-    r.push("-A WASMNET-PREROUTING -m addrtype --dst-type LOCAL -j WASMNET-DNAT".into());
-    r.push("-A WASMNET-OUTPUT -m addrtype --dst-type LOCAL -j WASMNET-DNAT".into());
-    if !v6 {
-        r.push("-A WASMNET-POSTROUTING -s 127.0.0.0/8 -o wnbr+ -j MASQUERADE".into());
-    }
-    for n in &d.networks {
-        let Some(subnet) = (if v6 {
-            n.ipv6.as_ref().map(|c| c.subnet)
-        } else {
-            Some(n.ipv4.subnet)
-        }) else {
-            continue;
-        };
-        let br = bridge_name(&n.id);
-        // Hairpin: a sandbox reaching a published port of its own network through the host.
-        r.push(format!(
-            "-A WASMNET-POSTROUTING -s {subnet} -o {br} -m conntrack --ctstate DNAT -j MASQUERADE"
-        ));
-        match policy::nat(n, d.plan.governs(&n.id).unwrap_or_default()) {
-            (_, Some(to)) if to.is_ipv6() == v6 => r.push(format!(
-                "-A WASMNET-POSTROUTING -s {subnet} ! -o {br} -j SNAT --to-source {to}"
-            )),
-            (_, Some(_)) => {}
-            (true, None) => r.push(format!(
-                "-A WASMNET-POSTROUTING -s {subnet} ! -o {br} -j MASQUERADE"
-            )),
-            (false, None) => {}
-        }
-    }
-    for e in &d.endpoints {
-        r.extend(dnat_rules(e, v6));
-    }
-    r
-}
-
-fn dnat_rules(e: &Endpoint, v6: bool) -> Vec<String> {
-    let Some(target) = (if v6 { e.ipv6 } else { e.ipv4 }) else {
-        return vec![];
-    };
-    e.ports
-        .iter()
-        .filter(|p| p.host_ip.is_none_or(|ip| ip.is_ipv6() == v6))
-        .map(|p| {
-            let dst = p.host_ip.map_or(String::new(), |ip| format!("-d {ip} "));
-            let to = match target {
-                IpAddr::V6(a) => format!("[{a}]:{}", p.container_port),
-                IpAddr::V4(a) => format!("{a}:{}", p.container_port),
-            };
-            let proto = p.protocol;
-            format!("-A WASMNET-DNAT {dst}-p {proto} -m {proto} --dport {} -j DNAT --to-destination {to}", p.host_port)
-        })
-        .collect()
-}
-
-/// The whole iptables-restore input for one table.
-pub fn table_script(table: &str, desired: &Desired, v6: bool, replace_jumps: bool) -> String {
-    let mut lines = vec![format!("*{table}")];
-    let (chains, jumps): (Vec<String>, Vec<String>) = chain_rules(table, desired, v6)
-        .into_iter()
-        .partition(|l| l.starts_with(':'));
-    lines.extend(chains);
+/// The whole iptables-restore input for one table and family (`v6`).
+pub fn table_script(table: IptTable, rules: &Rules, v6: bool, replace_jumps: bool) -> String {
+    let script = render_iptables::script(rules, table, fam(v6));
+    let mut lines = vec![format!("*{}", table.name())];
+    lines.extend(script.chains.iter().map(|c| format!(":{c} - [0:0]")));
     for (builtin, ours) in JUMPS
         .iter()
         .find(|(t, _)| *t == table)
@@ -154,12 +59,18 @@ pub fn table_script(table: &str, desired: &Desired, v6: bool, replace_jumps: boo
         }
         lines.push(format!("-I {builtin} 1 -j {ours}"));
     }
-    lines.extend(jumps);
+    lines.extend(
+        script
+            .lines
+            .iter()
+            .map(|l| format!("-A {} {}", l.chain, l.text)),
+    );
     lines.push("COMMIT".into());
     lines.join("\n") + "\n"
 }
 
-fn restore(v6: bool, script: &str) -> Result<(), String> {
+/// Commits one table's script with (ip6)tables-restore.
+fn restore(v6: bool, table: &'static str, script: &str) -> Result<(), FirewallError> {
     let program = if v6 {
         "ip6tables-restore"
     } else {
@@ -171,37 +82,34 @@ fn restore(v6: bool, script: &str) -> Result<(), String> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("running {program}: {e}"))?;
+        .map_err(|e| FirewallError::io(format!("running {program}"), e))?;
     child
         .stdin
         .take()
         .expect("piped")
         .write_all(script.as_bytes())
-        .map_err(|e| format!("{program}: {e}"))?;
+        .map_err(|e| FirewallError::io(format!("writing to {program}"), e))?;
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("{program}: {e}"))?;
+        .map_err(|e| FirewallError::io(format!("waiting for {program}"), e))?;
     if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        return Ok(());
     }
+    Err(FirewallError::IptablesRestore {
+        program,
+        table,
+        status: out.status,
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    })
 }
 
 impl Iptables {
-    fn apply_family(&self, desired: &Desired, v6: bool) -> Result<(), FirewallError> {
+    fn apply_family(&self, rules: &Rules, v6: bool) -> Result<(), FirewallError> {
         for (table, _) in JUMPS {
-            if restore(v6, &table_script(table, desired, v6, true)).is_err() {
+            let name = table.name();
+            if restore(v6, name, &table_script(table, rules, v6, true)).is_err() {
                 // The jumps were not there to delete: insert them alone.
-                restore(v6, &table_script(table, desired, v6, false)).map_err(|detail| {
-                    FirewallError::Refused {
-                        what: "ruleset",
-                        detail,
-                    }
-                })?;
+                restore(v6, name, &table_script(table, rules, v6, false))?;
             }
         }
         Ok(())
@@ -215,24 +123,21 @@ impl Firewall for Iptables {
 
     fn apply(&self, desired: &Desired) -> Result<(), FirewallError> {
         // iptables sees bridged frames only through br_netfilter: icc=false needs it on.
-        if desired.plan.needs_br_netfilter()
-            || desired
-                .networks
-                .iter()
-                .any(|n| !option_true(n, "icc", true))
-        {
+        if desired.plan.needs_br_netfilter() || desired.networks.iter().any(|n| !n.options.icc()) {
             for key in [
                 "net/bridge/bridge-nf-call-iptables",
                 "net/bridge/bridge-nf-call-ip6tables",
             ] {
-                write_sysctl(key, "1").map_err(|e| {
-                    FirewallError::Exec(format!("icc=false needs br_netfilter: {e}"))
+                write_sysctl(key, "1").map_err(|source| FirewallError::Sysctl {
+                    why: "icc=false and policies need br_netfilter",
+                    source,
                 })?;
             }
         }
-        self.apply_family(desired, false)?;
+        let rules = super::lower(desired);
+        self.apply_family(&rules, false)?;
         if desired.networks.iter().any(|n| n.ipv6.is_some()) {
-            self.apply_family(desired, true)?;
+            self.apply_family(&rules, true)?;
         }
         Ok(())
     }
@@ -266,28 +171,26 @@ impl Firewall for Iptables {
 
     /// iptables-restore cannot read counters back: the rules, without them.
     fn chains(&self, desired: &Desired) -> Result<Vec<ChainView>, FirewallError> {
+        let rules = super::lower(desired);
         let mut out: Vec<ChainView> = Vec::new();
         for (v6, family) in [(false, "iptables"), (true, "ip6tables")] {
             for (table, _) in JUMPS {
-                for line in chain_rules(table, desired, v6) {
-                    let Some(rest) = line.strip_prefix("-A ") else {
-                        continue;
-                    };
-                    let (chain, rule) = rest.split_once(' ').unwrap_or((rest, ""));
-                    let name = format!("{family} {table}");
+                let name = format!("{family} {}", table.name());
+                for line in render_iptables::script(&rules, table, fam(v6)).lines {
                     if !out
                         .last()
-                        .is_some_and(|c| c.table == name && c.chain == chain)
+                        .is_some_and(|c| c.table == name && c.chain == line.chain)
                     {
                         out.push(ChainView {
-                            table: name,
-                            chain: chain.to_string(),
+                            table: name.clone(),
+                            chain: line.chain.clone(),
                             rules: Vec::new(),
                         });
                     }
                     out.last_mut().expect("just pushed").rules.push(RuleView {
-                        text: rule.to_string(),
+                        text: line.text,
                         counters: None,
+                        tag: line.tag,
                     });
                 }
             }
@@ -296,12 +199,13 @@ impl Firewall for Iptables {
     }
 
     fn render(&self, desired: &Desired) -> String {
+        let rules = super::lower(desired);
         let mut out = String::new();
         for (v6, family) in [(false, "iptables"), (true, "ip6tables")] {
             for (table, _) in JUMPS {
                 out += &format!(
                     "# {family}-restore --noflush\n{}",
-                    table_script(table, desired, v6, false)
+                    table_script(table, &rules, v6, false)
                 );
             }
         }
@@ -326,8 +230,9 @@ mod tests {
             plan: Default::default(),
             remotes: vec![],
         };
+        let rules = crate::firewall::lower(&d);
         assert_eq!(
-            table_script("filter", &d, false, true),
+            table_script(IptTable::Filter, &rules, false, true),
             "*filter\n:WASMNET-FORWARD - [0:0]\n-D FORWARD -j WASMNET-FORWARD\n-I FORWARD 1 -j WASMNET-FORWARD\n\
              -A WASMNET-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
              -A WASMNET-FORWARD -m conntrack --ctstate INVALID -j DROP\n\
@@ -337,7 +242,7 @@ mod tests {
              -A WASMNET-FORWARD -i wnbraaaaaaaaaaa -j ACCEPT\n\
              -A WASMNET-FORWARD -o wnbr+ -j DROP\nCOMMIT\n"
         );
-        let nat = table_script("nat", &d, false, false);
+        let nat = table_script(IptTable::Nat, &rules, false, false);
         assert!(
             nat.contains("-I POSTROUTING 1 -j WASMNET-POSTROUTING\n") && !nat.contains("-D "),
             "{nat}"
@@ -350,13 +255,11 @@ mod tests {
         );
         assert!(nat.contains("-A WASMNET-DNAT -d 127.0.0.1 -p udp -m udp --dport 5353 -j DNAT --to-destination 10.1.0.2:53\n"), "{nat}");
         assert!(
-            nat.contains(
-                "-A WASMNET-POSTROUTING -s 10.1.0.0/24 ! -o wnbraaaaaaaaaaa -j MASQUERADE\n"
-            ),
+            nat.contains("-A WASMNET-POSTROUTING -s 10.1.0.0/24 ! -o wnbr+ -j MASQUERADE\n"),
             "{nat}"
         );
         assert!(
-            table_script("nat", &d, true, false)
+            table_script(IptTable::Nat, &rules, true, false)
                 .lines()
                 .all(|l| !l.contains("DNAT --to")),
             "no IPv6 address, no IPv6 DNAT"

@@ -1,19 +1,23 @@
-//! The firewall: a rules IR (`ruleset`), Docker's default semantics compiled into it
-//! (`docker`, naming bridges and veths as `names` says), and one file per backend that puts
-//! the rules in the kernel atomically: `nft` (the default: sets, maps and verdict maps,
-//! per-endpoint element updates) and `iptables` (iptables-restore, atomic per table, linear
-//! rules: the slower backend).
+//! The firewall. Docker's default semantics (`docker`) and the policies' decisions (`policy`)
+//! are lowered once into backend-neutral rules (`rules`: matches, verdicts, sets and maps
+//! named by what they hold, tags), which each backend only renders: `render_nft` into
+//! nftables' script model (`ruleset`) and `render_iptables` into iptables-restore lines. The
+//! backends put them in the kernel atomically: `nft` (the default: sets, maps and verdict
+//! maps, per-endpoint element updates) and `iptables` (iptables-restore, atomic per table,
+//! linear rules: the slower backend). Objects are named as `crate::names` says.
 
 pub mod docker;
+mod error;
 #[cfg(test)]
 pub mod fake;
 #[cfg(test)]
 mod fixtures;
 pub mod iptables;
-mod iptables_policy;
-pub mod names;
 pub mod nft;
 pub mod policy;
+mod render_iptables;
+pub mod render_nft;
+pub mod rules;
 pub mod ruleset;
 
 use std::sync::Arc;
@@ -21,7 +25,8 @@ use std::time::Duration;
 
 use crate::model::{Endpoint, Network};
 
-pub use nft::{FirewallError, Nft};
+pub use error::FirewallError;
+pub use nft::Nft;
 pub use ruleset::{Change, Fingerprint, Ruleset};
 
 /// What the firewall should enforce: the committed networks and endpoints (plus, during a
@@ -55,6 +60,17 @@ impl Desired {
             .map(|e| e.as_ref())
             .collect()
     }
+}
+
+/// Docker's defaults and the policies' decisions, lowered to the neutral rules that each
+/// backend renders.
+pub fn lower(d: &Desired) -> rules::Rules {
+    docker::lower(
+        &d.network_refs(),
+        &d.endpoint_refs(),
+        &d.member_refs(),
+        &d.plan,
+    )
 }
 
 /// A firewall backend. Calls block (they run `nft` or `iptables-restore`); the engine makes
@@ -97,6 +113,16 @@ pub struct RuleView {
     pub text: String,
     /// (packets, bytes), when the rule counts.
     pub counters: Option<(u64, u64)>,
+    /// What the rule is for beyond its verdict (an audit's would-be drop, a policy's log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<rules::Tag>,
+}
+
+impl RuleView {
+    /// Whether the rule counts what an audit-mode policy would have dropped.
+    pub fn is_audit(&self) -> bool {
+        matches!(self.tag, Some(rules::Tag::Audit { .. }))
+    }
 }
 
 /// Which backend enforces the rules.

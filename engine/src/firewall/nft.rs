@@ -7,30 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
+use super::error::FirewallError;
 use super::ruleset::{render_changes, Change, Fingerprint, Ruleset};
-use super::{docker, policy};
+use super::{docker, policy, render_nft};
 use super::{Backend, ChainView, Desired, Firewall, RuleView};
 use crate::model::{Endpoint, Network};
-
-/// A failed nft run. `detail` is what nft reported; it is shown, never parsed.
-#[derive(Debug, thiserror::Error)]
-pub enum FirewallError {
-    #[error("running nft: {0}")]
-    Exec(String),
-    #[error("nft refused the {what}: {detail}")]
-    Refused { what: &'static str, detail: String },
-}
-
-fn from_nftables(what: &'static str, e: nftables::helper::NftablesError) -> FirewallError {
-    use nftables::helper::NftablesError as E;
-    match e {
-        E::NftFailed { stderr, .. } => FirewallError::Refused {
-            what,
-            detail: stderr.trim().to_string(),
-        },
-        other => FirewallError::Exec(other.to_string()),
-    }
-}
 
 /// Talks to the kernel's nftables through `nft`, in the daemon's network namespace.
 #[derive(Debug)]
@@ -97,7 +78,7 @@ impl Nft {
             SCRIPT_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::write(&path, script)
-            .map_err(|e| FirewallError::Exec(format!("writing {}: {e}", path.display())))?;
+            .map_err(|e| FirewallError::io(format!("writing {}", path.display()), e))?;
         let file = path.to_string_lossy().into_owned();
         let ran = nftables::helper::get_current_ruleset_raw(
             nftables::helper::DEFAULT_NFT,
@@ -106,7 +87,7 @@ impl Nft {
         let _ = std::fs::remove_file(&path);
         ran.map(drop).map_err(|e| {
             tracing::error!(%script, "nft refused a {what}");
-            from_nftables(what, e)
+            FirewallError::nft(what, e)
         })
     }
 
@@ -144,8 +125,11 @@ impl Nft {
             nftables::helper::DEFAULT_NFT,
             args.iter().copied(),
         )
-        .map_err(|e| from_nftables("listing", e))?;
-        serde_json::from_str(&json).map_err(|e| FirewallError::Exec(format!("nft's JSON: {e}")))
+        .map_err(|e| FirewallError::nft("listing", e))?;
+        serde_json::from_str(&json).map_err(|e| FirewallError::Nft {
+            what: "listing",
+            source: nftables::helper::NftablesError::NftInvalidJson(e),
+        })
     }
 }
 
@@ -174,12 +158,13 @@ impl Firewall for Nft {
         joined: bool,
         desired: &Desired,
     ) -> Result<(), FirewallError> {
-        self.update(&docker::endpoint_changes(e, n, joined))?;
+        self.update(&render_nft::changes(&docker::endpoint_changes(
+            e, n, joined,
+        )))?;
         // Group members over netlink: nft would first read every element of the set.
         let groups = desired.plan.members.get(&e.id).map(Vec::as_slice);
         let elements = policy::member_elements(e, groups.unwrap_or_default(), joined);
-        crate::kernel::nfset::apply(docker::TABLE, &elements)
-            .map_err(|err| FirewallError::Exec(err.to_string()))
+        Ok(crate::kernel::nfset::apply(crate::names::TABLE, &elements)?)
     }
 
     /// Lists and compares only when the ruleset's generation moved since it was last found
@@ -224,8 +209,9 @@ impl Firewall for Nft {
                     .iter()
                     .enumerate()
                     .map(|(i, r)| RuleView {
-                        text: r.clone(),
+                        text: r.text.clone(),
                         counters: kernel.and_then(|k| k.get(i).copied().flatten()),
+                        tag: r.tag.clone(),
                     })
                     .collect();
                 out.push(ChainView {
@@ -240,12 +226,7 @@ impl Firewall for Nft {
 }
 
 pub(crate) fn compile(d: &Desired) -> Ruleset {
-    docker::compile(
-        &d.network_refs(),
-        &d.endpoint_refs(),
-        &d.member_refs(),
-        &d.plan,
-    )
+    render_nft::ruleset(&super::lower(d))
 }
 
 /// Bridged traffic between endpoints of one network reaches the inet hooks (and conntrack)
@@ -255,8 +236,10 @@ fn enable_br_netfilter() -> Result<(), FirewallError> {
         "net/bridge/bridge-nf-call-iptables",
         "net/bridge/bridge-nf-call-ip6tables",
     ] {
-        crate::kernel::write_sysctl(key, "1")
-            .map_err(|e| FirewallError::Exec(format!("policies need br_netfilter: {e}")))?;
+        crate::kernel::write_sysctl(key, "1").map_err(|source| FirewallError::Sysctl {
+            why: "policies need br_netfilter",
+            source,
+        })?;
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Policy decisions compiled into the inet table. Groups become address sets (one per family),
+//! Policy decisions lowered into the inet table's neutral rules. Groups become address sets
+//! (one per family),
 //! each governed network's chain jumps through one chain per attached policy (in priority
 //! order, first match wins), then falls back to the policies' defaults and Docker's.
 //!
@@ -12,12 +13,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use wasmnet_policy::ir::{NetworkDecision, Peer, Protocol, Rule, Verdict};
+use wasmnet_policy::ir::{self, NetworkDecision, Peer, Protocol, Verdict};
 
-use super::names::{bridge_name, option_true};
-use super::ruleset::Table;
-use crate::kernel::nfset::Element;
+use super::rules::{
+    self, Addrs, ChainId, Element, Fam, Ifaces, Log, Match, Rule, SetId, Table, Tag,
+};
+use crate::kernel::nfset;
 use crate::model::{Endpoint, Network};
+use crate::names::group_set;
 
 /// Per endpoint id: (policy id, group) for each group a policy put it in. A persistent map:
 /// the engine's state copies it at every join, for the cost of the path it changes.
@@ -98,85 +101,21 @@ impl Plan {
     }
 }
 
-/// The address set of a group, per family: `g_<policy>_<group>_4`.
-pub fn group_set(policy_id: &str, group: &str, v6: bool) -> String {
-    let clean: String = group
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .take(32)
-        .collect();
-    // Names that sanitising could make collide keep apart through a hash of the original.
-    let tag = if clean == group {
-        String::new()
-    } else {
-        format!("_{:08x}", fnv(group))
-    };
-    format!(
-        "g_{}_{clean}{tag}_{}",
-        &policy_id[..8],
-        if v6 { 6 } else { 4 }
-    )
-}
-
-/// The chain holding one policy's rules for one network.
-pub fn policy_chain(policy_id: &str, network_id: &str) -> String {
-    format!("pol_{}_{}", &policy_id[..8], &network_id[..12])
-}
-
-fn fnv(s: &str) -> u32 {
-    s.bytes().fold(0x811c9dc5u32, |h, b| {
-        (h ^ b as u32).wrapping_mul(0x01000193)
-    })
-}
-
 /// Adds the group sets and the per-policy chains to the inet table.
 pub fn add_to(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], plan: &Plan) {
     if plan.is_empty() {
         return;
     }
-    let addresses: HashMap<&str, &Endpoint> =
-        endpoints.iter().map(|e| (e.id.as_str(), *e)).collect();
-    let mut elements: HashMap<(String, String), (Vec<String>, Vec<String>)> = plan
-        .groups()
-        .into_iter()
-        .map(|k| (k, Default::default()))
-        .collect();
-    for (ep, groups) in &plan.members {
-        let Some(e) = addresses.get(ep.as_str()) else {
-            continue;
-        };
-        for key in groups {
-            let slot = elements.entry(key.clone()).or_default();
-            slot.0.extend(e.ipv4.map(|a| a.to_string()));
-            slot.1.extend(e.ipv6.map(|a| a.to_string()));
-        }
-    }
-    // In a stable order (the members come from a map), once each.
-    for (v4, v6) in elements.values_mut() {
-        for v in [v4, v6] {
-            v.sort();
-            v.dedup();
-        }
-    }
-    let mut keys: Vec<_> = elements.into_iter().collect();
-    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    let keys = group_members(endpoints, plan);
     for ((policy, group), (v4, v6)) in &keys {
-        t.set(
-            &group_set(policy, group, false),
-            "type ipv4_addr;",
-            v4.clone(),
-        );
-        t.set(
-            &group_set(policy, group, true),
-            "type ipv6_addr;",
-            v6.clone(),
-        );
+        for (fam, members) in [(Fam::V4, v4), (Fam::V6, v6)] {
+            let id = SetId::Group {
+                policy: policy.clone(),
+                group: group.clone(),
+                fam,
+            };
+            t.set(id, members.iter().map(|a| Element::Addr(*a)).collect());
+        }
     }
     // Each policy's groups, for `same-group`.
     let mut groups: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -187,38 +126,79 @@ pub fn add_to(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], pla
         for a in plan.governs(&n.id).unwrap_or_default() {
             let mine = groups.get(a.policy_id.as_str()).map(Vec::as_slice);
             let rules = policy_rules(n, a, networks, mine.unwrap_or_default());
-            t.chain(&policy_chain(&a.policy_id, &n.id), None, rules);
+            let id = ChainId::Policy {
+                policy: a.policy_id.clone(),
+                network: n.id.clone(),
+            };
+            t.chain(id, rules);
         }
     }
 }
 
+type GroupAddrs = ((String, String), (Vec<IpAddr>, Vec<IpAddr>));
+
+/// Every group in use with its members' addresses (IPv4, IPv6), sorted by group and, as
+/// text, by address, each once.
+fn group_members(endpoints: &[&Endpoint], plan: &Plan) -> Vec<GroupAddrs> {
+    let addresses: HashMap<&str, &Endpoint> =
+        endpoints.iter().map(|e| (e.id.as_str(), *e)).collect();
+    let mut elements: HashMap<(String, String), (Vec<IpAddr>, Vec<IpAddr>)> = plan
+        .groups()
+        .into_iter()
+        .map(|k| (k, Default::default()))
+        .collect();
+    for (ep, groups) in &plan.members {
+        let Some(e) = addresses.get(ep.as_str()) else {
+            continue;
+        };
+        for key in groups {
+            let slot = elements.entry(key.clone()).or_default();
+            slot.0.extend(e.ipv4);
+            slot.1.extend(e.ipv6);
+        }
+    }
+    // In a stable order (the members come from a map), once each.
+    for (v4, v6) in elements.values_mut() {
+        for v in [v4, v6] {
+            v.sort_by_cached_key(|a| a.to_string());
+            v.dedup();
+        }
+    }
+    let mut keys: Vec<_> = elements.into_iter().collect();
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    keys
+}
+
 /// The chain of a governed network: its policies first, then the defaults.
-pub fn network_rules(n: &Network, applied: &[Applied]) -> Vec<String> {
-    let bridge = format!("\"{}\"", bridge_name(&n.id));
+pub fn network_rules(n: &Network, applied: &[Applied]) -> Vec<Rule> {
     let mut rules = Vec::new();
     if n.internal {
         // An internal network has no way out, whatever a policy says.
-        rules.push("oifname != @bridges counter drop".to_string());
+        rules.push(Rule::counted(
+            vec![Match::NotOif(Ifaces::bridges())],
+            rules::Verdict::Drop,
+        ));
     }
-    rules.extend(
-        applied
-            .iter()
-            .map(|a| format!("jump {}", policy_chain(&a.policy_id, &n.id))),
-    );
+    rules.extend(applied.iter().map(|a| {
+        let chain = ChainId::Policy {
+            policy: a.policy_id.clone(),
+            network: n.id.clone(),
+        };
+        Rule::uncounted(vec![], rules::Verdict::Jump(chain))
+    }));
     let (internal, egress) = defaults(n, applied);
-    rules.push(format!(
-        "oifname {bridge} counter {}",
-        nft_verdict(internal, None)
-    ));
-    rules.push("oifname @bridges counter drop".into());
-    rules.push(format!("counter {}", nft_verdict(egress, None)));
+    let own = vec![Match::Oif(Ifaces::bridge_of(&n.id))];
+    rules.push(Rule::counted(own, lowered(internal, None)));
+    let others = vec![Match::Oif(Ifaces::bridges())];
+    rules.push(Rule::counted(others, rules::Verdict::Drop));
+    rules.push(Rule::counted(vec![], lowered(egress, None)));
     rules
 }
 
 /// A governed network's verdicts for what no rule decided, (between its endpoints, to the
 /// world): the first policy's that decides, else Docker's (`icc`; out allowed).
 pub fn defaults(n: &Network, applied: &[Applied]) -> (Verdict, Verdict) {
-    let icc = if option_true(n, "icc", true) {
+    let icc = if n.options.icc() {
         Verdict::Accept
     } else {
         Verdict::Drop
@@ -231,7 +211,7 @@ pub fn defaults(n: &Network, applied: &[Applied]) -> (Verdict, Verdict) {
 
 /// Whether a network masquerades, and the address it source-NATs to instead, if any.
 pub fn nat(n: &Network, applied: &[Applied]) -> (bool, Option<IpAddr>) {
-    let docker = !n.internal && option_true(n, "masquerade", true);
+    let docker = !n.internal && n.options.masquerade();
     let masq = Plan::first(applied, |d| d.masquerade).unwrap_or(docker) && !n.internal;
     (
         masq,
@@ -240,178 +220,178 @@ pub fn nat(n: &Network, applied: &[Applied]) -> (bool, Option<IpAddr>) {
 }
 
 /// One policy's rules for one network. In audit mode nothing is decided: an accept returns to
-/// the network's chain, a would-be drop is counted and logged, then returns.
-fn policy_rules(n: &Network, a: &Applied, networks: &[&Network], groups: &[&str]) -> Vec<String> {
+/// the network's chain, a would-be drop is counted and logged (tagged), then returns.
+fn policy_rules(n: &Network, a: &Applied, networks: &[&Network], groups: &[&str]) -> Vec<Rule> {
     let mut out = Vec::new();
     for r in &a.decision.rules {
-        for m in matches(r, n, &a.policy_id, networks, groups) {
-            if r.log && !a.audit {
-                out.push(format!(
-                    "{m}limit rate 10/second log prefix \"wasmnet {}: \"",
-                    short(&a.policy_name)
-                ));
-            }
-            out.push(format!(
-                "{m}counter {}",
-                verdict_text(r.verdict, r.protocol, a)
-            ));
+        for (fam, m) in matches(r, n, &a.policy_id, networks, groups) {
+            out.push(decided(r, a, m).pinned(fam));
         }
     }
     if a.audit {
-        let bridge = format!("\"{}\"", bridge_name(&n.id));
-        let log = audit_log(a);
-        if a.decision
-            .default_internal
-            .is_some_and(|v| v != Verdict::Accept)
-        {
-            out.push(format!("oifname {bridge} counter {log}"));
+        let would_drop = |d: Option<Verdict>| d.is_some_and(|v| v != Verdict::Accept);
+        let mut log = |m: Match| {
+            out.push(Rule {
+                verdict: None,
+                ..audited(Rule::counted(vec![m], rules::Verdict::Return), a)
+            })
+        };
+        if would_drop(a.decision.default_internal) {
+            log(Match::Oif(Ifaces::bridge_of(&n.id)));
         }
-        if a.decision
-            .default_egress
-            .is_some_and(|v| v != Verdict::Accept)
-        {
-            out.push(format!("oifname != @bridges counter {log}"));
+        if would_drop(a.decision.default_egress) {
+            log(Match::NotOif(Ifaces::bridges()));
         }
     }
     out
+}
+
+/// A policy rule's verdict (and log) for packets matching `m`.
+fn decided(r: &ir::Rule, a: &Applied, m: Vec<Match>) -> Rule {
+    match (a.audit, r.verdict) {
+        (true, Verdict::Accept) => Rule::counted(m, rules::Verdict::Return),
+        (true, _) => audited(Rule::counted(m, rules::Verdict::Return), a),
+        (false, v) if r.log => Rule {
+            log: Some(Log {
+                prefix: format!("wasmnet {}: ", short(&a.policy_name)),
+                per_second: Some(10),
+            }),
+            tag: Some(Tag::Log {
+                policy: a.policy_id.clone(),
+            }),
+            ..Rule::counted(m, lowered(v, r.protocol))
+        },
+        (false, v) => Rule::counted(m, lowered(v, r.protocol)),
+    }
+}
+
+/// What an audit-mode policy would have dropped: logged and tagged.
+fn audited(r: Rule, a: &Applied) -> Rule {
+    Rule {
+        log: Some(Log {
+            prefix: format!("wasmnet-audit {}: ", short(&a.policy_name)),
+            per_second: None,
+        }),
+        tag: Some(Tag::Audit {
+            policy: a.policy_id.clone(),
+        }),
+        ..r
+    }
 }
 
 fn short(name: &str) -> String {
     name.chars().take(16).collect()
 }
 
-fn audit_log(a: &Applied) -> String {
-    format!("log prefix \"wasmnet-audit {}: \"", short(&a.policy_name))
-}
-
-fn verdict_text(v: Verdict, proto: Option<Protocol>, a: &Applied) -> String {
-    match (a.audit, v) {
-        (true, Verdict::Accept) => "return".into(),
-        (true, _) => format!("{} return", audit_log(a)),
-        (false, v) => nft_verdict(v, proto),
+fn lowered(v: Verdict, proto: Option<Protocol>) -> rules::Verdict {
+    match v {
+        Verdict::Accept => rules::Verdict::Accept,
+        Verdict::Drop => rules::Verdict::Drop,
+        Verdict::Reject => rules::Verdict::Reject {
+            tcp_reset: proto == Some(Protocol::Tcp),
+        },
     }
 }
 
-fn nft_verdict(v: Verdict, proto: Option<Protocol>) -> String {
-    match (v, proto) {
-        (Verdict::Accept, _) => "accept".into(),
-        (Verdict::Drop, _) => "drop".into(),
-        (Verdict::Reject, Some(Protocol::Tcp)) => "reject with tcp reset".into(),
-        (Verdict::Reject, _) => "reject".into(),
-    }
-}
-
-/// Which families a rule's matches pin it to.
-#[derive(Clone, Copy, PartialEq)]
-enum Fam {
-    V4,
-    V6,
-}
-
-/// The match part of a rule (ending in a space), once per family it needs; none when the rule
-/// can never match in this network's chain.
+/// The matches of a rule with the family they pin it to, once per family it needs (and for
+/// `same-group`, once per group); none when the rule can never match in this network's chain.
 fn matches(
-    r: &Rule,
+    r: &ir::Rule,
     n: &Network,
     policy: &str,
     networks: &[&Network],
     groups: &[&str],
-) -> Vec<String> {
+) -> Vec<(Option<Fam>, Vec<Match>)> {
     // The chain only sees traffic leaving this network's endpoints.
     match &r.from {
         Peer::World => return vec![],
         Peer::Network(x) if resolve(x, networks) != Some(n.id.as_str()) => return vec![],
         _ => {}
     }
-    let fams: &[Fam] = if needs_family(r) {
-        &[Fam::V4, Fam::V6]
+    let fams: &[Option<Fam>] = if needs_family(r) {
+        &[Some(Fam::V4), Some(Fam::V6)]
     } else {
-        &[Fam::V4]
+        &[None]
     };
     let mut out = Vec::new();
-    for &fam in fams {
+    for &pin in fams {
+        let fam = pin.unwrap_or(Fam::V4);
         let src = match &r.from {
             p @ (Peer::Group(_) | Peer::Cidr(_)) => {
-                match peer_match(p, "saddr", fam, policy, networks) {
+                match peer_match(p, false, fam, policy, networks) {
                     Some(s) => s,
                     None => continue,
                 }
             }
             _ => None,
         };
-        let dsts: Vec<Vec<String>> = match &r.to {
+        let dsts: Vec<Vec<Match>> = match &r.to {
             Peer::SameGroup => groups
                 .iter()
                 .map(|g| {
-                    let set = format!("@{}", group_set(policy, g, fam == Fam::V6));
-                    vec![addr(fam, "saddr", &set), addr(fam, "daddr", &set)]
+                    let set = || Addrs::Set(group(policy, g, fam));
+                    vec![Match::Saddr(set()), Match::Daddr(set())]
                 })
                 .collect(),
-            to => match peer_match(to, "daddr", fam, policy, networks) {
+            to => match peer_match(to, true, fam, policy, networks) {
                 Some(d) => vec![d.into_iter().collect()],
                 None => continue,
             },
         };
+        let proto = r.protocol.map(|proto| Match::Proto {
+            proto,
+            ports: r.ports.clone(),
+        });
         for dst in dsts {
-            let conds = src.iter().cloned().chain(dst).chain(proto_match(r, fam));
-            out.push(conds.map(|c| format!("{c} ")).collect());
+            let all = src.iter().cloned().chain(dst).chain(proto.clone());
+            out.push((pin, all.collect()));
         }
     }
     out
 }
 
-fn needs_family(r: &Rule) -> bool {
+fn group(policy: &str, group: &str, fam: Fam) -> SetId {
+    SetId::Group {
+        policy: policy.to_string(),
+        group: group.to_string(),
+        fam,
+    }
+}
+
+fn needs_family(r: &ir::Rule) -> bool {
     let pinned = |p: &Peer| matches!(p, Peer::Group(_) | Peer::SameGroup | Peer::Cidr(_));
     pinned(&r.from) || pinned(&r.to) || r.protocol == Some(Protocol::Icmp)
 }
 
-fn addr(fam: Fam, dir: &str, what: &str) -> String {
-    format!("{} {dir} {what}", if fam == Fam::V6 { "ip6" } else { "ip" })
-}
-
 /// `None`: this peer cannot match in this family (the rule is left out); `Some(None)`: no
-/// condition needed.
+/// condition needed. `dst`: the peer is the destination (else the source).
 fn peer_match(
     p: &Peer,
-    dir: &str,
+    dst: bool,
     fam: Fam,
     policy: &str,
     networks: &[&Network],
-) -> Option<Option<String>> {
+) -> Option<Option<Match>> {
+    let addr = |a: Addrs| {
+        if dst {
+            Match::Daddr(a)
+        } else {
+            Match::Saddr(a)
+        }
+    };
     Some(match p {
         Peer::Any => None,
-        Peer::Group(g) => Some(addr(
-            fam,
-            dir,
-            &format!("@{}", group_set(policy, g, fam == Fam::V6)),
-        )),
+        Peer::Group(g) => Some(addr(Addrs::Set(group(policy, g, fam)))),
         Peer::Cidr(c) => {
             if c.addr().is_ipv6() != (fam == Fam::V6) {
                 return None;
             }
-            Some(addr(fam, dir, &c.to_string()))
+            Some(addr(Addrs::Net(*c)))
         }
-        Peer::World if dir == "daddr" => Some("oifname != @bridges".into()),
-        Peer::Network(x) if dir == "daddr" => {
-            let id = resolve(x, networks)?;
-            Some(format!("oifname \"{}\"", bridge_name(id)))
-        }
+        Peer::World if dst => Some(Match::NotOif(Ifaces::bridges())),
+        Peer::Network(x) if dst => Some(Match::Oif(Ifaces::bridge_of(resolve(x, networks)?))),
         // Sources are this network's endpoints (see `matches`).
         Peer::World | Peer::Network(_) | Peer::SameGroup => None,
-    })
-}
-
-fn proto_match(r: &Rule, fam: Fam) -> Option<String> {
-    let p = r.protocol?;
-    if p == Protocol::Icmp {
-        let icmp = if fam == Fam::V4 { "icmp" } else { "ipv6-icmp" };
-        return Some(format!("meta l4proto {icmp}"));
-    }
-    let ports = wasmnet_policy::ir::port_ranges(&r.ports, "-");
-    Some(match ports.len() {
-        0 => format!("meta l4proto {p}"),
-        1 => format!("{p} dport {}", ports[0]),
-        _ => format!("{p} dport {{ {} }}", ports.join(", ")),
     })
 }
 
@@ -424,13 +404,17 @@ fn resolve<'a>(x: &str, networks: &[&'a Network]) -> Option<&'a str> {
 }
 
 /// The set elements that put endpoint `e` into its groups' sets (or take it out).
-pub fn member_elements(e: &Endpoint, groups: &[(String, String)], add: bool) -> Vec<Element> {
+pub fn member_elements(
+    e: &Endpoint,
+    groups: &[(String, String)],
+    add: bool,
+) -> Vec<nfset::Element> {
     let mut out = Vec::new();
     for (policy, group) in groups {
         for (v6, addr) in [(false, e.ipv4), (true, e.ipv6)] {
             let Some(addr) = addr else { continue };
             let set = group_set(policy, group, v6);
-            out.push(Element { add, set, addr });
+            out.push(nfset::Element { add, set, addr });
         }
     }
     out
@@ -440,138 +424,8 @@ pub fn member_elements(e: &Endpoint, groups: &[(String, String)], add: bool) -> 
 mod tests {
     use super::*;
     use crate::firewall::docker;
-    use crate::firewall::fixtures::{endpoint, net};
-    use wasmnet_policy::ir::Rule;
-
-    fn rule(
-        from: Peer,
-        to: Peer,
-        protocol: Option<Protocol>,
-        ports: Vec<(u16, u16)>,
-        verdict: Verdict,
-    ) -> Rule {
-        Rule {
-            from,
-            to,
-            protocol,
-            ports,
-            verdict,
-            log: false,
-        }
-    }
-
-    /// Two policies on one network (label isolation, then an audited microsegmentation), and an
-    /// egress allowlist with SNAT on another.
-    fn sample() -> (Vec<Network>, Vec<Endpoint>, Plan) {
-        let a = net('a', "10.1.0.0/24", false, true);
-        let b = net('b', "10.2.0.0/24", false, true);
-        let mut web = endpoint(&a, "10.1.0.2", vec![]);
-        web.id = "1".repeat(64);
-        let mut db = endpoint(&a, "10.1.0.3", vec![]);
-        db.id = "2".repeat(64);
-        let tiers = "7".repeat(64);
-        let micro = "8".repeat(64);
-        let egress = "9".repeat(64);
-        let applied = |policy: &str, name: &str, audit: bool, decision: NetworkDecision| Applied {
-            policy_id: policy.into(),
-            policy_name: name.into(),
-            audit,
-            decision,
-        };
-        let mut plan = Plan::default();
-        let networks = std::sync::Arc::make_mut(&mut plan.networks);
-        networks.insert(
-            a.id.clone(),
-            vec![
-                applied(
-                    &tiers,
-                    "tiers",
-                    false,
-                    NetworkDecision {
-                        network_id: a.id.clone(),
-                        rules: vec![rule(
-                            Peer::Any,
-                            Peer::SameGroup,
-                            None,
-                            vec![],
-                            Verdict::Accept,
-                        )],
-                        default_internal: Some(Verdict::Drop),
-                        ..Default::default()
-                    },
-                ),
-                applied(
-                    &micro,
-                    "micro",
-                    true,
-                    NetworkDecision {
-                        network_id: a.id.clone(),
-                        rules: vec![rule(
-                            Peer::Group("web".into()),
-                            Peer::Group("db".into()),
-                            Some(Protocol::Tcp),
-                            vec![(5432, 5432)],
-                            Verdict::Accept,
-                        )],
-                        default_internal: Some(Verdict::Drop),
-                        ..Default::default()
-                    },
-                ),
-            ],
-        );
-        networks.insert(
-            b.id.clone(),
-            vec![applied(
-                &egress,
-                "egress",
-                false,
-                NetworkDecision {
-                    network_id: b.id.clone(),
-                    rules: vec![
-                        rule(
-                            Peer::Any,
-                            Peer::Any,
-                            Some(Protocol::Udp),
-                            vec![(53, 53)],
-                            Verdict::Accept,
-                        ),
-                        rule(
-                            Peer::Any,
-                            Peer::Cidr("192.0.2.0/24".parse().unwrap()),
-                            None,
-                            vec![],
-                            Verdict::Accept,
-                        ),
-                        rule(
-                            Peer::Any,
-                            Peer::Network("na".into()),
-                            Some(Protocol::Icmp),
-                            vec![],
-                            Verdict::Reject,
-                        ),
-                    ],
-                    default_egress: Some(Verdict::Drop),
-                    snat: Some("198.51.100.7".parse().unwrap()),
-                    ..Default::default()
-                },
-            )],
-        );
-        plan.members.insert(
-            web.id.clone(),
-            vec![
-                (tiers.clone(), "tier=x".into()),
-                (micro.clone(), "web".into()),
-            ],
-        );
-        plan.members.insert(
-            db.id.clone(),
-            vec![
-                (tiers.clone(), "tier=x".into()),
-                (micro.clone(), "db".into()),
-            ],
-        );
-        (vec![a, b], vec![web, db], plan)
-    }
+    use crate::firewall::fixtures::{desired, endpoint, net, sample};
+    use crate::firewall::render_iptables::IptTable;
 
     fn golden(name: &str, got: &str) {
         let path = format!(
@@ -599,30 +453,13 @@ mod tests {
     #[test]
     fn golden_policy_iptables() {
         let (nets, eps, plan) = sample();
-        let d = crate::firewall::Desired {
-            networks: nets.into_iter().map(std::sync::Arc::new).collect(),
-            endpoints: eps.into_iter().map(std::sync::Arc::new).collect(),
-            plan: std::sync::Arc::new(plan),
-            remotes: vec![],
-        };
-        let got = ["filter", "nat"]
-            .iter()
-            .map(|t| crate::firewall::iptables::table_script(t, &d, false, false))
+        let d = desired(nets, eps, plan);
+        let rules = crate::firewall::lower(&d);
+        let got = [IptTable::Filter, IptTable::Nat]
+            .into_iter()
+            .map(|t| crate::firewall::iptables::table_script(t, &rules, false, false))
             .collect::<String>();
         golden("policy.iptables", &got);
-    }
-
-    #[test]
-    fn group_names_are_safe_and_distinct() {
-        let p = "0123456789abcdef".repeat(4);
-        assert_eq!(group_set(&p, "web", false), "g_01234567_web_4");
-        let odd = group_set(&p, "tier=web", true);
-        assert!(
-            odd.starts_with("g_01234567_tier_web_") && odd.ends_with("_6"),
-            "{odd}"
-        );
-        assert_ne!(group_set(&p, "a b", false), group_set(&p, "a_b", false));
-        assert!(group_set(&p, &"x".repeat(64), false).len() < 64);
     }
 
     #[test]

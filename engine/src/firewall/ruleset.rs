@@ -1,23 +1,12 @@
-//! The rules IR, after knftables: typed tables, chains, sets and maps, with each rule a short
-//! line of nft syntax. Pure: rendering to an nft script is tested without root.
+//! nftables' side of the rules, after knftables: tables, chains, sets and maps, with each rule
+//! a short line of nft syntax (what `render_nft` makes of the neutral rules). Pure: rendering
+//! to an nft script is tested without root.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Family {
-    Inet,
-    Bridge,
-}
-
-impl Family {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Family::Inet => "inet",
-            Family::Bridge => "bridge",
-        }
-    }
-}
+pub use super::rules::Family;
+use super::rules::Tag;
 
 /// A set (`spec` like `type ifname;`) or a map (`type ifname : verdict;`); elements as nft text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +21,23 @@ pub struct Chain {
     pub name: String,
     /// For base chains: `type filter hook forward priority filter; policy accept;`.
     pub hook: Option<String>,
-    pub rules: Vec<String>,
+    pub rules: Vec<Line>,
+}
+
+/// One rule as nft syntax, and what it is for (from the neutral rule it renders).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    pub text: String,
+    pub tag: Option<Tag>,
+}
+
+impl From<&str> for Line {
+    fn from(text: &str) -> Line {
+        Line {
+            text: text.to_string(),
+            tag: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,7 +74,7 @@ pub enum Change {
 impl Change {
     /// Adding (`add`) or deleting `element` in set or map `set` of wasmnet's table of `family`.
     pub fn of(add: bool, family: Family, set: &str, element: String) -> Change {
-        let (table, set) = (super::names::TABLE.to_string(), set.to_string());
+        let (table, set) = (crate::names::TABLE.to_string(), set.to_string());
         if add {
             Change::Add {
                 family,
@@ -109,7 +114,7 @@ impl Table {
         });
     }
 
-    pub fn chain(&mut self, name: &str, hook: Option<&str>, rules: Vec<String>) {
+    pub fn chain(&mut self, name: &str, hook: Option<&str>, rules: Vec<Line>) {
         self.chains.push(Chain {
             name: name.into(),
             hook: hook.map(Into::into),
@@ -140,7 +145,7 @@ impl Ruleset {
                     let _ = writeln!(out, "\t\t{h}");
                 }
                 for r in &c.rules {
-                    let _ = writeln!(out, "\t\t{r}");
+                    let _ = writeln!(out, "\t\t{}", r.text);
                 }
                 out.push_str("\t}\n");
             }

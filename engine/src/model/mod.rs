@@ -1,6 +1,7 @@
 //! The Container Network Model as plain data: what is stored, served and validated.
 //! Requests (`*Create`) are what clients send; `validate` turns them into checked specs.
 
+mod options;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use options::{NetworkOptions, Options};
 pub use validate::{
     validate_interface, validate_labels, validate_mac, validate_name, validate_options, MAX_LABELS,
     MAX_NAME_LEN,
@@ -70,7 +72,9 @@ pub struct Network {
     pub ipv6: Option<IpConfig>,
     pub internal: bool,
     pub labels: Labels,
-    pub options: Labels,
+    // Served and stored as the map given; parsed once, when it is validated or read back.
+    #[schema(value_type = Labels)]
+    pub options: Options,
     pub created: String,
 }
 

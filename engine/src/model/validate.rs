@@ -1,7 +1,7 @@
 //! Validation of the values clients send. Pure functions; each error names the field.
 
 use crate::error::{Error, Result};
-use crate::model::Labels;
+use crate::model::{Labels, NetworkOptions};
 
 pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_LABELS: usize = 64;
@@ -81,15 +81,17 @@ fn validate_label_key(field: &str, key: &str) -> Result<()> {
     Ok(())
 }
 
-/// The driver options wasmnet understands. Unknown ones are refused rather than ignored, so a
-/// typo never silently changes a network's behaviour.
-pub fn validate_options(options: &Labels) -> Result<()> {
+/// The driver options wasmnet understands, parsed: the one place they are read from text.
+/// Unknown ones are refused rather than ignored, so a typo never silently changes a network's
+/// behaviour.
+pub fn validate_options(options: &Labels) -> Result<NetworkOptions> {
     validate_labels("options", options)?;
+    let mut parsed = NetworkOptions::default();
     for (key, value) in options {
         let field = format!("options.{key}");
         match key.as_str() {
             "mtu" => match value.parse::<u32>() {
-                Ok(68..=65535) => {}
+                Ok(mtu @ 68..=65535) => parsed.mtu = Some(mtu),
                 _ => {
                     return Err(Error::invalid(
                         field,
@@ -98,7 +100,7 @@ pub fn validate_options(options: &Labels) -> Result<()> {
                 }
             },
             "vni" => match value.parse::<u32>() {
-                Ok(1..=16_777_215) => {}
+                Ok(vni @ 1..=16_777_215) => parsed.vni = Some(vni),
                 _ => {
                     return Err(Error::invalid(
                         field,
@@ -107,11 +109,19 @@ pub fn validate_options(options: &Labels) -> Result<()> {
                 }
             },
             "icc" | "masquerade" => {
-                if value != "true" && value != "false" {
-                    return Err(Error::invalid(
-                        field,
-                        format!("{value:?} is not true or false"),
-                    ));
+                let on = match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(Error::invalid(
+                            field,
+                            format!("{value:?} is not true or false"),
+                        ))
+                    }
+                };
+                match key.as_str() {
+                    "icc" => parsed.icc = on,
+                    _ => parsed.masquerade = on,
                 }
             }
             _ => {
@@ -122,7 +132,7 @@ pub fn validate_options(options: &Labels) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(parsed)
 }
 
 /// An interface name Linux accepts: 1–15 bytes, no '/', ':', whitespace, not "." or "..".
@@ -231,7 +241,11 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        validate_options(&ok).unwrap();
+        let parsed = validate_options(&ok).unwrap();
+        assert_eq!(
+            (parsed.mtu, parsed.icc, parsed.masquerade, parsed.vni),
+            (Some(1400), false, true, None)
+        );
         for (k, v) in [
             ("mtu", "10"),
             ("mtu", "x"),

@@ -13,7 +13,7 @@ use wasmnet_policy::Runtime;
 
 use super::{Attachment, Inputs, Loaded, Plan, Policy, PolicySet};
 use crate::firewall::docker;
-use crate::model::{Endpoint, IpConfig, Labels, Network, PortMapping, PortRequest};
+use crate::model::{Endpoint, IpConfig, Labels, Network, Options, PortMapping, PortRequest};
 
 /// A fixture: networks by name and subnet, endpoints by network and sandbox name.
 #[derive(Debug, Deserialize)]
@@ -36,7 +36,7 @@ pub struct FixtureNetwork {
     #[serde(default)]
     pub labels: Labels,
     #[serde(default)]
-    pub options: Labels,
+    pub options: Options,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use wasmnet_engine::engine::{Filter, NetworkDetail};
 use wasmnet_engine::model::Network;
+use wasmnet_engine::names;
 
 use super::forms::{CsrfForm, FormErrors, NetworkForm};
 use super::page::{error_page, forbidden, render, ListParams, PAGE};
@@ -107,8 +108,8 @@ pub async fn show(State(s): State<UiState>, auth: Authed, Path(id): Path<String>
         Ok(d) => d,
         Err(e) => return error_page(&auth, e, "/networks"),
     };
-    let bridge = wasmnet_engine::firewall::docker::bridge_name(&d.network.id);
-    let chain = format!("net_{}", &d.network.id[..12]);
+    let bridge = names::bridge_name(&d.network.id);
+    let chain = names::network_chain(&d.network.id);
     let rules = rules_for(&s.app.engine.firewall_text(), &bridge, &chain);
     let free = d.usage.ipv4.total - d.usage.ipv4.used;
     let policies = governing(&s.app.engine, &d.network.id);

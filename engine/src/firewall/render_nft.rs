@@ -1,0 +1,276 @@
+//! The neutral rules as nftables: sets and maps as they are (a lookup is one hash lookup), one
+//! line of nft syntax per rule — except that a rate-limited log becomes a rule of its own,
+//! since `limit` is a match and would otherwise limit the verdict too.
+
+use wasmnet_policy::ir::{port_ranges, Protocol};
+
+use super::rules::{
+    Addrs, ChainId, Ct, Element, ElementChange, Fam, Ifaces, Match, Rule, Rules, SetId, Table,
+    Verdict,
+};
+use super::ruleset::{self, Change, Line};
+use crate::names;
+
+/// The whole nft ruleset.
+pub fn ruleset(rules: &Rules) -> ruleset::Ruleset {
+    ruleset::Ruleset {
+        tables: rules.tables.iter().map(table).collect(),
+    }
+}
+
+fn table(t: &Table) -> ruleset::Table {
+    let mut out = ruleset::Table::new(t.family, names::TABLE);
+    for s in &t.sets {
+        let elements = s.elements.iter().map(element).collect();
+        out.set(&set_name(&s.id), set_spec(&s.id), elements);
+    }
+    for c in &t.chains {
+        let lines = c.rules.iter().flat_map(lines).collect();
+        out.chain(&chain_name(&c.id), hook(&c.id), lines);
+    }
+    out
+}
+
+/// The element changes as nft's (one `add`/`delete element` each).
+pub fn changes(changes: &[ElementChange]) -> Vec<Change> {
+    changes
+        .iter()
+        .map(|c| Change::of(c.add, c.family, &set_name(&c.set), element(&c.element)))
+        .collect()
+}
+
+pub fn set_name(id: &SetId) -> String {
+    match id {
+        SetId::Bridges => names::SET_BRIDGES.into(),
+        SetId::Masq(Fam::V4) => names::SET_MASQ4.into(),
+        SetId::Masq(Fam::V6) => names::SET_MASQ6.into(),
+        SetId::FromBridge => names::MAP_FROM_BRIDGE.into(),
+        SetId::Ports { fam, on } => match (fam, on) {
+            (Fam::V4, false) => names::MAP_PUB4,
+            (Fam::V4, true) => names::MAP_PUB4_ON,
+            (Fam::V6, false) => names::MAP_PUB6,
+            (Fam::V6, true) => names::MAP_PUB6_ON,
+        }
+        .into(),
+        SetId::Group { policy, group, fam } => names::group_set(policy, group, *fam == Fam::V6),
+        SetId::NoiccPorts => names::SET_NOICC_PORTS.into(),
+    }
+}
+
+/// A set's type (and flags); a map's has ` : ` between key and value.
+fn set_spec(id: &SetId) -> &'static str {
+    match id {
+        SetId::Bridges | SetId::NoiccPorts => "type ifname;",
+        SetId::Masq(Fam::V4) => "type ipv4_addr; flags interval;",
+        SetId::Masq(Fam::V6) => "type ipv6_addr; flags interval;",
+        SetId::FromBridge => "type ifname : verdict;",
+        SetId::Ports { fam, on } => match (fam, on) {
+            (Fam::V4, false) => "type inet_proto . inet_service : ipv4_addr . inet_service;",
+            (Fam::V4, true) => {
+                "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service;"
+            }
+            (Fam::V6, false) => "type inet_proto . inet_service : ipv6_addr . inet_service;",
+            (Fam::V6, true) => {
+                "type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service;"
+            }
+        },
+        SetId::Group { fam: Fam::V4, .. } => "type ipv4_addr;",
+        SetId::Group { fam: Fam::V6, .. } => "type ipv6_addr;",
+    }
+}
+
+fn element(e: &Element) -> String {
+    match e {
+        Element::Bridge { name, .. } | Element::Ifname(name) => quoted(name),
+        Element::Subnet(net) => net.to_string(),
+        Element::Dispatch { bridge, chain } => {
+            format!("{} : jump {}", quoted(bridge), chain_name(chain))
+        }
+        Element::Port(p) => {
+            let key = format!("{} . {}", p.proto, p.port);
+            let key = p.on.map_or(key.clone(), |on| format!("{on} . {key}"));
+            format!("{key} : {} . {}", p.to, p.to_port)
+        }
+        Element::Addr(a) => a.to_string(),
+    }
+}
+
+pub fn chain_name(id: &ChainId) -> String {
+    match id {
+        ChainId::Forward | ChainId::BridgeForward => names::CHAIN_FORWARD.into(),
+        ChainId::Prerouting => names::CHAIN_PREROUTING.into(),
+        ChainId::Output => names::CHAIN_OUTPUT.into(),
+        ChainId::Postrouting => names::CHAIN_POSTROUTING.into(),
+        ChainId::Publish => names::CHAIN_PUBLISH.into(),
+        ChainId::Network(n) => names::network_chain(n),
+        ChainId::Policy { policy, network } => names::policy_chain(policy, network),
+    }
+}
+
+fn hook(id: &ChainId) -> Option<&'static str> {
+    Some(match id {
+        ChainId::Forward | ChainId::BridgeForward => {
+            "type filter hook forward priority filter; policy accept;"
+        }
+        ChainId::Prerouting => "type nat hook prerouting priority dstnat; policy accept;",
+        ChainId::Output => "type nat hook output priority -100; policy accept;",
+        ChainId::Postrouting => "type nat hook postrouting priority srcnat; policy accept;",
+        ChainId::Publish | ChainId::Network(_) | ChainId::Policy { .. } => return None,
+    })
+}
+
+/// One rule's nft lines: one, or two for a rate-limited log and a verdict.
+fn lines(r: &Rule) -> Vec<Line> {
+    let fam = r.fam.unwrap_or(Fam::V4);
+    let matches: Vec<String> = r.matches.iter().map(|m| match_text(m, fam)).collect();
+    let log = r
+        .log
+        .as_ref()
+        .map(|l| format!("log prefix \"{}\"", l.prefix));
+    let limit = r.log.as_ref().and_then(|l| l.per_second);
+    let limit = limit.map(|n| format!("limit rate {n}/second"));
+    let verdict = r.verdict.as_ref().map(|v| verdict_text(v, fam));
+    let counter = r.counter.then(|| "counter".to_string());
+    let line = |parts: Vec<Option<String>>| Line {
+        text: matches
+            .iter()
+            .cloned()
+            .chain(parts.into_iter().flatten())
+            .collect::<Vec<_>>()
+            .join(" "),
+        tag: r.tag.clone(),
+    };
+    match (limit, verdict) {
+        (Some(limit), Some(verdict)) => vec![
+            line(vec![Some(limit), log]),
+            line(vec![counter, Some(verdict)]),
+        ],
+        (limit, verdict) => vec![line(vec![limit, counter, log, verdict])],
+    }
+}
+
+fn ip(fam: Fam) -> &'static str {
+    match fam {
+        Fam::V4 => "ip",
+        Fam::V6 => "ip6",
+    }
+}
+
+fn quoted(name: &str) -> String {
+    format!("\"{name}\"")
+}
+
+fn ifaces(i: &Ifaces) -> String {
+    match i {
+        Ifaces::Name(n) => quoted(n),
+        Ifaces::Set(s) => format!("@{}", set_name(s)),
+    }
+}
+
+fn addrs(a: &Addrs) -> String {
+    match a {
+        Addrs::Net(n) => n.to_string(),
+        Addrs::Set(s) => format!("@{}", set_name(s)),
+    }
+}
+
+fn match_text(m: &Match, fam: Fam) -> String {
+    match m {
+        Match::Iif(i) => format!("iifname {}", ifaces(i)),
+        Match::Oif(i) => format!("oifname {}", ifaces(i)),
+        Match::NotOif(i) => format!("oifname != {}", ifaces(i)),
+        Match::Saddr(a) => format!("{} saddr {}", ip(fam), addrs(a)),
+        Match::Daddr(a) => format!("{} daddr {}", ip(fam), addrs(a)),
+        Match::Proto { proto, ports } => proto_text(*proto, ports, fam),
+        Match::Ct(Ct::EstablishedRelated) => "ct state established,related".into(),
+        Match::Ct(Ct::Invalid) => "ct state invalid".into(),
+        Match::Ct(Ct::Dnat) => "ct status dnat".into(),
+        Match::LocalDaddr => "fib daddr type local".into(),
+        Match::Transport => "meta l4proto { tcp, udp, sctp }".into(),
+    }
+}
+
+fn proto_text(p: Protocol, ports: &[(u16, u16)], fam: Fam) -> String {
+    if p == Protocol::Icmp {
+        let icmp = if fam == Fam::V4 { "icmp" } else { "ipv6-icmp" };
+        return format!("meta l4proto {icmp}");
+    }
+    let ports = port_ranges(ports, "-");
+    match ports.len() {
+        0 => format!("meta l4proto {p}"),
+        1 => format!("{p} dport {}", ports[0]),
+        _ => format!("{p} dport {{ {} }}", ports.join(", ")),
+    }
+}
+
+fn verdict_text(v: &Verdict, fam: Fam) -> String {
+    match v {
+        Verdict::Accept => "accept".into(),
+        Verdict::Drop => "drop".into(),
+        Verdict::Reject { tcp_reset: true } => "reject with tcp reset".into(),
+        Verdict::Reject { tcp_reset: false } => "reject".into(),
+        Verdict::Return => "return".into(),
+        Verdict::Jump(c) => format!("jump {}", chain_name(c)),
+        Verdict::DispatchIif(map) => format!("iifname vmap @{}", set_name(map)),
+        Verdict::Masquerade => "masquerade".into(),
+        Verdict::Snat(to) => format!("snat {} to {to}", ip(Fam::of(*to))),
+        Verdict::DnatMap(map) => {
+            let on = matches!(map, SetId::Ports { on: true, .. });
+            let key = if on {
+                format!("{} daddr . meta l4proto . th dport", ip(fam))
+            } else {
+                "meta l4proto . th dport".into()
+            };
+            format!(
+                "dnat {} addr . port to {key} map @{}",
+                ip(fam),
+                set_name(map)
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::rules::{Log, Tag};
+
+    /// `limit` is a match: a rate-limited log is a rule of its own, before the verdict's; an
+    /// unlimited one shares the verdict's rule.
+    #[test]
+    fn a_rate_limited_log_is_a_rule_of_its_own() {
+        let tag = Some(Tag::Log { policy: "p".into() });
+        let dns = Match::Proto {
+            proto: Protocol::Udp,
+            ports: vec![(53, 53)],
+        };
+        let limited = Rule {
+            log: Some(Log {
+                prefix: "wasmnet p: ".into(),
+                per_second: Some(10),
+            }),
+            tag: tag.clone(),
+            ..Rule::counted(vec![dns.clone()], Verdict::Accept)
+        };
+        let texts = |r: &Rule| lines(r).into_iter().map(|l| l.text).collect::<Vec<_>>();
+        assert_eq!(
+            texts(&limited),
+            [
+                "udp dport 53 limit rate 10/second log prefix \"wasmnet p: \"",
+                "udp dport 53 counter accept"
+            ]
+        );
+        assert!(lines(&limited).iter().all(|l| l.tag == tag));
+        let unlimited = Rule {
+            log: Some(Log {
+                prefix: "audit: ".into(),
+                per_second: None,
+            }),
+            ..Rule::counted(vec![dns], Verdict::Return)
+        };
+        assert_eq!(
+            texts(&unlimited),
+            ["udp dport 53 counter log prefix \"audit: \" return"]
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! Every name wasmnet gives an object of its own in the kernel: links (a network's bridge and
+//! VXLAN device, an endpoint's veth), nftables tables, chains and sets, and iptables chains.
+//! Whatever makes, finds or shows one of them names it through here, so that "ours" is
+//! recognisable (invariant 2: wasmnet owns only what it created, named with its prefixes).
+//!
+//! The bottom of the crate: it uses nothing of wasmnet's own.
+
+/// Link names start with one of these; the reconciler lists links by them to find strays.
+pub const BRIDGE_PREFIX: &str = "wnbr";
+pub const VETH_PREFIX: &str = "wnv";
+pub const VXLAN_PREFIX: &str = "wnx";
+
+/// Every prefix of wasmnet's links (none is a prefix of another's names: `wnv`, `wnx`, `wnbr`).
+pub const LINK_PREFIXES: [&str; 3] = [VETH_PREFIX, VXLAN_PREFIX, BRIDGE_PREFIX];
+
+/// The Linux bridge of a network: `wnbr` + 11 hex digits of its id (15 characters).
+pub fn bridge_name(network_id: &str) -> String {
+    format!("{BRIDGE_PREFIX}{}", &network_id[..11])
+}
+
+/// The host end of an endpoint's veth: `wnv` + 12 hex digits of its id.
+pub fn veth_name(endpoint_id: &str) -> String {
+    format!("{VETH_PREFIX}{}", &endpoint_id[..12])
+}
+
+/// The VXLAN device of an overlay network: `wnx` + 12 hex digits of its id.
+pub fn vxlan_name(network_id: &str) -> String {
+    format!("{VXLAN_PREFIX}{}", &network_id[..12])
+}
+
+/// wasmnet's nftables tables (one inet, one bridge) are both named this.
+pub const TABLE: &str = "wasmnet";
+
+/// nftables chains of the inet table: the base chains, and the one published ports go through.
+pub const CHAIN_FORWARD: &str = "forward";
+pub const CHAIN_PREROUTING: &str = "prerouting";
+pub const CHAIN_OUTPUT: &str = "output";
+pub const CHAIN_POSTROUTING: &str = "postrouting";
+pub const CHAIN_PUBLISH: &str = "publish";
+
+/// The chain a network's traffic is dispatched to: `net_` + 12 hex digits of its id.
+pub fn network_chain(network_id: &str) -> String {
+    format!("net_{}", &network_id[..12])
+}
+
+/// What the chains of one policy's rules start with: `pol_` + 8 hex digits of its id + `_`.
+pub fn policy_chain_prefix(policy_id: &str) -> String {
+    format!("pol_{}_", &policy_id[..8])
+}
+
+/// The chain holding one policy's rules for one network: the prefix + 12 hex of the network's id.
+pub fn policy_chain(policy_id: &str, network_id: &str) -> String {
+    format!("{}{}", policy_chain_prefix(policy_id), &network_id[..12])
+}
+
+/// The network id prefix a policy chain is named after, if `chain` is one of the policy's.
+pub fn policy_chain_network<'a>(policy_id: &str, chain: &'a str) -> Option<&'a str> {
+    chain.strip_prefix(&policy_chain_prefix(policy_id))
+}
+
+/// Sets and maps of the inet table: every bridge, the subnets that masquerade, the dispatch
+/// from a bridge to its network's chain, and the published ports (per family; `_on`: on one
+/// host address).
+pub const SET_BRIDGES: &str = "bridges";
+pub const SET_MASQ4: &str = "masq4";
+pub const SET_MASQ6: &str = "masq6";
+pub const MAP_FROM_BRIDGE: &str = "from_bridge";
+pub const MAP_PUB4: &str = "pub4";
+pub const MAP_PUB4_ON: &str = "pub4_on";
+pub const MAP_PUB6: &str = "pub6";
+pub const MAP_PUB6_ON: &str = "pub6_on";
+
+/// The bridge table's set of the host ends of the veths of icc=false networks.
+pub const SET_NOICC_PORTS: &str = "noicc_ports";
+
+/// The address set of a policy's group, per family: `g_<8 hex of the policy>_<group>_4`.
+/// The group is sanitised (lower-case alphanumerics and `_`, at most 32); a name that
+/// sanitising changed gets a hash of the original, so that two groups never share a set.
+pub fn group_set(policy_id: &str, group: &str, v6: bool) -> String {
+    let clean: String = group
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(32)
+        .collect();
+    let tag = if clean == group {
+        String::new()
+    } else {
+        format!("_{:08x}", fnv(group))
+    };
+    format!(
+        "g_{}_{clean}{tag}_{}",
+        &policy_id[..8],
+        if v6 { 6 } else { 4 }
+    )
+}
+
+fn fnv(s: &str) -> u32 {
+    s.bytes().fold(0x811c9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x01000193)
+    })
+}
+
+/// iptables: wasmnet's chains, jumped to from the built-in chains of the same name.
+pub const IPT_FORWARD: &str = "WASMNET-FORWARD";
+pub const IPT_PREROUTING: &str = "WASMNET-PREROUTING";
+pub const IPT_OUTPUT: &str = "WASMNET-OUTPUT";
+pub const IPT_POSTROUTING: &str = "WASMNET-POSTROUTING";
+/// iptables: the published ports (nftables' `publish`).
+pub const IPT_DNAT: &str = "WASMNET-DNAT";
+
+/// iptables: the k-th numbered chain of an apply (networks' and policies' rules).
+pub fn ipt_chain(k: usize) -> String {
+    format!("WASMNET-C{k}")
+}
+
+/// iptables: an interface pattern matching every bridge of wasmnet's.
+pub fn ipt_every_bridge() -> String {
+    format!("{BRIDGE_PREFIX}+")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_ifnamsiz() {
+        let id = "0123456789abcdef".repeat(4);
+        assert_eq!(bridge_name(&id), "wnbr0123456789a");
+        assert_eq!(veth_name(&id), "wnv0123456789ab");
+        assert_eq!(vxlan_name(&id), "wnx0123456789ab");
+        for name in [bridge_name(&id), veth_name(&id), vxlan_name(&id)] {
+            assert!(name.len() <= 15, "{name}");
+            let owners = LINK_PREFIXES.iter().filter(|p| name.starts_with(*p));
+            assert_eq!(owners.count(), 1, "{name}");
+        }
+    }
+
+    #[test]
+    fn chains() {
+        let p = "7".repeat(64);
+        let n = "a".repeat(64);
+        assert_eq!(network_chain(&n), "net_aaaaaaaaaaaa");
+        assert_eq!(policy_chain(&p, &n), "pol_77777777_aaaaaaaaaaaa");
+        let chain = policy_chain(&p, &n);
+        assert_eq!(policy_chain_network(&p, &chain), Some("aaaaaaaaaaaa"));
+        assert_eq!(policy_chain_network(&n, &chain), None);
+        assert_eq!(ipt_chain(3), "WASMNET-C3");
+        assert_eq!(ipt_every_bridge(), "wnbr+");
+    }
+
+    #[test]
+    fn group_names_are_safe_and_distinct() {
+        let p = "0123456789abcdef".repeat(4);
+        assert_eq!(group_set(&p, "web", false), "g_01234567_web_4");
+        let odd = group_set(&p, "tier=web", true);
+        assert!(
+            odd.starts_with("g_01234567_tier_web_") && odd.ends_with("_6"),
+            "{odd}"
+        );
+        assert_ne!(group_set(&p, "a b", false), group_set(&p, "a_b", false));
+        assert!(group_set(&p, &"x".repeat(64), false).len() < 64);
+    }
+}
