@@ -131,6 +131,17 @@ impl Engine {
         planned.map_err(|f| self.policy_failed(f))
     }
 
+    /// The plan for `base` with one policy's attachments replaced.
+    pub(super) async fn plan_with_attachments(
+        &self,
+        base: &Arc<State>,
+        id: &str,
+        attachments: Vec<Attachment>,
+    ) -> Result<Plan> {
+        let change = |p: &mut PolicySet| p.update(id, |l| l.policy.attachments = attachments);
+        self.compute_plan(base, change, vec![], None).await
+    }
+
     /// The governing policies' decisions for a planned endpoint (none: no Wasm call at all).
     pub(super) async fn classify(
         &self,
@@ -324,14 +335,7 @@ impl Engine {
                 ));
             }
             self.unshare_policy_or_fail(&base, &policy).await?;
-            let detached = self
-                .compute_plan(
-                    &base,
-                    |p| p.update(&id, |l| l.policy.attachments.clear()),
-                    vec![],
-                    None,
-                )
-                .await?;
+            let detached = self.plan_with_attachments(&base, &id, vec![]).await?;
             self.enforce(&base, &detached).await?;
             plan = Some(detached);
         } else {
@@ -403,12 +407,7 @@ impl Engine {
         }
         let updated = with_attachment(&policy.attachments, attachment.clone());
         let plan = self
-            .compute_plan(
-                &base,
-                |p| p.update(&id, |l| l.policy.attachments = updated.clone()),
-                vec![],
-                None,
-            )
+            .plan_with_attachments(&base, &id, updated.clone())
             .await?;
         let shared = self.shared_scope(&base, &id, network_id.as_deref());
         if let Some(c) = &shared {
@@ -475,12 +474,7 @@ impl Engine {
             .cloned()
             .collect();
         let plan = self
-            .compute_plan(
-                &base,
-                |p| p.update(&id, |l| l.policy.attachments = updated.clone()),
-                vec![],
-                None,
-            )
+            .plan_with_attachments(&base, &id, updated.clone())
             .await?;
         self.enforce(&base, &plan).await?;
         self.store

@@ -112,14 +112,7 @@ impl Engine {
             None => policy.attachments.clone(),
         };
         let id = policy.id.clone();
-        let plan = self
-            .compute_plan(
-                &base,
-                |p| p.update(&id, |l| l.policy.attachments = wanted),
-                vec![],
-                None,
-            )
-            .await?;
+        let plan = self.plan_with_attachments(&base, &id, wanted).await?;
         let now = self.firewall.render(&base.desired());
         let then = self.firewall.render(&base.desired_with(None, None, plan));
         let diff = similar::TextDiff::from_lines(&now, &then)
