@@ -80,7 +80,7 @@ impl Engine {
             let state = self.state();
             let v = state.view();
             let network = v.networks().resolve(reference)?;
-            let count = v.endpoints_of_network(&network.id).count();
+            let count = v.endpoint_count_of_network(&network.id);
             if count > 0 {
                 return Err(Error::conflict(
                     "has_endpoints",

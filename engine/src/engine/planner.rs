@@ -142,7 +142,7 @@ fn check_room(v: &View, network: &Network, sandbox: &Sandbox) -> Result<()> {
             ),
         ));
     }
-    let count = v.endpoints_of_network(&network.id).count();
+    let count = v.endpoint_count_of_network(&network.id);
     if count >= MAX_ENDPOINTS_PER_NETWORK {
         return Err(Error::conflict(
             "network_full",

@@ -301,6 +301,11 @@ impl View {
             })
     }
 
+    /// How many endpoints a network has (the index's size: no endpoint is visited).
+    pub fn endpoint_count_of_network(&self, id: &str) -> usize {
+        self.by_network.get(id).map_or(0, |ids| ids.len())
+    }
+
     /// A network's endpoints, in id order.
     pub fn endpoints_of_network<'a>(
         &'a self,
@@ -399,6 +404,7 @@ mod tests {
         v.remove_endpoint("e1");
         assert_eq!(before.endpoint_count(), 1);
         assert_eq!(before.endpoints_of_network("n1").count(), 1);
+        assert_eq!(before.endpoint_count_of_network("n1"), 1);
         let used = |v: &View| {
             matches!(
                 v.spaces("n1")
@@ -417,5 +423,6 @@ mod tests {
         );
         assert!(!used(&v));
         assert_eq!(v.endpoints_of_sandbox("s1").count(), 0);
+        assert_eq!(v.endpoint_count_of_network("n1"), 1);
     }
 }
