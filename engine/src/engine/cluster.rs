@@ -12,7 +12,7 @@ use crate::cluster::{Cluster, ClusterConfig, Refusal};
 use crate::drivers::overlay;
 use crate::error::{Error, Kind, Result};
 use crate::kernel::Kernel;
-use crate::model::{validate_options, Driver, Endpoint, EndpointCreate, Network, NetworkCreate};
+use crate::model::{Driver, Endpoint, EndpointCreate, Network, NetworkCreate, NetworkOptions};
 use crate::policy::Policy;
 use crate::state::State;
 
@@ -48,9 +48,11 @@ impl Engine {
     }
 
     /// The cluster an overlay network is to be created in; refuses what an overlay cannot be.
-    pub(super) fn cluster_for(&self, req: &NetworkCreate) -> Result<Option<Arc<Cluster>>> {
-        // (Validated already: this reads what the options say.)
-        let options = validate_options(&req.options)?;
+    pub(super) fn cluster_for(
+        &self,
+        req: &NetworkCreate,
+        options: &NetworkOptions,
+    ) -> Result<Option<Arc<Cluster>>> {
         if req.driver != Driver::Overlay {
             if options.vni.is_some() {
                 return Err(Error::invalid(

@@ -13,8 +13,8 @@ impl Engine {
     pub async fn create_network(&self, req: NetworkCreate) -> Result<Arc<Network>> {
         validate_name("name", &req.name)?;
         validate_labels("labels", &req.labels)?;
-        validate_options(&req.options)?;
-        let cluster = self.cluster_for(&req)?;
+        let options = validate_options(&req.options)?;
+        let cluster = self.cluster_for(&req, &options)?;
         let _writer = self.lock_writer().await;
         let network = planner::plan_network(
             self.state().view(),
@@ -136,13 +136,19 @@ impl Engine {
 
 /// Deleted networks leave the plan, and their attachments go (as the store's did).
 fn forget_networks(s: &mut crate::state::State, gone: &[Arc<Network>]) {
-    let ids: Vec<String> = s.policies.loaded.keys().cloned().collect();
-    for id in ids {
-        s.policies.update(&id, |l| {
-            l.policy
-                .attachments
-                .retain(|a| !gone.iter().any(|n| a.network_id.as_ref() == Some(&n.id)))
-        });
+    let is_gone =
+        |a: &crate::policy::Attachment| gone.iter().any(|n| a.network_id.as_ref() == Some(&n.id));
+    // Only the policies attached to a deleted network are copied.
+    let touched: Vec<String> = s
+        .policies
+        .loaded
+        .values()
+        .filter(|l| l.policy.attachments.iter().any(is_gone))
+        .map(|l| l.policy.id.clone())
+        .collect();
+    for id in touched {
+        s.policies
+            .update(&id, |l| l.policy.attachments.retain(|a| !is_gone(a)));
     }
     let networks = Arc::make_mut(&mut s.policies.plan.networks);
     for n in gone {

@@ -1,7 +1,7 @@
 //! Compile bombs: modules whose shape would hold Cranelift for minutes (a million functions,
 //! one huge function, thousands of locals, deep nesting) are refused before compiling, with
-//! the limit named; the worst shape the limits still accept compiles (its time is printed;
-//! `cargo bench -p wasmnet-policy --bench calls` measures it).
+//! the limit named; the worst shape the limits still accept compiles (its time is printed
+//! with `--nocapture`).
 
 use std::time::Instant;
 
@@ -95,31 +95,4 @@ fn the_worst_shape_the_limits_accept_compiles() {
         e.to_string().contains("does not export"),
         "compiled, then refused: {e}"
     );
-}
-
-/// `BOMB=functions,locals,depth,work cargo test -p wasmnet-policy --test bombs measure -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn measure() {
-    let v: Vec<u32> = std::env::var("BOMB")
-        .unwrap()
-        .split(',')
-        .map(|x| x.parse().unwrap())
-        .collect();
-    let bytes = bomb(v[0], v[1], v[2], v[3]);
-    let mut limits = wasmnet_policy::Limits::default();
-    limits.statics = wasmnet_policy::limits::StaticLimits {
-        functions: u32::MAX,
-        code_bytes: usize::MAX,
-        function_bytes: usize::MAX,
-        locals: u32::MAX,
-        nesting: u32::MAX,
-        data_bytes: usize::MAX,
-        function_weight: u64::MAX,
-        weight: u64::MAX,
-    };
-    let rt = Runtime::new(limits, None).unwrap();
-    let start = Instant::now();
-    let _ = rt.load(&bytes);
-    eprintln!("{v:?}: {} bytes in {:?}", bytes.len(), start.elapsed());
 }
