@@ -24,7 +24,8 @@ out_dir="$(cd "$out_dir" && pwd -P)"
 # The shipped policies (dist/) and the test guests (dist/testdata/, crates testdata-<name>).
 policies=(docker-default label-isolation egress-allowlist port-guard microsegmentation)
 guests=(loop memory-bomb recursion trap huge-output many-rules trap-on-label wrong-interface
-    wrong-version newer-minor wasi-import other-import slow forged-log)
+    wrong-version newer-minor wasi-import other-import slow forged-log fail-open leaky-classify
+    amplify)
 
 triple=wasm32-unknown-unknown
 host="$(rustc -vV | sed -n 's/^host: //p')"

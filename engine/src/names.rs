@@ -74,8 +74,12 @@ pub const MAP_PUB6_ON: &str = "pub6_on";
 pub const SET_NOICC_PORTS: &str = "noicc_ports";
 
 /// The address set of a policy's group, per family: `g_<8 hex of the policy>_<group>_4`.
-/// The group is sanitised (lower-case alphanumerics and `_`, at most 32); a name that
-/// sanitising changed gets a hash of the original, so that two groups never share a set.
+/// A group that is not already a short set name (lower-case alphanumerics and `_`, at most
+/// 32 bytes) is sanitised to such a prefix and gets 128 bits of the SHA-256 of its exact bytes:
+/// `Web`, `web_` and `wéb` are three sets, and finding two groups that share one is as hard as
+/// a SHA-256 collision. (The two forms never meet: a kept name is at most 32 bytes, a hashed one
+/// at least 34.) The engine still refuses a plan in which two groups would share a set, see
+/// `group_set_collision`.
 pub fn group_set(policy_id: &str, group: &str, v6: bool) -> String {
     let clean: String = group
         .chars()
@@ -91,7 +95,7 @@ pub fn group_set(policy_id: &str, group: &str, v6: bool) -> String {
     let tag = if clean == group {
         String::new()
     } else {
-        format!("_{:08x}", fnv(group))
+        format!("_{}", digest(group))
     };
     format!(
         "g_{}_{clean}{tag}_{}",
@@ -100,10 +104,31 @@ pub fn group_set(policy_id: &str, group: &str, v6: bool) -> String {
     )
 }
 
-fn fnv(s: &str) -> u32 {
-    s.bytes().fold(0x811c9dc5u32, |h, b| {
-        (h ^ b as u32).wrapping_mul(0x01000193)
-    })
+/// 32 hex digits (128 bits) of the SHA-256 of `s`.
+fn digest(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A (policy id, group) pair.
+pub type GroupRef<'a> = (&'a str, &'a str);
+
+/// Two distinct (policy, group) pairs that would share a set, if any: a plan holding them is
+/// refused rather than merging the groups in the kernel.
+pub fn group_set_collision<'a>(
+    groups: impl IntoIterator<Item = GroupRef<'a>>,
+) -> Option<(GroupRef<'a>, GroupRef<'a>)> {
+    let mut seen = std::collections::HashMap::new();
+    for (policy, group) in groups {
+        match seen.insert(group_set(policy, group, false), (policy, group)) {
+            Some(other) if other != (policy, group) => return Some((other, (policy, group))),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// iptables: wasmnet's chains, jumped to from the built-in chains of the same name.
@@ -164,6 +189,24 @@ mod tests {
             "{odd}"
         );
         assert_ne!(group_set(&p, "a b", false), group_set(&p, "a_b", false));
-        assert!(group_set(&p, &"x".repeat(64), false).len() < 64);
+        assert!(group_set(&p, &"x".repeat(64), false).len() < 96);
+    }
+
+    #[test]
+    fn groups_that_sanitise_alike_get_distinct_sets() {
+        // Issue 12: mixed case and non-ASCII letters sanitise to one prefix; a 32-bit hash of
+        // them was forged in a second. Every one of these is its own set.
+        let p = "0123456789abcdef".repeat(4);
+        let groups = [
+            "web", "Web", "WEB", "wéb", "w_b", "web_", "web\u{0}", "tier=web",
+        ];
+        let sets: std::collections::BTreeSet<String> =
+            groups.iter().map(|g| group_set(&p, g, false)).collect();
+        assert_eq!(sets.len(), groups.len(), "{sets:?}");
+        assert!(sets.iter().all(|s| s.len() <= 80 && s.is_ascii()));
+        let pairs = groups.iter().map(|g| (p.as_str(), *g));
+        assert_eq!(group_set_collision(pairs), None);
+        let twice = [(p.as_str(), "web"), (p.as_str(), "web")];
+        assert_eq!(group_set_collision(twice), None, "one group named twice");
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod net;
+pub mod policy;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -63,6 +63,10 @@ impl Engine {
             plan = planner::plan_endpoint(base.view(), req)?;
         }
         plan.members = crate::policy::memberships(&decisions);
+        let policies = base.policies();
+        if plan.members.iter().any(|m| !policies.has_group(m)) {
+            policies.distinct_sets(&policies.plan, &plan.members)?;
+        }
         Ok(plan)
     }
 

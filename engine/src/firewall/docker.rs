@@ -82,7 +82,11 @@ fn add_sets(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], plan:
     let masq = |fam: Fam| -> Vec<Element> {
         networks
             .iter()
-            .filter(|n| nat_of(n, plan) == (true, None))
+            // SNAT replaces masquerading for its own family only.
+            .filter(|n| match nat_of(n, plan) {
+                (masq, None) => masq,
+                (masq, Some(to)) => masq && Fam::of(to) != fam,
+            })
             .filter_map(|n| match fam {
                 Fam::V4 => Some(&n.ipv4),
                 Fam::V6 => n.ipv6.as_ref(),

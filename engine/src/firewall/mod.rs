@@ -11,7 +11,7 @@ mod error;
 #[cfg(test)]
 pub mod fake;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod iptables;
 pub mod nft;
 pub mod policy;

@@ -325,14 +325,21 @@ fn matches(
             }
             _ => None,
         };
+        // Groups are scoped to the network: `group` and `same-group` destinations are
+        // endpoints of this network (its bridge), never another network's members.
+        let here = || Match::Oif(Ifaces::bridge_of(&n.id));
         let dsts: Vec<Vec<Match>> = match &r.to {
             Peer::SameGroup => groups
                 .iter()
                 .map(|g| {
                     let set = || Addrs::Set(group(policy, g, fam));
-                    vec![Match::Saddr(set()), Match::Daddr(set())]
+                    vec![Match::Saddr(set()), Match::Daddr(set()), here()]
                 })
                 .collect(),
+            to @ Peer::Group(_) => match peer_match(to, true, fam, policy, networks) {
+                Some(d) => vec![d.into_iter().chain([here()]).collect()],
+                None => continue,
+            },
             to => match peer_match(to, true, fam, policy, networks) {
                 Some(d) => vec![d.into_iter().collect()],
                 None => continue,
@@ -460,6 +467,28 @@ mod tests {
             .map(|t| crate::firewall::iptables::table_script(t, &rules, false, false))
             .collect::<String>();
         golden("policy.iptables", &got);
+    }
+
+    #[test]
+    fn snat_replaces_masquerade_for_its_family_only() {
+        let (mut nets, eps, plan) = sample();
+        let subnet: ipnet::IpNet = "fd00:2::/64".parse().unwrap();
+        nets[1].ipv6 = Some(crate::model::IpConfig {
+            gateway: subnet.hosts().next().unwrap(),
+            subnet,
+            ip_range: None,
+        });
+        let eps: Vec<&Endpoint> = eps.iter().collect();
+        let got = docker::compile(&nets.iter().collect::<Vec<_>>(), &eps, &eps, &plan).render();
+        let set = |name: &str| {
+            let at = got.find(&format!("set {name} {{")).unwrap();
+            got[at..at + got[at..].find('}').unwrap()].to_string()
+        };
+        // Network b SNATs IPv4 to 198.51.100.7: its IPv4 subnet leaves masq4, IPv6 masquerades.
+        assert!(!set("masq4").contains("10.2.0.0/24"), "{}", set("masq4"));
+        assert!(set("masq4").contains("10.1.0.0/24"), "{}", set("masq4"));
+        assert!(set("masq6").contains("fd00:2::/64"), "{}", set("masq6"));
+        assert!(got.contains("snat ip to 198.51.100.7"), "{got}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! ports the first refusal or remap wins. An audit-mode attachment decides nothing: its
 //! would-be drops are counted and logged.
 
+mod checks;
 mod input;
 pub mod offline;
 
@@ -184,7 +185,7 @@ impl PolicySet {
             }
             order.push((l.policy.id.clone(), a.clone()));
         }
-        let decisions = self.evaluate_all(&mut governed)?;
+        let decisions = self.evaluate_all(&mut governed, &inputs.networks)?;
         let mut plan = Plan {
             networks: Arc::new(self.applied(&order, &governed, &decisions)),
             ..Default::default()
@@ -208,13 +209,34 @@ impl PolicySet {
                 plan.members.insert(e.id.clone(), members);
             }
         }
+        self.distinct_sets(&plan, &[])?;
         Ok(plan)
     }
 
+    /// Refuses a plan in which two groups would share an address set (with `extra`, the
+    /// groups of an endpoint about to join), rather than merging them in the kernel.
+    pub fn distinct_sets(&self, plan: &Plan, extra: &[(String, String)]) -> Result<(), Failure> {
+        let groups = plan.groups();
+        let all = groups.iter().chain(extra);
+        let Some((a, b)) = crate::names::group_set_collision(all.map(|(p, g)| (&**p, &**g))) else {
+            return Ok(());
+        };
+        let error = wasmnet_policy::PolicyError::BadOutput {
+            function: "classify",
+            reason: format!(
+                "groups {:?} and {:?} would share one address set (refused, not merged)",
+                a.1, b.1
+            ),
+        };
+        Err(self.failure(b.0, error))
+    }
+
     /// Each governing policy's whole-view decisions, by policy and network id.
+    /// An answer that would silently change what is enforced (see `checks`) fails the policy.
     fn evaluate_all(
         &self,
         governed: &mut HashMap<String, Vec<&Network>>,
+        all: &[&Network],
     ) -> Result<HashMap<String, HashMap<String, NetworkDecision>>, Failure> {
         let mut decisions = HashMap::new();
         for (policy, nets) in governed.iter_mut() {
@@ -225,6 +247,13 @@ impl PolicySet {
                 .module(policy)
                 .evaluate(&wit)
                 .map_err(|e| self.failure(policy, e))?;
+            checks::decisions(&got, nets, all).map_err(|reason| {
+                let error = wasmnet_policy::PolicyError::BadOutput {
+                    function: "evaluate",
+                    reason,
+                };
+                self.failure(policy, error)
+            })?;
             decisions.insert(
                 policy.clone(),
                 got.into_iter().map(|d| (d.network_id.clone(), d)).collect(),

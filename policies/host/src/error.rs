@@ -28,6 +28,29 @@ pub enum PolicyError {
     },
 }
 
+impl PolicyError {
+    /// The same failure, said of instantiating the module (its start function runs then,
+    /// within the deadline of the call it was made for).
+    pub(crate) fn during_instantiation(self) -> Self {
+        let start = |function| match function {
+            "evaluate" => "instantiating the module for evaluate",
+            "classify" => "instantiating the module for classify",
+            _ => "instantiating the module",
+        };
+        match self {
+            PolicyError::Timeout { function, ms } => PolicyError::Timeout {
+                function: start(function),
+                ms,
+            },
+            PolicyError::Trap { function, reason } => PolicyError::Trap {
+                function: start(function),
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
 /// Text that came from a module (its answer, its names, what wasmtime says of it), made safe
 /// for logs, terminals and API messages: control characters — newlines that would forge a
 /// log line, terminal escapes — are escaped (`\n`, `\u{1b}`), and the whole is truncated

@@ -287,7 +287,7 @@ impl Module {
     fn answer<R, T>(
         &self,
         function: &'static str,
-        call: impl FnOnce(&mut Store<Host>, &PolicyModule) -> wasmtime::Result<Result<R, String>>,
+        call: impl Fn(&mut Store<Host>, &PolicyModule) -> wasmtime::Result<Result<R, String>>,
         check: impl FnOnce(&OutputLimits, R) -> Result<T, String>,
     ) -> Result<T, PolicyError> {
         let raw = self
@@ -327,19 +327,42 @@ impl Module {
         self.classify(endpoint, network)
     }
 
-    /// Runs `f` on the live instance (made on first use), within the time limit. A failed
-    /// call discards the store: the next call starts from a fresh instance.
+    /// Runs `f` on the live instance (made on first use) within one time limit that covers
+    /// instantiating (the start function) and the call. A failed call discards the store. A
+    /// call that trapped on an instance kept from earlier calls is tried once more on a fresh
+    /// one: what earlier calls left behind (a leak filling memory) must not fail every later
+    /// call; a module that fails from a fresh instance too is refused with that error.
     fn call<R>(
         &self,
         function: &'static str,
-        f: impl FnOnce(&mut Store<Host>, &PolicyModule) -> wasmtime::Result<R>,
+        f: impl Fn(&mut Store<Host>, &PolicyModule) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if live.is_none() {
-            *live = Some(self.instantiate().map_err(|e| self.failure(function, e))?);
+        let reused = live.is_some();
+        match self.call_once(&mut live, function, &f) {
+            Err(PolicyError::Trap { .. }) if reused => self.call_once(&mut live, function, &f),
+            done => done,
+        }
+    }
+
+    fn call_once<R>(
+        &self,
+        live: &mut Option<(Store<Host>, PolicyModule)>,
+        function: &'static str,
+        f: &impl Fn(&mut Store<Host>, &PolicyModule) -> wasmtime::Result<R>,
+    ) -> Result<R, PolicyError> {
+        match live {
+            Some((store, _)) => store.set_epoch_deadline(self.ticks()),
+            // The deadline is set once, in `instantiate`: the start function and the call
+            // share it.
+            None => {
+                let made = self
+                    .instantiate()
+                    .map_err(|e| self.failure(function, e).during_instantiation())?;
+                *live = Some(made);
+            }
         }
         let (store, instance) = live.as_mut().expect("instantiated above");
-        store.set_epoch_deadline(self.ticks());
         f(store, instance).map_err(|e| {
             *live = None;
             self.failure(function, e)

@@ -295,3 +295,35 @@ fn every_shipped_module_is_well_within_the_static_limits() {
         assert!(shape.largest_function * 4 < l.function_bytes, "{shape:?}");
     }
 }
+
+/// A classify that leaks 1 MiB per call fills a kept instance's 64 MiB after ~60 calls; the
+/// call that traps is tried again on a fresh instance, so the policy stays usable.
+#[test]
+fn a_leaking_classify_keeps_working_on_a_fresh_instance() {
+    let rt = runtime();
+    let m = rt.load(&wasm("testdata/leaky-classify")).unwrap();
+    for i in 0..200 {
+        let d = m
+            .classify(&endpoint(vec![label("tier", "web")], vec![]), &network())
+            .unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!(d.groups, ["tier=web"], "call {i}");
+    }
+}
+
+/// Instantiating (memories, start function) runs within the call's deadline, and a failure
+/// there says so rather than blaming the call.
+#[test]
+fn a_failed_instantiation_is_named_as_such() {
+    let limits = wasmnet_policy::Limits {
+        memory: 64 << 10,
+        ..Default::default()
+    };
+    let rt = Runtime::new(limits, None).unwrap();
+    let m = rt.load(&wasm("docker-default")).unwrap();
+    let e = m.evaluate(&[network()]).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("instantiating the module for evaluate trapped"),
+        "{e}"
+    );
+}

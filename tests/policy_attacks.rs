@@ -1,0 +1,117 @@
+//! Attacks on isolation through the policy compiler, end to end in the real kernel: groups
+//! that sanitise alike, `same-group` across networks, and answers that used to be ignored
+//! silently (each now refused, nothing applied).
+
+mod common;
+
+use common::net::ping;
+use common::policy::{api_code, ip, make, member, upload};
+use common::Server;
+use serde_json::json;
+
+async fn groups_stay_in_their_network_and_apart(backend: &str) {
+    let server = Server::start(&["--firewall-backend", backend]);
+    let c = server.client();
+    for (name, subnet) in [("a", "10.41.0.0/24"), ("b", "10.42.0.0/24")] {
+        let body = json!({"name": name, "ipv4": {"subnet": subnet}});
+        make(&c, "/v1/networks", body).await;
+    }
+    let (web_a, _) = member(&c, "web-a", "a", json!({"tier": "web"})).await;
+    let (_, e_a2) = member(&c, "web-a2", "a", json!({"tier": "web"})).await;
+    let (web_b, e_b) = member(&c, "web-b", "b", json!({"tier": "web"})).await;
+    // Sanitised alike (`tier_web`), three different groups.
+    let (upper, e_upper) = member(&c, "web-upper", "a", json!({"tier": "Web"})).await;
+    let (_, e_accent) = member(&c, "web-accent", "a", json!({"tier": "wéb"})).await;
+    assert!(!ping(&web_a, &ip(&e_b)), "Docker isolates networks");
+
+    upload(&c, "tiers", "label-isolation").await.unwrap();
+    make(&c, "/v1/policies/tiers/attach", json!({})).await;
+    assert!(ping(&web_a, &ip(&e_a2)), "same tier, same network talks");
+    assert!(!ping(&web_a, &ip(&e_b)), "a -> b: same tier, other network");
+    assert!(
+        !ping(&web_b, &ip(&e_a2)),
+        "b -> a: same tier, other network"
+    );
+    assert!(!ping(&web_a, &ip(&e_upper)), "web -> Web");
+    assert!(!ping(&upper, &ip(&e_a2)), "Web -> web");
+    assert!(!ping(&web_a, &ip(&e_accent)), "web -> wéb");
+    let rules = c.get("/v1/ruleset").await.unwrap();
+    let text = rules["text"].as_str().unwrap().to_string();
+    if backend == "nftables" {
+        let sets = text.matches("\tset g_").count();
+        assert_eq!(
+            sets,
+            2 * 3,
+            "web, Web and wéb: a set each per family\n{text}"
+        );
+    }
+    c.delete("/v1/policies/tiers?force=true").await.unwrap();
+    for s in ["web-a", "web-a2", "web-b", "web-upper", "web-accent"] {
+        c.delete(&format!("/v1/sandboxes/{s}")).await.unwrap();
+    }
+}
+
+common::per_backend!(nftables: groups_stay_in_their_network_and_apart);
+common::per_backend!(iptables: groups_stay_in_their_network_and_apart);
+
+/// Each answer that used to change what is enforced without a word is refused, naming the
+/// policy, the network and the field; the rules in force stay as they were.
+#[tokio::test]
+async fn fail_open_answers_are_refused_and_change_nothing() {
+    let server = Server::start(&[]);
+    let c = server.client();
+    // Uploaded before its bad networks exist (an upload is tried on the networks there are).
+    upload(&c, "sly", "testdata/fail-open").await.unwrap();
+    let cases = [
+        (
+            "missing-network",
+            "rule 0: `to` names network \"no-such-network\"",
+        ),
+        // (One network asked about: the count alone refuses it.)
+        ("twice", "decisions for"),
+        ("foreign", "names no network"),
+        ("snat-v6", "snat fd00:dead::1 is an IPv6 address"),
+    ];
+    for (i, (attack, _)) in cases.iter().enumerate() {
+        let body = json!({"name": attack, "labels": {"attack": attack},
+            "ipv4": {"subnet": format!("10.43.{i}.0/24")}});
+        make(&c, "/v1/networks", body).await;
+    }
+    make(
+        &c,
+        "/v1/networks",
+        json!({"name": "fine", "ipv4": {"subnet": "10.43.9.0/24"}}),
+    )
+    .await;
+    let (s1, _) = member(&c, "s1", "fine", json!({})).await;
+    let (_, e2) = member(&c, "s2", "fine", json!({})).await;
+    let before = c.get("/v1/ruleset").await.unwrap();
+    for (attack, says) in cases {
+        let r = c
+            .post("/v1/policies/sly/attach", &json!({"network": attack}))
+            .await;
+        let (status, code, message) = api_code(r);
+        assert_eq!((status, code.as_str()), (422, "policy_failed"), "{message}");
+        assert!(message.contains("policy \"sly\""), "{attack}: {message}");
+        assert!(message.contains(says), "{attack}: {message}");
+    }
+    // Globally attached, the first bad network refuses the whole attach.
+    let (status, _, message) = api_code(c.post("/v1/policies/sly/attach", &json!({})).await);
+    assert_eq!(status, 422, "{message}");
+    let after = c.get("/v1/ruleset").await.unwrap();
+    for field in ["generation", "text"] {
+        assert_eq!(before[field], after[field], "nothing was applied");
+    }
+    let p = c.get("/v1/policies/sly").await.unwrap();
+    assert_eq!(p["attachments"], json!([]), "{p}");
+    assert!(ping(&s1, &ip(&e2)), "still Docker's icc");
+
+    // The same module, on a network it answers well for, is enforced.
+    make(&c, "/v1/policies/sly/attach", json!({"network": "fine"})).await;
+    assert!(!ping(&s1, &ip(&e2)), "its drop is in force");
+    c.delete("/v1/policies/sly?force=true").await.unwrap();
+    assert!(ping(&s1, &ip(&e2)));
+    for s in ["s1", "s2"] {
+        c.delete(&format!("/v1/sandboxes/{s}")).await.unwrap();
+    }
+}
