@@ -115,3 +115,92 @@ async fn fail_open_answers_are_refused_and_change_nothing() {
         c.delete(&format!("/v1/sandboxes/{s}")).await.unwrap();
     }
 }
+
+/// The address set named `…_<group>_4` in the ruleset text, with its elements.
+fn group_set(ruleset: &serde_json::Value, group: &str) -> Option<String> {
+    let text = ruleset["text"].as_str().unwrap();
+    let at = text.find(&format!("_{group}_4 {{"))?;
+    Some(text[at..at + text[at..].find('}').unwrap()].to_string())
+}
+
+/// Relabelling one endpoint classifies that endpoint only: the guest names its group after
+/// how many `classify` calls its instance has answered.
+#[tokio::test]
+async fn a_relabel_classifies_only_that_endpoint() {
+    let server = Server::start(&[]);
+    let c = server.client();
+    let body = json!({"name": "count", "labels": {"count-calls": "1"},
+        "ipv4": {"subnet": "10.44.0.0/24"}});
+    make(&c, "/v1/networks", body).await;
+    upload(&c, "counter", "testdata/amplify").await.unwrap();
+    make(
+        &c,
+        "/v1/policies/counter/attach",
+        json!({"network": "count"}),
+    )
+    .await;
+    let mut eps = vec![];
+    for s in ["c0", "c1", "c2"] {
+        eps.push(member(&c, s, "count", json!({})).await.1);
+    }
+    let rules = c.get("/v1/ruleset").await.unwrap();
+    for (i, e) in eps.iter().enumerate() {
+        let set = group_set(&rules, &format!("call{i}")).unwrap();
+        assert!(set.contains(&ip(e)), "{set}");
+    }
+    let id = eps[1]["id"].as_str().unwrap();
+    let path = format!("/v1/endpoints/{id}");
+    c.patch(&path, &json!({"labels": {"x": "y"}}))
+        .await
+        .unwrap();
+    let rules = c.get("/v1/ruleset").await.unwrap();
+    let set = group_set(&rules, "call3").expect("c1 classified again, as the 4th call");
+    assert!(set.contains(&ip(&eps[1])), "{set}");
+    assert!(
+        group_set(&rules, "call4").is_none(),
+        "no other endpoint was"
+    );
+    assert!(group_set(&rules, "call0").unwrap().contains(&ip(&eps[0])));
+    assert!(
+        group_set(&rules, "call1").is_none(),
+        "c1 left its old group"
+    );
+    c.delete("/v1/policies/counter?force=true").await.unwrap();
+    for s in ["c0", "c1", "c2"] {
+        c.delete(&format!("/v1/sandboxes/{s}")).await.unwrap();
+    }
+}
+
+/// 1,000 `same-group` rules over 64 groups would be 128,000 firewall rules: the connect is
+/// refused with the budget named, and nothing changes; a smaller endpoint still joins.
+#[tokio::test]
+async fn same_group_amplification_is_refused_by_the_budget() {
+    let server = Server::start(&[]);
+    let c = server.client();
+    let body = json!({"name": "amp", "labels": {"rules": "1000"},
+        "ipv4": {"subnet": "10.45.0.0/24"}});
+    make(&c, "/v1/networks", body).await;
+    upload(&c, "amp", "testdata/amplify").await.unwrap();
+    make(&c, "/v1/policies/amp/attach", json!({"network": "amp"})).await;
+    let (ok, e1) = member(&c, "small", "amp", json!({"groups": "4"})).await;
+    let before = c.get("/v1/ruleset").await.unwrap();
+    make(&c, "/v1/sandboxes", json!({"name": "big"})).await;
+    let body = json!({"network": "amp", "sandbox": "big", "labels": {"groups": "64"}});
+    let (status, code, message) = api_code(c.post("/v1/endpoints", &body).await);
+    assert_eq!((status, code.as_str()), (422, "policy_failed"), "{message}");
+    assert!(message.contains("policy \"amp\""), "{message}");
+    assert!(
+        message.contains("more than the budget of 20000"),
+        "{message}"
+    );
+    let after = c.get("/v1/ruleset").await.unwrap();
+    for field in ["generation", "text"] {
+        assert_eq!(before[field], after[field], "nothing was applied");
+    }
+    let (_, e2) = member(&c, "small2", "amp", json!({"groups": "4"})).await;
+    assert!(ping(&ok, &ip(&e2)), "same groups talk: {}", ip(&e1));
+    c.delete("/v1/policies/amp?force=true").await.unwrap();
+    for s in ["small", "small2", "big"] {
+        c.delete(&format!("/v1/sandboxes/{s}")).await.unwrap();
+    }
+}

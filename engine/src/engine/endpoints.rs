@@ -65,7 +65,7 @@ impl Engine {
         plan.members = crate::policy::memberships(&decisions);
         let policies = base.policies();
         if plan.members.iter().any(|m| !policies.has_group(m)) {
-            policies.distinct_sets(&policies.plan, &plan.members)?;
+            policies.fits(&policies.plan, &plan.members)?;
         }
         Ok(plan)
     }
@@ -115,7 +115,7 @@ impl Engine {
         let mut relabelled = State::clone(&base);
         relabelled.view.replace_endpoint(new.clone());
         let relabelled = Arc::new(relabelled);
-        let enforced = match self.compute_plan(&relabelled, |_| {}, vec![], None).await {
+        let enforced = match self.reclassify(&relabelled, &new).await {
             Ok(plan) => self.enforce(&relabelled, &plan).await.map(|()| plan),
             Err(e) => Err(e),
         };

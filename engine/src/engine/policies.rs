@@ -14,7 +14,7 @@ use super::{undo, Engine};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::ids;
-use crate::model::{validate_name, Network};
+use crate::model::{validate_name, Endpoint, Network};
 use crate::policy::{Applied, AttachRequest, Attachment, Failure, Loaded, Plan, Policy, PolicySet};
 use crate::state::State;
 
@@ -161,6 +161,36 @@ impl Engine {
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
         decided.map_err(|f| self.policy_failed(f))
+    }
+
+    /// The plan in force with one endpoint classified again (its labels changed): one
+    /// `classify` per policy governing its network, no whole-view call and no other
+    /// endpoint's. `base` holds the endpoint with its new labels.
+    pub(super) async fn reclassify(&self, base: &Arc<State>, e: &Arc<Endpoint>) -> Result<Plan> {
+        let mut plan = base.policies.plan.clone();
+        if plan.governs(&e.network_id).is_none() {
+            return Ok(plan);
+        }
+        let n = base.view().networks().resolve(&e.network_id)?;
+        let state = base.clone();
+        let endpoint = e.clone();
+        let decided = tokio::task::spawn_blocking(move || {
+            let p = &state.policies;
+            let labels = state.sandbox_labels(&endpoint.sandbox_id);
+            p.classify(&p.plan, &endpoint, &n, &labels)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let members = crate::policy::memberships(&decided.map_err(|f| self.policy_failed(f))?);
+        plan.members.remove(&e.id);
+        let policies = base.policies();
+        policies
+            .fits(&plan, &members)
+            .map_err(|f| self.policy_failed(f))?;
+        if !members.is_empty() {
+            plan.members.insert(e.id.clone(), members);
+        }
+        Ok(plan)
     }
 
     /// Caches a stored module's compiled artifact, off the async runtime (a file write).

@@ -6,6 +6,7 @@
 //! maps, per-endpoint element updates) and `iptables` (iptables-restore, atomic per table,
 //! linear rules: the slower backend). Objects are named as `crate::names` says.
 
+pub mod budget;
 pub mod docker;
 mod error;
 #[cfg(test)]

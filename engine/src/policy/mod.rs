@@ -209,26 +209,34 @@ impl PolicySet {
                 plan.members.insert(e.id.clone(), members);
             }
         }
-        self.distinct_sets(&plan, &[])?;
+        self.fits(&plan, &[])?;
         Ok(plan)
     }
 
-    /// Refuses a plan in which two groups would share an address set (with `extra`, the
-    /// groups of an endpoint about to join), rather than merging them in the kernel.
-    pub fn distinct_sets(&self, plan: &Plan, extra: &[(String, String)]) -> Result<(), Failure> {
+    /// Refuses a plan (with `extra`, the groups of an endpoint about to join) in which two
+    /// groups would share an address set, rather than merging them in the kernel, or which
+    /// compiles to more than a policy's budget of rules, groups and memberships.
+    pub fn fits(&self, plan: &Plan, extra: &[(String, String)]) -> Result<(), Failure> {
+        use crate::firewall::budget;
         let groups = plan.groups();
         let all = groups.iter().chain(extra);
-        let Some((a, b)) = crate::names::group_set_collision(all.map(|(p, g)| (&**p, &**g))) else {
-            return Ok(());
-        };
-        let error = wasmnet_policy::PolicyError::BadOutput {
-            function: "classify",
-            reason: format!(
-                "groups {:?} and {:?} would share one address set (refused, not merged)",
-                a.1, b.1
-            ),
-        };
-        Err(self.failure(b.0, error))
+        if let Some((a, b)) = crate::names::group_set_collision(all.map(|(p, g)| (&**p, &**g))) {
+            let error = wasmnet_policy::PolicyError::BadOutput {
+                function: "classify",
+                reason: format!(
+                    "groups {:?} and {:?} would share one address set (refused, not merged)",
+                    a.1, b.1
+                ),
+            };
+            return Err(self.failure(b.0, error));
+        }
+        budget::check(plan, extra, &budget::BUDGET).map_err(|over| {
+            let error = wasmnet_policy::PolicyError::BadOutput {
+                function: over.function,
+                reason: over.reason,
+            };
+            self.failure(&over.policy_id, error)
+        })
     }
 
     /// Each governing policy's whole-view decisions, by policy and network id.
