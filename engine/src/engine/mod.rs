@@ -84,8 +84,10 @@ impl Engine {
             pool.check()
                 .map_err(|m| Error::invalid("default_address_pools", m))?;
         }
+        let t0 = std::time::Instant::now();
         let store = Store::open(&cfg.database).await?;
         let view = load_view(&store).await?;
+        let loaded_at = t0.elapsed();
         let cluster = match &cfg.cluster {
             Some(c) => Some(Arc::new(cluster::open(kernel.as_ref(), c.clone()).await?)),
             None => None,
@@ -101,6 +103,7 @@ impl Engine {
         let runtime = Runtime::new(Default::default(), Some(&cache))
             .map_err(|e| Error::Internal(format!("starting the policy runtime: {e}")))?;
         let loaded = policies::load_stored(&runtime, &store).await?;
+        let policies_at = t0.elapsed();
         let state = State {
             view,
             policies: PolicySet {
@@ -124,13 +127,17 @@ impl Engine {
             cluster,
         });
         engine.start().await;
+        tracing::debug!(target: "wasmnet::start", ?loaded_at, ?policies_at, started = ?t0.elapsed(), "engine open");
         Ok(engine)
     }
 
     /// The plan for the stored policies, the kernel made to match, the watchers started.
     async fn start(self: &Arc<Self>) {
+        let t0 = std::time::Instant::now();
         self.plan_at_start().await;
+        let planned = t0.elapsed();
         report("reconciling at start", self.reconcile().await);
+        tracing::debug!(target: "wasmnet::start", ?planned, reconciled = ?t0.elapsed(), "start");
         reconcile::spawn_firewall_watch(self);
         if let Some(c) = self.cluster.clone() {
             crate::cluster::spawn(self.clone(), c);

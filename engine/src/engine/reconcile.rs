@@ -3,6 +3,7 @@
 //! deleted) and recreates what is missing; while running, a watcher puts wasmnet's nft tables
 //! back if someone else flushed or deleted them.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Weak};
 
@@ -16,8 +17,10 @@ impl Engine {
         let _writer = self.lock_writer().await;
         let state = self.state();
         let mut problems = Vec::new();
+        let t0 = std::time::Instant::now();
         // Orphans first: links and namespaces named like ours that the store does not know.
-        self.remove_orphans(&state, &mut problems).await;
+        let links = self.remove_orphans(&state, &mut problems).await;
+        let orphans = t0.elapsed();
         // Then what should exist.
         for n in state.view().networks().iter_from(None) {
             if let Err(e) = self.plumb_network(n).await {
@@ -29,45 +32,69 @@ impl Engine {
                 problems.push(format!("sandbox {}: {e}", s.name));
             }
         }
-        self.rejoin_endpoints(&state, &mut problems).await;
+        let plumbed = t0.elapsed();
+        self.rejoin_endpoints(&state, links.as_ref(), &mut problems)
+            .await;
+        let rejoined = t0.elapsed();
         if let Err(e) = self.firewall_apply(state.desired()).await {
             problems.push(e.to_string());
         }
+        let walled = t0.elapsed();
+        tracing::debug!(target: "wasmnet::start", ?orphans, ?plumbed, ?rejoined, ?walled, "reconcile");
         self.update(|_| {});
         problems
     }
 
-    async fn remove_orphans(&self, state: &State, problems: &mut Vec<String>) {
+    /// Deletes links and namespaces named like ours that the state does not know; returns
+    /// the links of ours that stay (None when they could not be listed).
+    async fn remove_orphans(
+        &self,
+        state: &State,
+        problems: &mut Vec<String>,
+    ) -> Option<HashSet<String>> {
         let v = state.view();
         let networks = v.networks().iter_from(None);
+        // Sets, not lists: a host of 1,200 endpoints has as many links and namespaces, and
+        // searching a list for each made this step quadratic (a third of a restart).
         // A network whose driver this host lacks keeps every link named after it.
-        let wanted_links: Vec<String> = networks
+        let wanted_links: HashSet<String> = networks
             .flat_map(|n| match self.drivers.of(n) {
                 Ok(d) => d.links_of(n),
                 Err(_) => vec![bridge_name(&n.id), vxlan_name(&n.id)],
             })
             .chain(v.endpoints().map(|e| veth_name(&e.id)))
             .collect();
-        for prefix in LINK_PREFIXES {
-            match self.drivers.kernel().list_links(prefix).await {
-                Ok(names) => {
-                    for name in names.iter().filter(|n| !wanted_links.contains(n)) {
-                        if let Err(e) = self.drivers.kernel().delete_link(name).await {
-                            problems.push(e.to_string());
-                        }
-                    }
-                }
-                Err(e) => problems.push(e.to_string()),
+        // One dump for every prefix (they all start with `wn`), then ours by prefix.
+        let links = match self.drivers.kernel().list_links("wn").await {
+            Ok(names) => Some(names),
+            Err(e) => {
+                problems.push(e.to_string());
+                None
+            }
+        };
+        let ours = links.map(|names| {
+            (names.into_iter())
+                .filter(|n| LINK_PREFIXES.iter().any(|p| n.starts_with(p)))
+                .collect::<HashSet<String>>()
+        });
+        for name in ours.iter().flatten().filter(|n| !wanted_links.contains(*n)) {
+            if let Err(e) = self.drivers.kernel().delete_link(name).await {
+                problems.push(e.to_string());
             }
         }
+        self.remove_stray_namespaces(state, problems);
+        ours.map(|o| o.into_iter().filter(|n| wanted_links.contains(n)).collect())
+    }
+
+    fn remove_stray_namespaces(&self, state: &State, problems: &mut Vec<String>) {
+        let v = state.view();
         let netns_dir = self.config().run_dir.join("netns");
         let kernel = self.drivers.kernel();
+        let known: HashSet<&Path> = (v.sandboxes().iter_from(None))
+            .map(|s| Path::new(&s.netns))
+            .collect();
         for path in kernel.list_netns(&netns_dir) {
-            let known = v
-                .sandboxes()
-                .iter_from(None)
-                .any(|s| Path::new(&s.netns) == path);
-            if !known {
+            if !known.contains(path.as_path()) {
                 if let Err(e) = kernel.remove_netns(&path) {
                     problems.push(e.to_string());
                 }
@@ -76,10 +103,20 @@ impl Engine {
     }
 
     /// Endpoints whose veth is missing are joined again (with the default route if theirs).
-    async fn rejoin_endpoints(&self, state: &State, problems: &mut Vec<String>) {
+    /// `links`: the links of ours there are (else each endpoint's veth is looked up).
+    async fn rejoin_endpoints(
+        &self,
+        state: &State,
+        links: Option<&HashSet<String>>,
+        problems: &mut Vec<String>,
+    ) {
         let v = state.view();
         for e in v.endpoints() {
-            match self.drivers.bridge.endpoint_exists(e).await {
+            let exists = match links {
+                Some(l) => Ok(l.contains(&veth_name(&e.id))),
+                None => self.drivers.bridge.endpoint_exists(e).await,
+            };
+            match exists {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(err) => {
