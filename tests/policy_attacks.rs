@@ -204,3 +204,52 @@ async fn same_group_amplification_is_refused_by_the_budget() {
         c.delete(&format!("/v1/sandboxes/{s}")).await.unwrap();
     }
 }
+
+/// The handle of the daemon's inet table: a whole replacement makes a new one.
+fn table_handle(server: &Server) -> String {
+    let out = server
+        .host
+        .stdout(&["nft", "-a", "list", "table", "inet", "wasmnet"]);
+    let first = out.lines().next().unwrap_or_default().to_string();
+    assert!(first.contains("# handle"), "{out}");
+    first
+}
+
+/// A join that brings a new group adds its sets and `same-group` rules in one small
+/// transaction: the table is not replaced (its handle stays), and the group works at once.
+/// The last member leaving takes the group's sets and rules away again.
+#[tokio::test]
+async fn a_new_group_joins_without_replacing_the_table() {
+    let server = Server::start(&[]);
+    let c = server.client();
+    let body = json!({"name": "grow", "ipv4": {"subnet": "10.46.0.0/24"}});
+    make(&c, "/v1/networks", body).await;
+    upload(&c, "tiers", "label-isolation").await.unwrap();
+    make(&c, "/v1/policies/tiers/attach", json!({"network": "grow"})).await;
+    let (web, _) = member(&c, "web", "grow", json!({"tier": "web"})).await;
+    let handle = table_handle(&server);
+    let (api1, _) = member(&c, "api1", "grow", json!({"tier": "api"})).await;
+    let (_, e2) = member(&c, "api2", "grow", json!({"tier": "api"})).await;
+    assert_eq!(
+        table_handle(&server),
+        handle,
+        "a new group replaced the table"
+    );
+    assert!(ping(&api1, &ip(&e2)), "the new group talks");
+    assert!(!ping(&web, &ip(&e2)), "and keeps others out");
+    let rules = c.get("/v1/ruleset").await.unwrap();
+    assert!(rules["text"].as_str().unwrap().contains("_sg0_4"));
+    for s in ["api1", "api2"] {
+        c.delete(&format!("/v1/sandboxes/{s}")).await.unwrap();
+    }
+    let listed = server
+        .host
+        .stdout(&["nft", "list", "table", "inet", "wasmnet"]);
+    let api = "tier_api";
+    assert!(
+        !listed.contains(api),
+        "the group left with its last member:\n{listed}"
+    );
+    c.delete("/v1/policies/tiers?force=true").await.unwrap();
+    c.delete("/v1/sandboxes/web").await.unwrap();
+}

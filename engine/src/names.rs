@@ -53,9 +53,19 @@ pub fn policy_chain(policy_id: &str, network_id: &str) -> String {
     format!("{}{}", policy_chain_prefix(policy_id), &network_id[..12])
 }
 
-/// The network id prefix a policy chain is named after, if `chain` is one of the policy's.
+/// The chain of one `same-group` rule (the `rule`-th of the policy's decision) of a policy
+/// for one network and family: the policy's chain + `_sg<rule>_<4|6>`. It holds one rule per
+/// group, so a new group is one rule appended here, not a change of the policy's chain.
+pub fn same_group_chain(policy_id: &str, network_id: &str, rule: usize, v6: bool) -> String {
+    let fam = if v6 { 6 } else { 4 };
+    format!("{}_sg{rule}_{fam}", policy_chain(policy_id, network_id))
+}
+
+/// The network id prefix a policy chain (or one of its `same-group` chains) is named after,
+/// if `chain` is one of the policy's.
 pub fn policy_chain_network<'a>(policy_id: &str, chain: &'a str) -> Option<&'a str> {
-    chain.strip_prefix(&policy_chain_prefix(policy_id))
+    let rest = chain.strip_prefix(&policy_chain_prefix(policy_id))?;
+    Some(rest.split('_').next().unwrap_or(rest))
 }
 
 /// Sets and maps of the inet table: every bridge, the subnets that masquerade, the dispatch
@@ -175,6 +185,9 @@ mod tests {
         let chain = policy_chain(&p, &n);
         assert_eq!(policy_chain_network(&p, &chain), Some("aaaaaaaaaaaa"));
         assert_eq!(policy_chain_network(&n, &chain), None);
+        let sg = same_group_chain(&p, &n, 3, true);
+        assert_eq!(sg, "pol_77777777_aaaaaaaaaaaa_sg3_6");
+        assert_eq!(policy_chain_network(&p, &sg), Some("aaaaaaaaaaaa"));
         assert_eq!(ipt_chain(3), "WASMNET-C3");
         assert_eq!(ipt_every_bridge(), "wnbr+");
     }

@@ -44,8 +44,25 @@ impl Engine {
         members: &[(String, String)],
     ) -> Result<()> {
         let fw = self.firewall.clone();
-        let new_group = joined && members.iter().any(|m| !base.policies().has_group(m));
+        // A new group (or, leaving, one that is gone) changes more than elements.
+        let changed = members.iter().any(|m| !base.policies().has_group(m));
         let (e, n) = (e.clone(), n.clone());
+        let growth = (joined && changed && fw.incremental())
+            .then(|| growth_of(base, members))
+            .flatten();
+        if let Some(growth) = growth {
+            let desired = Desired {
+                plan: Arc::new(only_members(&e, members)),
+                ..Default::default()
+            };
+            let applied = tokio::task::spawn_blocking(move || {
+                fw.grow(&growth)?;
+                fw.endpoint(&e, &n, joined, &desired)
+            })
+            .await;
+            return self.applied(applied);
+        }
+        let new_group = changed;
         if new_group || !fw.incremental() {
             let mut plan = base.policies().plan.clone();
             plan.members.remove(&e.id);
@@ -60,12 +77,8 @@ impl Engine {
             .await;
             return self.applied(applied);
         }
-        let mut only = Plan::default();
-        if !members.is_empty() {
-            only.members.insert(e.id.clone(), members.to_vec());
-        }
         let desired = Desired {
-            plan: Arc::new(only),
+            plan: Arc::new(only_members(&e, members)),
             ..Default::default()
         };
         let applied =
@@ -204,4 +217,24 @@ impl Engine {
             }
         }
     }
+}
+
+/// What joining with `members` adds to the table, when it can be added rather than replaced.
+fn growth_of(
+    base: &State,
+    members: &[(String, String)],
+) -> Option<crate::firewall::policy::Growth> {
+    let networks: Vec<&Network> = (base.view().networks().iter_from(None))
+        .map(|n| &**n)
+        .collect();
+    crate::firewall::policy::growth(&base.policies().plan, &networks, members)
+}
+
+/// A plan holding only one endpoint's groups: what an element change needs to know.
+fn only_members(e: &Endpoint, members: &[(String, String)]) -> Plan {
+    let mut only = Plan::default();
+    if !members.is_empty() {
+        only.members.insert(e.id.clone(), members.to_vec());
+    }
+    only
 }

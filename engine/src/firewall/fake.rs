@@ -20,6 +20,8 @@ pub struct FakeRules {
     pub members: BTreeSet<(String, String, String)>,
     /// Full applies so far.
     pub applies: usize,
+    /// Groups added without replacing the table.
+    pub grows: usize,
     /// Operations to fail the next time they are called (`apply`, `endpoint`).
     pub fail: BTreeSet<&'static str>,
 }
@@ -89,6 +91,11 @@ impl Firewall for FakeFirewall {
 
     fn incremental(&self) -> bool {
         true
+    }
+
+    fn grow(&self, _growth: &super::policy::Growth) -> Result<(), FirewallError> {
+        self.call("grow")?.grows += 1;
+        Ok(())
     }
 
     fn endpoint(

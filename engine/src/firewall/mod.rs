@@ -90,6 +90,15 @@ pub trait Firewall: Send + Sync {
         joined: bool,
         desired: &Desired,
     ) -> Result<(), FirewallError>;
+    /// Adds new groups' sets and `same-group` rules (one transaction, nothing existing
+    /// changes), before the joining endpoint's elements. Only asked of incremental backends.
+    fn grow(&self, growth: &policy::Growth) -> Result<(), FirewallError> {
+        let _ = growth;
+        Err(FirewallError::io(
+            "adding groups",
+            std::io::Error::other("this backend replaces its tables instead"),
+        ))
+    }
     /// Re-asserts wasmnet's rules if someone else changed them; true when it had to.
     fn reassert(&self, desired: &Desired) -> Result<bool, FirewallError>;
     /// How often the watcher calls `reassert`.

@@ -167,6 +167,11 @@ impl Firewall for Nft {
         Ok(crate::kernel::nfset::apply(crate::names::TABLE, &elements)?)
     }
 
+    fn grow(&self, growth: &policy::Growth) -> Result<(), FirewallError> {
+        self.forget_check();
+        self.run("group addition", &render_nft::growth(growth))
+    }
+
     /// Lists and compares only when the ruleset's generation moved since it was last found
     /// right (or someone is looking at counters): a steady host costs one netlink request a
     /// second, not a listing of every element (a process, and CPU taken from traffic).

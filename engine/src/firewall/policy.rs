@@ -125,12 +125,15 @@ pub fn add_to(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], pla
     for n in networks {
         for a in plan.governs(&n.id).unwrap_or_default() {
             let mine = groups.get(a.policy_id.as_str()).map(Vec::as_slice);
-            let rules = policy_rules(n, a, networks, mine.unwrap_or_default());
+            let (rules, same_group) = policy_rules(n, a, networks, mine.unwrap_or_default());
             let id = ChainId::Policy {
                 policy: a.policy_id.clone(),
                 network: n.id.clone(),
             };
             t.chain(id, rules);
+            for (id, rules) in same_group {
+                t.chain(id, rules);
+            }
         }
     }
 }
@@ -219,11 +222,24 @@ pub fn nat(n: &Network, applied: &[Applied]) -> (bool, Option<IpAddr>) {
     )
 }
 
-/// One policy's rules for one network. In audit mode nothing is decided: an accept returns to
-/// the network's chain, a would-be drop is counted and logged (tagged), then returns.
-fn policy_rules(n: &Network, a: &Applied, networks: &[&Network], groups: &[&str]) -> Vec<Rule> {
+type Chains = Vec<(ChainId, Vec<Rule>)>;
+
+/// One policy's rules for one network, and the chains of its `same-group` rules. In audit
+/// mode nothing is decided: an accept returns to the network's chain, a would-be drop is
+/// counted and logged (tagged), then returns.
+fn policy_rules(
+    n: &Network,
+    a: &Applied,
+    networks: &[&Network],
+    groups: &[&str],
+) -> (Vec<Rule>, Chains) {
     let mut out = Vec::new();
-    for r in &a.decision.rules {
+    let mut chains = Vec::new();
+    for (i, r) in a.decision.rules.iter().enumerate() {
+        if r.to == Peer::SameGroup && !a.audit {
+            same_group(n, a, (i, r), networks, groups, (&mut out, &mut chains));
+            continue;
+        }
         for (fam, m) in matches(r, n, &a.policy_id, networks, groups) {
             out.push(decided(r, a, m).pinned(fam));
         }
@@ -243,7 +259,135 @@ fn policy_rules(n: &Network, a: &Applied, networks: &[&Network], groups: &[&str]
             log(Match::NotOif(Ifaces::bridges()));
         }
     }
-    out
+    (out, chains)
+}
+
+/// A `same-group` rule: per family, a jump (for the rule's sources and protocol) to a chain
+/// holding one rule per group, so that a new group appends a rule there instead of changing
+/// the policy's chain (a join stays incremental). Audit mode keeps the rules inline: its
+/// accepts must return from the policy's chain, not from a chain below it.
+fn same_group(
+    n: &Network,
+    a: &Applied,
+    (i, r): (usize, &ir::Rule),
+    networks: &[&Network],
+    groups: &[&str],
+    (out, chains): (&mut Vec<Rule>, &mut Chains),
+) {
+    if !applies_to(r, &n.id, networks) {
+        return;
+    }
+    for &fam in same_group_families(r) {
+        let src = match &r.from {
+            p @ (Peer::Group(_) | Peer::Cidr(_)) => {
+                peer_match(p, false, fam, &a.policy_id, networks).flatten()
+            }
+            _ => None,
+        };
+        let id = same_group_chain(&a.policy_id, &n.id, i, fam);
+        let jump = src.into_iter().chain(proto_match(r)).collect();
+        out.push(Rule::uncounted(jump, rules::Verdict::Jump(id.clone())).pinned(Some(fam)));
+        let rules = groups
+            .iter()
+            .map(|g| same_group_rule(&n.id, a, r, g, fam))
+            .collect();
+        chains.push((id, rules));
+    }
+}
+
+fn same_group_chain(policy: &str, network: &str, rule: usize, fam: Fam) -> ChainId {
+    ChainId::SameGroup {
+        policy: policy.to_string(),
+        network: network.to_string(),
+        rule,
+        fam,
+    }
+}
+
+/// What `same-group` decides for group `g`, in its chain: both ends in the group, the
+/// destination on this network.
+fn same_group_rule(network: &str, a: &Applied, r: &ir::Rule, g: &str, fam: Fam) -> Rule {
+    let set = || Addrs::Set(group(&a.policy_id, g, fam));
+    let m = [Match::Saddr(set()), Match::Daddr(set())]
+        .into_iter()
+        .chain([Match::Oif(Ifaces::bridge_of(network))])
+        .chain(proto_match(r));
+    decided(r, a, m.collect()).pinned(Some(fam))
+}
+
+fn proto_match(r: &ir::Rule) -> Option<Match> {
+    r.protocol.map(|proto| Match::Proto {
+        proto,
+        ports: r.ports.clone(),
+    })
+}
+
+/// Whether a rule can match in network `n`'s chain, which sees only traffic leaving `n`'s
+/// endpoints.
+fn applies_to(r: &ir::Rule, network: &str, networks: &[&Network]) -> bool {
+    match &r.from {
+        Peer::World => false,
+        Peer::Network(x) => resolve(x, networks) == Some(network),
+        _ => true,
+    }
+}
+
+/// The families a `same-group` rule has a chain in: its source's, or both.
+fn same_group_families(r: &ir::Rule) -> &'static [Fam] {
+    match &r.from {
+        Peer::Cidr(c) if c.addr().is_ipv6() => &[Fam::V6],
+        Peer::Cidr(_) => &[Fam::V4],
+        _ => &[Fam::V4, Fam::V6],
+    }
+}
+
+/// What a join adds to the inet table when it brings groups that are new: their sets (empty:
+/// the endpoint's elements follow), and a rule for each in every `same-group` chain of their
+/// policy. One transaction that changes nothing existing, so a policy giving every endpoint
+/// a group of its own still joins incrementally.
+#[derive(Debug, Default, PartialEq)]
+pub struct Growth {
+    pub sets: Vec<SetId>,
+    pub rules: Vec<(ChainId, Rule)>,
+}
+
+/// The growth for an endpoint joining with `members`; None when the table must be replaced
+/// instead (an audit-mode attachment keeps its `same-group` rules inline).
+pub fn growth(plan: &Plan, networks: &[&Network], members: &[(String, String)]) -> Option<Growth> {
+    let new: Vec<&(String, String)> = members.iter().filter(|m| !plan.has_group(m)).collect();
+    let mut out = Growth::default();
+    for (policy, g) in &new {
+        for fam in [Fam::V4, Fam::V6] {
+            out.sets.push(group(policy, g, fam));
+        }
+    }
+    for (network, applied) in plan.networks.iter() {
+        for a in applied {
+            let mine: Vec<&str> = (new.iter())
+                .filter(|(p, _)| *p == a.policy_id)
+                .map(|(_, g)| g.as_str())
+                .collect();
+            for (i, r) in a.decision.rules.iter().enumerate() {
+                if mine.is_empty() || r.to != Peer::SameGroup {
+                    continue;
+                }
+                if a.audit {
+                    return None;
+                }
+                if !applies_to(r, network, networks) {
+                    continue;
+                }
+                for &fam in same_group_families(r) {
+                    let chain = same_group_chain(&a.policy_id, network, i, fam);
+                    for g in &mine {
+                        out.rules
+                            .push((chain.clone(), same_group_rule(network, a, r, g, fam)));
+                    }
+                }
+            }
+        }
+    }
+    Some(out)
 }
 
 /// A policy rule's verdict (and log) for packets matching `m`.
@@ -302,11 +446,8 @@ fn matches(
     networks: &[&Network],
     groups: &[&str],
 ) -> Vec<(Option<Fam>, Vec<Match>)> {
-    // The chain only sees traffic leaving this network's endpoints.
-    match &r.from {
-        Peer::World => return vec![],
-        Peer::Network(x) if resolve(x, networks) != Some(n.id.as_str()) => return vec![],
-        _ => {}
+    if !applies_to(r, &n.id, networks) {
+        return vec![];
     }
     let fams: &[Option<Fam>] = if needs_family(r) {
         &[Some(Fam::V4), Some(Fam::V6)]
@@ -345,10 +486,7 @@ fn matches(
                 None => continue,
             },
         };
-        let proto = r.protocol.map(|proto| Match::Proto {
-            proto,
-            ports: r.ports.clone(),
-        });
+        let proto = proto_match(r);
         for dst in dsts {
             let all = src.iter().cloned().chain(dst).chain(proto.clone());
             out.push((pin, all.collect()));
@@ -433,6 +571,7 @@ mod tests {
     use crate::firewall::docker;
     use crate::firewall::fixtures::{desired, endpoint, net, sample};
     use crate::firewall::render_iptables::IptTable;
+    use crate::firewall::render_nft;
 
     fn golden(name: &str, got: &str) {
         let path = format!(
@@ -489,6 +628,58 @@ mod tests {
         assert!(set("masq4").contains("10.1.0.0/24"), "{}", set("masq4"));
         assert!(set("masq6").contains("fd00:2::/64"), "{}", set("masq6"));
         assert!(got.contains("snat ip to 198.51.100.7"), "{got}");
+    }
+
+    /// A join bringing a new group adds its sets and one rule per `same-group` chain, and
+    /// the table rendered whole afterwards is the one before plus exactly that.
+    #[test]
+    fn a_new_group_grows_the_table_by_what_a_whole_render_adds() {
+        let (nets, eps, mut plan) = sample();
+        let nets: Vec<&Network> = nets.iter().collect();
+        let (tiers, micro) = ("7".repeat(64), "8".repeat(64));
+        let render = |plan: &Plan| {
+            let eps: Vec<&Endpoint> = eps.iter().collect();
+            docker::compile(&nets, &eps, &eps, plan).render()
+        };
+        let before = render(&plan);
+        let members = [(tiers.clone(), "tier=y".to_string())];
+        let g = growth(&plan, &nets, &members).unwrap();
+        assert_eq!(g.sets.len(), 2);
+        let script = render_nft::growth(&g);
+        let sg = "pol_77777777_aaaaaaaaaaaa_sg0";
+        assert!(
+            script.contains(&format!(
+                "add rule inet wasmnet {sg}_4 ip saddr @g_77777777_tier_y_"
+            )),
+            "{script}"
+        );
+        assert_eq!(script.lines().count(), 4, "{script}");
+        plan.members.insert("f".repeat(64), members.to_vec());
+        let after = render(&plan);
+        let added: Vec<&str> = after.lines().filter(|l| !before.contains(l)).collect();
+        for line in script.lines().filter(|l| l.starts_with("add rule")) {
+            let rule = line.splitn(6, ' ').nth(5).unwrap();
+            assert!(
+                added.iter().any(|l| l.trim() == rule),
+                "{rule} not in {added:?}"
+            );
+        }
+        // An audit-mode policy keeps same-group inline: no growth, a whole replacement.
+        let mut audited = plan.clone();
+        let n = audited
+            .networks
+            .keys()
+            .find(|k| k.starts_with('a'))
+            .unwrap()
+            .clone();
+        std::sync::Arc::make_mut(&mut audited.networks)
+            .get_mut(&n)
+            .unwrap()[0]
+            .audit = true;
+        assert_eq!(growth(&audited, &nets, &[(tiers, "tier=z".into())]), None);
+        // A group of a policy without same-group rules: sets only.
+        let g = growth(&plan, &nets, &[(micro, "cache".into())]).unwrap();
+        assert_eq!((g.sets.len(), g.rules.len()), (2, 0));
     }
 
     #[test]

@@ -419,11 +419,11 @@ mod tests {
         assert_eq!(
             got,
             [
-                "-A WASMNET-C3 -s 10.1.0.2 -j WASMNET-C4",
-                "-A WASMNET-C3 -s 10.1.0.7 -j WASMNET-C4",
-                "-A WASMNET-C3 -s 10.1.0.8 -j WASMNET-C4",
-                "-A WASMNET-C4 -d 10.1.0.3 -o wnbraaaaaaaaaaa -p tcp -m tcp --dport 5432 -j RETURN",
-                "-A WASMNET-C4 -d 10.1.0.9 -o wnbraaaaaaaaaaa -p tcp -m tcp --dport 5432 -j RETURN",
+                "-A WASMNET-C4 -s 10.1.0.2 -j WASMNET-C5",
+                "-A WASMNET-C4 -s 10.1.0.7 -j WASMNET-C5",
+                "-A WASMNET-C4 -s 10.1.0.8 -j WASMNET-C5",
+                "-A WASMNET-C5 -d 10.1.0.3 -o wnbraaaaaaaaaaa -p tcp -m tcp --dport 5432 -j RETURN",
+                "-A WASMNET-C5 -d 10.1.0.9 -o wnbraaaaaaaaaaa -p tcp -m tcp --dport 5432 -j RETURN",
             ]
         );
     }

@@ -31,6 +31,24 @@ fn table(t: &Table) -> ruleset::Table {
     out
 }
 
+/// New groups' sets and the rules appended for them, as one nft script (one transaction).
+pub fn growth(g: &super::policy::Growth) -> String {
+    use std::fmt::Write;
+    let (family, table) = ("inet", names::TABLE);
+    let mut out = String::new();
+    for id in &g.sets {
+        let (name, spec) = (set_name(id), set_spec(id));
+        let _ = writeln!(out, "add set {family} {table} {name} {{ {spec} }}");
+    }
+    for (chain, rule) in &g.rules {
+        for line in lines(rule) {
+            let chain = chain_name(chain);
+            let _ = writeln!(out, "add rule {family} {table} {chain} {}", line.text);
+        }
+    }
+    out
+}
+
 /// The element changes as nft's (one `add`/`delete element` each).
 pub fn changes(changes: &[ElementChange]) -> Vec<Change> {
     changes
@@ -104,6 +122,12 @@ pub fn chain_name(id: &ChainId) -> String {
         ChainId::Publish => names::CHAIN_PUBLISH.into(),
         ChainId::Network(n) => names::network_chain(n),
         ChainId::Policy { policy, network } => names::policy_chain(policy, network),
+        ChainId::SameGroup {
+            policy,
+            network,
+            rule,
+            fam,
+        } => names::same_group_chain(policy, network, *rule, *fam == Fam::V6),
     }
 }
 
@@ -115,7 +139,10 @@ fn hook(id: &ChainId) -> Option<&'static str> {
         ChainId::Prerouting => "type nat hook prerouting priority dstnat; policy accept;",
         ChainId::Output => "type nat hook output priority -100; policy accept;",
         ChainId::Postrouting => "type nat hook postrouting priority srcnat; policy accept;",
-        ChainId::Publish | ChainId::Network(_) | ChainId::Policy { .. } => return None,
+        ChainId::Publish
+        | ChainId::Network(_)
+        | ChainId::Policy { .. }
+        | ChainId::SameGroup { .. } => return None,
     })
 }
 

@@ -136,6 +136,14 @@ pub enum ChainId {
         policy: String,
         network: String,
     },
+    /// One `same-group` rule (the `rule`-th of the policy's decision) of a policy for one
+    /// network and family: a rule per group, jumped to from the policy's chain.
+    SameGroup {
+        policy: String,
+        network: String,
+        rule: usize,
+        fam: Fam,
+    },
     /// The bridge family's forward hook.
     BridgeForward,
 }
