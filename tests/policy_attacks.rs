@@ -230,13 +230,23 @@ async fn a_new_group_joins_without_replacing_the_table() {
     let handle = table_handle(&server);
     let (api1, _) = member(&c, "api1", "grow", json!({"tier": "api"})).await;
     let (_, e2) = member(&c, "api2", "grow", json!({"tier": "api"})).await;
-    assert_eq!(
-        table_handle(&server),
-        handle,
-        "a new group replaced the table"
-    );
     assert!(ping(&api1, &ip(&e2)), "the new group talks");
     assert!(!ping(&web, &ip(&e2)), "and keeps others out");
+    // The watcher compares the kernel's table with what it should be every second: had the
+    // rules added over netlink differed, it would have replaced the table by now.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(table_handle(&server), handle, "the table was replaced");
+    let chains = server
+        .host
+        .stdout(&["nft", "list", "table", "inet", "wasmnet"]);
+    let added = chains
+        .lines()
+        .find(|l| l.contains("tier_api") && l.contains("oifname"));
+    let added = added.unwrap_or_else(|| panic!("no same-group rule for tier=api:\n{chains}"));
+    assert!(
+        added.contains("ip daddr @g_") && added.trim_end().ends_with("accept"),
+        "{added}"
+    );
     let rules = c.get("/v1/ruleset").await.unwrap();
     assert!(rules["text"].as_str().unwrap().contains("_sg0_4"));
     for s in ["api1", "api2"] {

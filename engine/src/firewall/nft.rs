@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use super::error::FirewallError;
+use super::rules::Fam;
 use super::ruleset::{render_changes, Change, Fingerprint, Ruleset};
 use super::{docker, policy, render_nft};
 use super::{Backend, ChainView, Desired, Firewall, RuleView};
+use crate::kernel::nfrules::{self, NewSet, SameSetRule};
 use crate::model::{Endpoint, Network};
 
 /// Talks to the kernel's nftables through `nft`, in the daemon's network namespace.
@@ -167,9 +169,14 @@ impl Firewall for Nft {
         Ok(crate::kernel::nfset::apply(crate::names::TABLE, &elements)?)
     }
 
+    /// Over netlink when every rule has the simple `same-group` shape (`nft` would first read
+    /// every set of the table), else as an nft script.
     fn grow(&self, growth: &policy::Growth) -> Result<(), FirewallError> {
         self.forget_check();
-        self.run("group addition", &render_nft::growth(growth))
+        match over_netlink(growth) {
+            Some((sets, rules)) => Ok(nfrules::add(crate::names::TABLE, &sets, &rules)?),
+            None => self.run("group addition", &render_nft::growth(growth)),
+        }
     }
 
     /// Lists and compares only when the ruleset's generation moved since it was last found
@@ -301,6 +308,45 @@ pub fn counters_of(doc: &Value) -> std::collections::BTreeMap<String, Vec<Option
 /// Whether `actual` has our tables as `expected` says (foreign tables are ignored).
 pub fn matches(expected: &Fingerprint, actual: &Fingerprint) -> bool {
     expected.iter().all(|(k, v)| actual.get(k) == Some(v))
+}
+
+/// A growth as netlink objects, if every rule is `saddr @g daddr @g oifname X counter` with
+/// accept or drop and nothing else.
+fn over_netlink(g: &policy::Growth) -> Option<(Vec<NewSet>, Vec<SameSetRule>)> {
+    use super::rules::{Addrs, Ifaces, Match, SetId, Verdict};
+    let sets = (g.sets.iter())
+        .map(|id| match id {
+            SetId::Group { fam, .. } => Some(NewSet {
+                name: render_nft::set_name(id),
+                v6: *fam == Fam::V6,
+            }),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let rules = (g.rules.iter())
+        .map(|(chain, r)| {
+            let accept = match (&r.verdict, &r.log, r.counter) {
+                (Some(Verdict::Accept), None, true) => true,
+                (Some(Verdict::Drop), None, true) => false,
+                _ => return None,
+            };
+            match r.matches.as_slice() {
+                [Match::Saddr(Addrs::Set(a)), Match::Daddr(Addrs::Set(b)), Match::Oif(Ifaces::Name(oif))]
+                    if a == b =>
+                {
+                    Some(SameSetRule {
+                        chain: render_nft::chain_name(chain),
+                        set: render_nft::set_name(a),
+                        v6: r.fam == Some(Fam::V6),
+                        oifname: oif.clone(),
+                        accept,
+                    })
+                }
+                _ => None,
+            }
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((sets, rules))
 }
 
 #[cfg(test)]

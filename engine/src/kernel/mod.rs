@@ -9,6 +9,7 @@
 pub mod fake;
 mod links;
 mod netns;
+pub mod nfrules;
 pub mod nfset;
 mod sysctl;
 mod system;

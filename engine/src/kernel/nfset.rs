@@ -8,9 +8,9 @@ use std::net::IpAddr;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
-const NFNL_MSG_BATCH_END: u16 = 0x11;
+pub(super) const NFNL_SUBSYS_NFTABLES: u16 = 10;
+pub(super) const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+pub(super) const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWGEN: u16 = 15;
 const NFT_MSG_GETGEN: u16 = 16;
 const NFTA_GEN_ID: u16 = 1;
@@ -19,16 +19,16 @@ const NFT_MSG_DELSETELEM: u16 = 14;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_LIST_ELEM: u16 = 1;
+pub(super) const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
-const NFTA_DATA_VALUE: u16 = 1;
-const NLA_F_NESTED: u16 = 0x8000;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_CREATE: u16 = 0x400;
+pub(super) const NFTA_DATA_VALUE: u16 = 1;
+pub(super) const NLA_F_NESTED: u16 = 0x8000;
+pub(super) const NLM_F_REQUEST: u16 = 0x1;
+pub(super) const NLM_F_ACK: u16 = 0x4;
+pub(super) const NLM_F_CREATE: u16 = 0x400;
 const NLMSG_ERROR: u16 = 0x2;
-const NFPROTO_INET: u8 = 1;
-const AF_UNSPEC: u8 = 0;
+pub(super) const NFPROTO_INET: u8 = 1;
+pub(super) const AF_UNSPEC: u8 = 0;
 
 /// One address in or out of one set of wasmnet's inet table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,14 +40,14 @@ pub struct Element {
 
 #[derive(Debug, thiserror::Error)]
 #[error("nftables over netlink: {0}")]
-pub struct NfsetError(String);
+pub struct NfsetError(pub(super) String);
 
-fn align(n: usize) -> usize {
+pub(super) fn align(n: usize) -> usize {
     (n + 3) & !3
 }
 
 /// A netlink attribute; `nested` marks one holding attributes.
-fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+pub(super) fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     let len = 4 + payload.len();
     out.extend_from_slice(&(len as u16).to_ne_bytes());
     out.extend_from_slice(&kind.to_ne_bytes());
@@ -55,14 +55,14 @@ fn attr(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     out.resize(align(out.len()), 0);
 }
 
-fn cstr(s: &str) -> Vec<u8> {
+pub(super) fn cstr(s: &str) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
     v.push(0);
     v
 }
 
 /// A message: header, nfgenmsg, then `body` (attributes).
-fn message(
+pub(super) fn message(
     out: &mut Vec<u8>,
     kind: u16,
     flags: u16,
@@ -135,7 +135,7 @@ fn io(what: &str, e: std::io::Error) -> NfsetError {
 }
 
 /// A netfilter netlink socket, talking to the kernel.
-fn open() -> Result<Socket, NfsetError> {
+pub(super) fn open() -> Result<Socket, NfsetError> {
     let mut socket = Socket::new(NETLINK_NETFILTER).map_err(|e| io("socket", e))?;
     socket.bind_auto().map_err(|e| io("bind", e))?;
     socket
@@ -185,11 +185,37 @@ pub fn apply(table: &str, elements: &[Element]) -> Result<(), NfsetError> {
         return Ok(());
     }
     let socket = open()?;
-    socket
-        .send(&batch(table, elements), 0)
-        .map_err(|e| io("send", e))?;
+    let describe = |i: usize| {
+        elements.get(i).map_or(String::new(), |e| {
+            let verb = if e.add { "adding" } else { "deleting" };
+            format!(" ({verb} {} in set {})", e.addr, e.set)
+        })
+    };
+    // Deleting what is not there (after a restart rebuilt the set) is done already.
+    let done_already =
+        |i: usize, code: i32| code == -libc_enoent() && elements.get(i).is_some_and(|e| !e.add);
+    send_acked(
+        &socket,
+        &batch(table, elements),
+        elements.len(),
+        describe,
+        done_already,
+    )
+}
+
+/// Sends a batch of `count` acknowledged messages (sequence numbers 1..=count) and waits for
+/// every acknowledgement; the first error the kernel reports is the error, said with
+/// `describe(i)` of the i-th message, unless `tolerated(i, code)`.
+pub(super) fn send_acked(
+    socket: &Socket,
+    batch: &[u8],
+    count: usize,
+    describe: impl Fn(usize) -> String,
+    tolerated: impl Fn(usize, i32) -> bool,
+) -> Result<(), NfsetError> {
+    socket.send(batch, 0).map_err(|e| io("send", e))?;
     let mut acked = 0;
-    while acked < elements.len() {
+    while acked < count {
         let mut buf = Vec::with_capacity(1 << 16);
         let n = socket.recv(&mut buf, 0).map_err(|e| io("recv", e))?;
         let mut at = 0;
@@ -202,21 +228,12 @@ pub fn apply(table: &str, elements: &[Element]) -> Result<(), NfsetError> {
             }
             if kind == NLMSG_ERROR && at + 20 <= buf.len() {
                 let code = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4 bytes"));
-                let e = elements.get((seq as usize).wrapping_sub(1));
-                // Deleting what is not there (after a restart rebuilt the set) is done already.
-                let gone = code == -libc_enoent() && e.is_some_and(|e| !e.add);
-                if code != 0 && !gone {
-                    let what = e.map_or(String::new(), |e| {
-                        format!(
-                            " ({} {} in set {})",
-                            if e.add { "adding" } else { "deleting" },
-                            e.addr,
-                            e.set
-                        )
-                    });
+                let i = (seq as usize).wrapping_sub(1);
+                if code != 0 && !tolerated(i, code) {
                     return Err(NfsetError(format!(
-                        "{}{what}",
-                        std::io::Error::from_raw_os_error(-code)
+                        "{}{}",
+                        std::io::Error::from_raw_os_error(-code),
+                        describe(i)
                     )));
                 }
                 acked += 1;
