@@ -223,11 +223,11 @@ impl Engine {
 fn growth_of(
     base: &State,
     members: &[(String, String)],
-) -> Option<crate::firewall::policy::Growth> {
+) -> Option<crate::firewall::growth::Growth> {
     let networks: Vec<&Network> = (base.view().networks().iter_from(None))
         .map(|n| &**n)
         .collect();
-    crate::firewall::policy::growth(&base.policies().plan, &networks, members)
+    crate::firewall::growth::growth(&base.policies().plan, &networks, members)
 }
 
 /// A plan holding only one endpoint's groups: what an element change needs to know.

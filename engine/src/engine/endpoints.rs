@@ -65,7 +65,7 @@ impl Engine {
         plan.members = crate::policy::memberships(&decisions);
         let policies = base.policies();
         if plan.members.iter().any(|m| !policies.has_group(m)) {
-            policies.fits(&policies.plan, &plan.members)?;
+            policies.fits_join(&policies.plan, &plan.members)?;
         }
         Ok(plan)
     }

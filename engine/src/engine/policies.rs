@@ -185,7 +185,7 @@ impl Engine {
         plan.members.remove(&e.id);
         let policies = base.policies();
         policies
-            .fits(&plan, &members)
+            .fits_join(&plan, &members)
             .map_err(|f| self.policy_failed(f))?;
         if !members.is_empty() {
             plan.members.insert(e.id.clone(), members);

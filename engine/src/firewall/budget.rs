@@ -68,6 +68,45 @@ pub fn check(plan: &Plan, extra: &[(String, String)], budget: &Budget) -> Result
     Ok(())
 }
 
+/// As `check`, for one endpoint joining with `extra` groups: from the plan's index of groups
+/// and the policies' rules, without walking every endpoint (a group a rule names counts as
+/// one more, which errs on the safe side).
+pub fn check_join(plan: &Plan, extra: &[(String, String)], budget: &Budget) -> Result<(), Over> {
+    let mut policies: Vec<&str> = extra.iter().map(|(p, _)| p.as_str()).collect();
+    policies.sort_unstable();
+    policies.dedup();
+    for policy in policies {
+        let mine = || extra.iter().filter(move |(p, _)| p == policy);
+        let (groups, members) = plan.members.of_policy(policy);
+        let groups = groups + mine().filter(|g| !plan.members.in_use(g)).count();
+        over(policy, "classify", groups, budget.groups, "groups")?;
+        let members = members + mine().count();
+        over(
+            policy,
+            "classify",
+            members,
+            budget.members,
+            "group memberships",
+        )?;
+        let mut networks: Vec<_> = plan.networks.iter().collect();
+        networks.sort_by(|a, b| a.0.cmp(b.0));
+        for (network, applied) in networks {
+            for a in applied.iter().filter(|a| a.policy_id == policy) {
+                let rules = &a.decision.rules;
+                let named = rules.iter().filter(|r| names_group(r)).count();
+                let n: usize = rules.iter().map(|r| lowered(r, groups + named)).sum();
+                let what = format!("firewall rules in network {}", &network[..12]);
+                over(policy, "evaluate", n, budget.rules_per_network, &what)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn names_group(r: &Rule) -> bool {
+    matches!(r.from, Peer::Group(_)) || matches!(r.to, Peer::Group(_))
+}
+
 fn over(
     policy: &str,
     function: &'static str,
@@ -139,5 +178,14 @@ mod tests {
         };
         let over = check(&plan, &extra, &few).unwrap_err();
         assert!(over.reason.contains("2 groups"), "{over:?}");
+        // The same from the index, as a join checks it.
+        let over = check_join(&plan, &extra, &three).unwrap_err();
+        assert!(
+            over.reason.contains("compile to 4 firewall rules"),
+            "{over:?}"
+        );
+        let over = check_join(&plan, &extra, &few).unwrap_err();
+        assert!(over.reason.contains("2 groups"), "{over:?}");
+        assert_eq!(check_join(&plan, &extra, &BUDGET), Ok(()));
     }
 }

@@ -93,7 +93,7 @@ impl Firewall for FakeFirewall {
         true
     }
 
-    fn grow(&self, _growth: &super::policy::Growth) -> Result<(), FirewallError> {
+    fn grow(&self, _growth: &super::growth::Growth) -> Result<(), FirewallError> {
         self.call("grow")?.grows += 1;
         Ok(())
     }

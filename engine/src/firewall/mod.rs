@@ -13,7 +13,9 @@ mod error;
 pub mod fake;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod growth;
 pub mod iptables;
+pub mod members;
 pub mod nft;
 pub mod policy;
 mod render_iptables;
@@ -92,7 +94,7 @@ pub trait Firewall: Send + Sync {
     ) -> Result<(), FirewallError>;
     /// Adds new groups' sets and `same-group` rules (one transaction, nothing existing
     /// changes), before the joining endpoint's elements. Only asked of incremental backends.
-    fn grow(&self, growth: &policy::Growth) -> Result<(), FirewallError> {
+    fn grow(&self, growth: &growth::Growth) -> Result<(), FirewallError> {
         let _ = growth;
         Err(FirewallError::io(
             "adding groups",

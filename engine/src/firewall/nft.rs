@@ -171,9 +171,12 @@ impl Firewall for Nft {
 
     /// Over netlink when every rule has the simple `same-group` shape (`nft` would first read
     /// every set of the table), else as an nft script.
-    fn grow(&self, growth: &policy::Growth) -> Result<(), FirewallError> {
+    fn grow(&self, growth: &super::growth::Growth) -> Result<(), FirewallError> {
         self.forget_check();
-        match over_netlink(growth) {
+        // (A large growth, many same-group rules, goes as a script: one netlink batch must
+        // fit the socket's send buffer.)
+        let small = growth.sets.len() + growth.rules.len() <= 256;
+        match over_netlink(growth).filter(|_| small) {
             Some((sets, rules)) => Ok(nfrules::add(crate::names::TABLE, &sets, &rules)?),
             None => self.run("group addition", &render_nft::growth(growth)),
         }
@@ -312,7 +315,7 @@ pub fn matches(expected: &Fingerprint, actual: &Fingerprint) -> bool {
 
 /// A growth as netlink objects, if every rule is `saddr @g daddr @g oifname X counter` with
 /// accept or drop and nothing else.
-fn over_netlink(g: &policy::Growth) -> Option<(Vec<NewSet>, Vec<SameSetRule>)> {
+fn over_netlink(g: &super::growth::Growth) -> Option<(Vec<NewSet>, Vec<SameSetRule>)> {
     use super::rules::{Addrs, Ifaces, Match, SetId, Verdict};
     let sets = (g.sets.iter())
         .map(|id| match id {

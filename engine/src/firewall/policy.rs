@@ -22,9 +22,7 @@ use crate::kernel::nfset;
 use crate::model::{Endpoint, Network};
 use crate::names::group_set;
 
-/// Per endpoint id: (policy id, group) for each group a policy put it in. A persistent map:
-/// the engine's state copies it at every join, for the cost of the path it changes.
-pub type Members = imbl::HashMap<String, Vec<(String, String)>>;
+pub use super::members::Members;
 
 /// Everything the attached policies decided, as the firewall consumes it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -60,8 +58,7 @@ impl Plan {
 
     /// Every (policy id, group) in use: by an endpoint, or named by a rule.
     pub fn groups(&self) -> BTreeSet<(String, String)> {
-        let mut out: BTreeSet<(String, String)> =
-            self.members.values().flatten().cloned().collect();
+        let mut out: BTreeSet<(String, String)> = self.members.groups().cloned().collect();
         for a in self.networks.values().flatten() {
             for r in &a.decision.rules {
                 for p in [&r.from, &r.to] {
@@ -84,7 +81,7 @@ impl Plan {
                         .any(|p| matches!(p, Peer::Group(g) if *g == key.1))
                 })
         });
-        named || self.members.values().any(|m| m.contains(key))
+        named || self.members.in_use(key)
     }
 
     /// Whether enforcing this plan means reading bridged traffic through br_netfilter.
@@ -150,7 +147,7 @@ fn group_members(endpoints: &[&Endpoint], plan: &Plan) -> Vec<GroupAddrs> {
         .into_iter()
         .map(|k| (k, Default::default()))
         .collect();
-    for (ep, groups) in &plan.members {
+    for (ep, groups) in plan.members.iter() {
         let Some(e) = addresses.get(ep.as_str()) else {
             continue;
         };
@@ -295,7 +292,7 @@ fn same_group(
     }
 }
 
-fn same_group_chain(policy: &str, network: &str, rule: usize, fam: Fam) -> ChainId {
+pub(super) fn same_group_chain(policy: &str, network: &str, rule: usize, fam: Fam) -> ChainId {
     ChainId::SameGroup {
         policy: policy.to_string(),
         network: network.to_string(),
@@ -306,7 +303,7 @@ fn same_group_chain(policy: &str, network: &str, rule: usize, fam: Fam) -> Chain
 
 /// What `same-group` decides for group `g`, in its chain: both ends in the group, the
 /// destination on this network.
-fn same_group_rule(network: &str, a: &Applied, r: &ir::Rule, g: &str, fam: Fam) -> Rule {
+pub(super) fn same_group_rule(network: &str, a: &Applied, r: &ir::Rule, g: &str, fam: Fam) -> Rule {
     let set = || Addrs::Set(group(&a.policy_id, g, fam));
     let m = [Match::Saddr(set()), Match::Daddr(set())]
         .into_iter()
@@ -324,7 +321,7 @@ fn proto_match(r: &ir::Rule) -> Option<Match> {
 
 /// Whether a rule can match in network `n`'s chain, which sees only traffic leaving `n`'s
 /// endpoints.
-fn applies_to(r: &ir::Rule, network: &str, networks: &[&Network]) -> bool {
+pub(super) fn applies_to(r: &ir::Rule, network: &str, networks: &[&Network]) -> bool {
     match &r.from {
         Peer::World => false,
         Peer::Network(x) => resolve(x, networks) == Some(network),
@@ -333,61 +330,12 @@ fn applies_to(r: &ir::Rule, network: &str, networks: &[&Network]) -> bool {
 }
 
 /// The families a `same-group` rule has a chain in: its source's, or both.
-fn same_group_families(r: &ir::Rule) -> &'static [Fam] {
+pub(super) fn same_group_families(r: &ir::Rule) -> &'static [Fam] {
     match &r.from {
         Peer::Cidr(c) if c.addr().is_ipv6() => &[Fam::V6],
         Peer::Cidr(_) => &[Fam::V4],
         _ => &[Fam::V4, Fam::V6],
     }
-}
-
-/// What a join adds to the inet table when it brings groups that are new: their sets (empty:
-/// the endpoint's elements follow), and a rule for each in every `same-group` chain of their
-/// policy. One transaction that changes nothing existing, so a policy giving every endpoint
-/// a group of its own still joins incrementally.
-#[derive(Debug, Default, PartialEq)]
-pub struct Growth {
-    pub sets: Vec<SetId>,
-    pub rules: Vec<(ChainId, Rule)>,
-}
-
-/// The growth for an endpoint joining with `members`; None when the table must be replaced
-/// instead (an audit-mode attachment keeps its `same-group` rules inline).
-pub fn growth(plan: &Plan, networks: &[&Network], members: &[(String, String)]) -> Option<Growth> {
-    let new: Vec<&(String, String)> = members.iter().filter(|m| !plan.has_group(m)).collect();
-    let mut out = Growth::default();
-    for (policy, g) in &new {
-        for fam in [Fam::V4, Fam::V6] {
-            out.sets.push(group(policy, g, fam));
-        }
-    }
-    for (network, applied) in plan.networks.iter() {
-        for a in applied {
-            let mine: Vec<&str> = (new.iter())
-                .filter(|(p, _)| *p == a.policy_id)
-                .map(|(_, g)| g.as_str())
-                .collect();
-            for (i, r) in a.decision.rules.iter().enumerate() {
-                if mine.is_empty() || r.to != Peer::SameGroup {
-                    continue;
-                }
-                if a.audit {
-                    return None;
-                }
-                if !applies_to(r, network, networks) {
-                    continue;
-                }
-                for &fam in same_group_families(r) {
-                    let chain = same_group_chain(&a.policy_id, network, i, fam);
-                    for g in &mine {
-                        out.rules
-                            .push((chain.clone(), same_group_rule(network, a, r, g, fam)));
-                    }
-                }
-            }
-        }
-    }
-    Some(out)
 }
 
 /// A policy rule's verdict (and log) for packets matching `m`.
@@ -495,7 +443,7 @@ fn matches(
     out
 }
 
-fn group(policy: &str, group: &str, fam: Fam) -> SetId {
+pub(super) fn group(policy: &str, group: &str, fam: Fam) -> SetId {
     SetId::Group {
         policy: policy.to_string(),
         group: group.to_string(),
@@ -570,6 +518,7 @@ mod tests {
     use super::*;
     use crate::firewall::docker;
     use crate::firewall::fixtures::{desired, endpoint, net, sample};
+    use crate::firewall::growth::growth;
     use crate::firewall::render_iptables::IptTable;
     use crate::firewall::render_nft;
 

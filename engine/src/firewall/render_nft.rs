@@ -32,7 +32,7 @@ fn table(t: &Table) -> ruleset::Table {
 }
 
 /// New groups' sets and the rules appended for them, as one nft script (one transaction).
-pub fn growth(g: &super::policy::Growth) -> String {
+pub fn growth(g: &super::growth::Growth) -> String {
     use std::fmt::Write;
     let (family, table) = ("inet", names::TABLE);
     let mut out = String::new();

@@ -221,14 +221,7 @@ impl PolicySet {
         let groups = plan.groups();
         let all = groups.iter().chain(extra);
         if let Some((a, b)) = crate::names::group_set_collision(all.map(|(p, g)| (&**p, &**g))) {
-            let error = wasmnet_policy::PolicyError::BadOutput {
-                function: "classify",
-                reason: format!(
-                    "groups {:?} and {:?} would share one address set (refused, not merged)",
-                    a.1, b.1
-                ),
-            };
-            return Err(self.failure(b.0, error));
+            return Err(self.clash(a.1, &(b.0.to_string(), b.1.to_string())));
         }
         budget::check(plan, extra, &budget::BUDGET).map_err(|over| {
             let error = wasmnet_policy::PolicyError::BadOutput {
@@ -237,6 +230,40 @@ impl PolicySet {
             };
             self.failure(&over.policy_id, error)
         })
+    }
+
+    /// As `fits`, for an endpoint joining with `extra` groups (or classified again: `plan`
+    /// without it): lookups in the plan's index of groups, not a walk over every group. (A
+    /// group a rule names was checked with the whole plan, when the rules were computed.)
+    pub fn fits_join(&self, plan: &Plan, extra: &[(String, String)]) -> Result<(), Failure> {
+        let mut seen: HashMap<String, &(String, String)> = HashMap::new();
+        for g in extra.iter().filter(|g| !plan.members.in_use(g)) {
+            let name = crate::names::group_set(&g.0, &g.1, false);
+            let taken = plan.members.owner(&name).or(seen.get(&name).copied());
+            if let Some(other) = taken.filter(|o| *o != g) {
+                return Err(self.clash(&other.1, g));
+            }
+            seen.insert(name, g);
+        }
+        use crate::firewall::budget;
+        budget::check_join(plan, extra, &budget::BUDGET).map_err(|over| {
+            let error = wasmnet_policy::PolicyError::BadOutput {
+                function: over.function,
+                reason: over.reason,
+            };
+            self.failure(&over.policy_id, error)
+        })
+    }
+
+    fn clash(&self, a: &str, b: &(String, String)) -> Failure {
+        let error = wasmnet_policy::PolicyError::BadOutput {
+            function: "classify",
+            reason: format!(
+                "groups {a:?} and {:?} would share one address set (refused, not merged)",
+                b.1
+            ),
+        };
+        self.failure(&b.0, error)
     }
 
     /// Each governing policy's whole-view decisions, by policy and network id.
