@@ -232,8 +232,10 @@ async fn a_new_group_joins_without_replacing_the_table() {
     let (_, e2) = member(&c, "api2", "grow", json!({"tier": "api"})).await;
     assert!(ping(&api1, &ip(&e2)), "the new group talks");
     assert!(!ping(&web, &ip(&e2)), "and keeps others out");
-    // The watcher compares the kernel's table with what it should be every second: had the
-    // rules added over netlink differed, it would have replaced the table by now.
+    // While someone looks at counters the watcher compares the kernel's table with what it
+    // should be every second: had the rules added over netlink differed, it would have
+    // replaced the table by now.
+    c.get("/v1/policies/tiers/counters").await.unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2500));
     assert_eq!(table_handle(&server), handle, "the table was replaced");
     let chains = server

@@ -136,10 +136,19 @@ impl Engine {
     ) -> Result<()> {
         let (n, members) = (&plan.network, &plan.members);
         let driver = self.drivers.of(n)?;
+        let t = std::time::Instant::now();
         let (joined, walled) = tokio::join!(
-            driver.join(e, n, &plan.sandbox, plan.default_route),
-            self.firewall_endpoint(base, e, n, true, members)
+            async {
+                let r = driver.join(e, n, &plan.sandbox, plan.default_route).await;
+                (r, t.elapsed())
+            },
+            async {
+                let r = self.firewall_endpoint(base, e, n, true, members).await;
+                (r, t.elapsed())
+            }
         );
+        let ((joined, plumbed), (walled, firewalled)) = (joined, walled);
+        tracing::debug!(?plumbed, ?firewalled, "endpoint committed");
         let (join_ok, wall_ok) = (joined.is_ok(), walled.is_ok());
         let result = match (joined, walled) {
             (Ok(()), Ok(())) => self.store.insert_endpoint(e).await,

@@ -27,6 +27,8 @@ pub struct Nft {
     checked: std::sync::Mutex<Option<u32>>,
     /// When a page last asked for counters: while people look, the watcher keeps `last` fresh.
     viewed: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Transactions of ours committed so far (each moves the generation by one).
+    ours: std::sync::atomic::AtomicU32,
 }
 
 /// How long after a page showed counters the watcher keeps listing every second.
@@ -44,6 +46,7 @@ impl Nft {
             last: Default::default(),
             checked: Default::default(),
             viewed: Default::default(),
+            ours: Default::default(),
         }
     }
 
@@ -55,7 +58,6 @@ impl Nft {
 
     /// Applies element changes, in one transaction.
     pub fn update(&self, changes: &[Change]) -> Result<(), FirewallError> {
-        self.forget_check();
         if changes.is_empty() {
             return Ok(());
         }
@@ -66,6 +68,29 @@ impl Nft {
     /// (a change that failed half-way leaves the kernel where it was, but not as desired).
     fn forget_check(&self) {
         *self.checked.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Runs an incremental change of ours (elements, new groups). If the kernel was found
+    /// right before it, and the generation moved by exactly our own transactions meanwhile
+    /// (no one else's slipped in), it is right after it too: the watcher need not list the
+    /// whole table again, which with thousands of sets costs more than the change.
+    fn carried<T>(&self, f: impl FnOnce() -> Result<T, FirewallError>) -> Result<T, FirewallError> {
+        let checked = *self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        let before = crate::kernel::nfset::generation().ok();
+        let ours = self.ours.load(Ordering::Relaxed);
+        let done = f();
+        let after = crate::kernel::nfset::generation().ok();
+        let moved = self.ours.load(Ordering::Relaxed).wrapping_sub(ours);
+        let carry = match (done.is_ok(), checked, before, after) {
+            (true, Some(c), Some(b), Some(a)) => c == b && a == b.wrapping_add(moved),
+            _ => false,
+        };
+        *self.checked.lock().unwrap_or_else(|p| p.into_inner()) = carry.then_some(after).flatten();
+        done
+    }
+
+    fn committed(&self) {
+        self.ours.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Runs one nft script (one transaction). The script goes through a file, not a pipe: the
@@ -87,6 +112,9 @@ impl Nft {
             ["-f", file.as_str()],
         );
         let _ = std::fs::remove_file(&path);
+        if ran.is_ok() {
+            self.committed();
+        }
         ran.map(drop).map_err(|e| {
             tracing::error!(%script, "nft refused a {what}");
             FirewallError::nft(what, e)
@@ -160,26 +188,43 @@ impl Firewall for Nft {
         joined: bool,
         desired: &Desired,
     ) -> Result<(), FirewallError> {
-        self.update(&render_nft::changes(&docker::endpoint_changes(
-            e, n, joined,
-        )))?;
-        // Group members over netlink: nft would first read every element of the set.
-        let groups = desired.plan.members.get(&e.id).map(Vec::as_slice);
-        let elements = policy::member_elements(e, groups.unwrap_or_default(), joined);
-        Ok(crate::kernel::nfset::apply(crate::names::TABLE, &elements)?)
+        self.carried(|| {
+            self.update(&render_nft::changes(&docker::endpoint_changes(
+                e, n, joined,
+            )))?;
+            // Group members over netlink: nft would first read every element of the set.
+            let groups = desired.plan.members.get(&e.id).map(Vec::as_slice);
+            let elements = policy::member_elements(e, groups.unwrap_or_default(), joined);
+            crate::kernel::nfset::apply(crate::names::TABLE, &elements)?;
+            if !elements.is_empty() {
+                self.committed();
+            }
+            Ok(())
+        })
     }
 
     /// Over netlink when every rule has the simple `same-group` shape (`nft` would first read
     /// every set of the table), else as an nft script.
     fn grow(&self, growth: &super::growth::Growth) -> Result<(), FirewallError> {
-        self.forget_check();
         // (A large growth, many same-group rules, goes as a script: one netlink batch must
         // fit the socket's send buffer.)
         let small = growth.sets.len() + growth.rules.len() <= 256;
-        match over_netlink(growth).filter(|_| small) {
-            Some((sets, rules)) => Ok(nfrules::add(crate::names::TABLE, &sets, &rules)?),
+        self.carried(|| match over_netlink(growth).filter(|_| small) {
+            Some((sets, rules)) => {
+                let t = std::time::Instant::now();
+                nfrules::add(crate::names::TABLE, &sets, &rules)?;
+                self.committed();
+                let took = t.elapsed();
+                tracing::debug!(
+                    ?took,
+                    sets = sets.len(),
+                    rules = rules.len(),
+                    "groups added"
+                );
+                Ok(())
+            }
             None => self.run("group addition", &render_nft::growth(growth)),
-        }
+        })
     }
 
     /// Lists and compares only when the ruleset's generation moved since it was last found
