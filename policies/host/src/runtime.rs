@@ -28,6 +28,9 @@ pub struct Limits {
     pub module_size: usize,
     /// What a module may hold, checked before it is compiled.
     pub statics: StaticLimits,
+    /// The longest a compile may take: a backstop behind the static limits, which already
+    /// keep the worst shape they accept near one second here.
+    pub compile_time: Duration,
     pub output: OutputLimits,
 }
 
@@ -38,6 +41,7 @@ impl Default for Limits {
             memory: 64 << 20,
             module_size: 8 << 20,
             statics: StaticLimits::default(),
+            compile_time: Duration::from_secs(10),
             output: OutputLimits::default(),
         }
     }
@@ -196,8 +200,31 @@ impl Runtime {
                 return Ok(c);
             }
         }
-        Component::new(&self.engine, bytes)
-            .map_err(|e| PolicyError::Invalid(guest_text(format!("not a valid component: {e:#}"))))
+        self.compile_within_deadline(bytes)
+    }
+
+    /// Compiles on a thread of its own and waits at most `compile_time`. Cranelift cannot be
+    /// interrupted: past the deadline the upload is refused and the thread finishes alone
+    /// (bounded by the static limits), its memory returned when it does.
+    fn compile_within_deadline(&self, bytes: &[u8]) -> Result<Component, PolicyError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (engine, bytes) = (self.engine.clone(), bytes.to_vec());
+        std::thread::Builder::new()
+            .name("wasm-compile".into())
+            .spawn(move || drop(tx.send(Component::new(&engine, &bytes))))
+            .map_err(|e| PolicyError::Invalid(format!("starting the compiler: {e}")))?;
+        match rx.recv_timeout(self.limits.compile_time) {
+            Ok(compiled) => compiled.map_err(|e| {
+                PolicyError::Invalid(guest_text(format!("not a valid component: {e:#}")))
+            }),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(PolicyError::Invalid(format!(
+                "compiling took longer than the limit of {} ms",
+                self.limits.compile_time.as_millis()
+            ))),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(PolicyError::Invalid(
+                "the compiler stopped without an answer".into(),
+            )),
+        }
     }
 
     /// Names the first import (a policy may have none) or the export that is missing.

@@ -58,3 +58,20 @@ fn the_worst_shape_the_limits_accept_compiles() {
         "compiled, then refused: {e}"
     );
 }
+
+/// Past the compile deadline (a backstop behind the static limits) the upload is refused with
+/// the limit named.
+#[test]
+fn a_compile_past_its_deadline_is_refused() {
+    let limits = wasmnet_policy::Limits {
+        compile_time: std::time::Duration::from_millis(1),
+        ..Default::default()
+    };
+    let rt = Runtime::new(limits, None).unwrap();
+    let e = rt.load(&support::worst_accepted()).err().expect("refused");
+    assert!(
+        e.to_string()
+            .contains("compiling took longer than the limit of 1 ms"),
+        "{e}"
+    );
+}
