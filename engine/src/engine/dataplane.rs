@@ -62,15 +62,14 @@ impl Engine {
             .await;
             return self.applied(applied);
         }
-        let new_group = changed;
-        if new_group || !fw.incremental() {
+        if changed || !fw.incremental() {
             let mut plan = base.policies().plan.clone();
             plan.members.remove(&e.id);
             if joined && !members.is_empty() {
                 plan.members.insert(e.id.clone(), members.to_vec());
             }
             let desired = base.desired_with(None, joined.then_some(&e), plan);
-            let applied = tokio::task::spawn_blocking(move || match new_group {
+            let applied = tokio::task::spawn_blocking(move || match changed {
                 true => fw.apply(&desired),
                 false => fw.endpoint(&e, &n, joined, &desired),
             })

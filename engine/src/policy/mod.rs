@@ -223,13 +223,7 @@ impl PolicySet {
         if let Some((a, b)) = crate::names::group_set_collision(all.map(|(p, g)| (&**p, &**g))) {
             return Err(self.clash(a.1, &(b.0.to_string(), b.1.to_string())));
         }
-        budget::check(plan, extra, &budget::BUDGET).map_err(|over| {
-            let error = wasmnet_policy::PolicyError::BadOutput {
-                function: over.function,
-                reason: over.reason,
-            };
-            self.failure(&over.policy_id, error)
-        })
+        budget::check(plan, extra, &budget::BUDGET).map_err(|over| self.over_budget(over))
     }
 
     /// As `fits`, for an endpoint joining with `extra` groups (or classified again: `plan`
@@ -246,13 +240,15 @@ impl PolicySet {
             seen.insert(name, g);
         }
         use crate::firewall::budget;
-        budget::check_join(plan, extra, &budget::BUDGET).map_err(|over| {
-            let error = wasmnet_policy::PolicyError::BadOutput {
-                function: over.function,
-                reason: over.reason,
-            };
-            self.failure(&over.policy_id, error)
-        })
+        budget::check_join(plan, extra, &budget::BUDGET).map_err(|over| self.over_budget(over))
+    }
+
+    fn over_budget(&self, over: crate::firewall::budget::Over) -> Failure {
+        let error = wasmnet_policy::PolicyError::BadOutput {
+            function: over.function,
+            reason: over.reason,
+        };
+        self.failure(&over.policy_id, error)
     }
 
     fn clash(&self, a: &str, b: &(String, String)) -> Failure {
