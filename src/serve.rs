@@ -19,6 +19,7 @@ use wasmnet_engine::{Engine, EngineConfig};
 use wasmnet_web::AppState;
 
 const DEFAULT_CONFIG: &str = "/etc/wasmnet/config.toml";
+const DEFAULT_DOCKER_PLUGIN_SOCKET: &str = "/run/docker/plugins/wasmnet.sock";
 
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
@@ -63,6 +64,10 @@ pub struct ServeArgs {
     /// [default: 1024-65535]. Never the daemon's own listening port.
     #[arg(long, env = "WASMNET_POLICY_PORT_RANGES")]
     policy_port_ranges: Option<String>,
+    /// The Docker plugin's socket (network and IPAM driver); Docker names the plugin after the
+    /// file, `wasmnet`. `off` serves none [default: /run/docker/plugins/wasmnet.sock].
+    #[arg(long, env = "WASMNET_DOCKER_PLUGIN_SOCKET")]
+    docker_plugin_socket: Option<PathBuf>,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -112,6 +117,7 @@ struct FileConfig {
     log: Option<String>,
     firewall_backend: Option<Backend>,
     policy_port_ranges: Option<String>,
+    docker_plugin_socket: Option<PathBuf>,
     cluster: Option<String>,
     cluster_advertise: Option<Ipv4Addr>,
     node_name: Option<String>,
@@ -129,6 +135,7 @@ struct Settings {
     run_dir: PathBuf,
     socket: PathBuf,
     listen: Option<SocketAddr>,
+    docker_plugin_socket: Option<PathBuf>,
     engine: EngineConfig,
     log: String,
 }
@@ -174,7 +181,13 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         engine.policy_port_ranges = port_ranges(&r)?;
     }
     let log = args.log.or(file.log).unwrap_or_else(|| "info".into());
+    let docker_plugin_socket = args
+        .docker_plugin_socket
+        .or(file.docker_plugin_socket)
+        .unwrap_or_else(|| DEFAULT_DOCKER_PLUGIN_SOCKET.into());
     Ok(Settings {
+        docker_plugin_socket: (docker_plugin_socket != Path::new("off"))
+            .then_some(docker_plugin_socket),
         state_dir,
         run_dir,
         socket,
@@ -316,9 +329,29 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             c.advertise
         );
     }
+    let plugin = match &s.docker_plugin_socket {
+        Some(path) => {
+            let listener = bind_plugin_socket(path)?;
+            println!("docker plugin: unix://{}", path.display());
+            Some(listener)
+        }
+        None => None,
+    };
     println!("database: {}", s.engine.database.display());
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(listener) = plugin {
+        let mut stop = stop_rx.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            if let Err(e) = wasmnet_docker::serve(engine, listener, stopped).await {
+                tracing::error!(error = %e, "serving the docker plugin");
+            }
+        });
+    }
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
@@ -331,6 +364,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let served = wasmnet_web::serve(state, Some(unix), tcp).await;
     engine.close().await;
     let _ = fs::remove_file(&s.socket);
+    if let Some(path) = &s.docker_plugin_socket {
+        let _ = fs::remove_file(path);
+    }
     served.map_err(|e| format!("serving: {e}"))
 }
 
@@ -392,6 +428,18 @@ fn bind_socket(path: &Path) -> Result<UnixListener, String> {
     fs::set_permissions(path, fs::Permissions::from_mode(0o660))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(listener)
+}
+
+/// The plugin socket is not covered by the state-dir lock (another daemon, of another state
+/// dir, may serve it): a socket someone answers on is refused, a stale one replaced.
+fn bind_plugin_socket(path: &Path) -> Result<UnixListener, String> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(format!(
+            "{}: another process serves this socket (give --docker-plugin-socket another path, or off)",
+            path.display()
+        ));
+    }
+    bind_socket(path)
 }
 
 /// The TCP token: generated at first start into STATE_DIR/token (mode 0600), then reused.

@@ -892,7 +892,15 @@ async fn state_survives_a_restart_and_the_dir_is_locked() {
     // A second daemon on the same state dir refuses to start.
     let second = std::process::Command::new("nsenter")
         .arg(format!("--net={}", server.host.netns_path().display()))
-        .args([common::BIN, "serve", "--config", "/dev/null", "--state-dir"])
+        .args([
+            common::BIN,
+            "serve",
+            "--config",
+            "/dev/null",
+            "--docker-plugin-socket",
+            "off",
+            "--state-dir",
+        ])
         .arg(server.dir.join("state"))
         .arg("--socket")
         .arg(server.dir.join("other.sock"))

@@ -71,6 +71,7 @@ fn plumb(host: &Host, sandbox: &Host, me: (u8, [u8; 6]), peer: (u8, [u8; 6])) {
                 ipv6: false,
                 gateway_mac: [0x02, 0x42, 0, 0, 0, me.0],
                 gateway_addrs: vec![],
+                handoff: false,
             })
             .await
             .unwrap();

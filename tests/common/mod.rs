@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod docker;
 pub mod net;
 pub mod policy;
 
@@ -131,6 +132,11 @@ impl Server {
             .arg("--run-dir")
             .arg(dir.join("run"))
             .args(["--listen", "127.0.0.1:0", "--config", "/dev/null"])
+            // The Docker plugin's default socket is the machine's: only tests that ask serve one.
+            .args(match extra.contains(&"--docker-plugin-socket") {
+                true => &[][..],
+                false => &["--docker-plugin-socket", "off"][..],
+            })
             .args(extra)
             // WASMNET_TEST_LOG=… (e.g. wasmnet_engine::kernel=debug) for a daemon's step logs.
             .env(

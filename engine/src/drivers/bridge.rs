@@ -51,6 +51,11 @@ impl Bridge {
         if s.netns_owned {
             self.kernel.create_netns(path).await?;
         }
+        // A handoff sandbox's namespace is the runtime's, and may not exist yet (Docker binds
+        // it to its key only when the container starts, after Join).
+        if s.handoff {
+            return Ok(());
+        }
         self.kernel.loopback_up(path).await
     }
 
@@ -147,6 +152,7 @@ impl NetworkDriver for Bridge {
             gateway_addrs: std::iter::once(n.ipv4.gateway)
                 .chain(n.ipv6.as_ref().map(|c| c.gateway))
                 .collect(),
+            handoff: s.handoff,
         };
         self.kernel.create_veth(&spec).await?;
         for a in [e.ipv4, e.ipv6].into_iter().flatten() {

@@ -172,6 +172,19 @@ impl Engine {
         self.store.close().await;
     }
 
+    /// A runtime plugin's records of `kind` (id, JSON body), kept in the engine's store.
+    pub async fn plugin_records(&self, kind: &str) -> Result<Vec<(String, String)>> {
+        self.store.records(kind).await
+    }
+
+    pub async fn put_plugin_record(&self, kind: &str, id: &str, body: &str) -> Result<()> {
+        self.store.put_record(kind, id, body).await
+    }
+
+    pub async fn delete_plugin_record(&self, kind: &str, id: &str) -> Result<()> {
+        self.store.delete_record(kind, id).await
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }

@@ -17,6 +17,7 @@ fn state_with(subnet: &str) -> View {
             labels: Labels::new(),
             netns: format!("/run/test/{name}"),
             netns_owned: true,
+            handoff: false,
             created: String::new(),
         }));
     }

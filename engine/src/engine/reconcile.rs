@@ -14,6 +14,37 @@ use crate::state::State;
 impl Engine {
     /// Converges the kernel to the store; returns every problem met (it keeps going).
     pub async fn reconcile(&self) -> Vec<String> {
+        let (mut problems, vanished) = self.converge().await;
+        self.forget_vanished(&vanished, &mut problems).await;
+        problems
+    }
+
+    /// Endpoints whose runtime took their container end (a handoff) cannot be joined again:
+    /// their veth being gone means the runtime's namespace went, i.e. the container was removed
+    /// while wasmnet was down. They are disconnected, and their sandbox goes with its last one.
+    async fn forget_vanished(&self, vanished: &[(String, String)], problems: &mut Vec<String>) {
+        for (endpoint, sandbox) in vanished {
+            tracing::info!(
+                endpoint,
+                sandbox,
+                "the runtime removed this endpoint's container while wasmnet was down"
+            );
+            if let Err(e) = self.disconnect(endpoint).await {
+                problems.push(format!("endpoint {endpoint}: {e}"));
+            }
+            let state = self.state();
+            let empty = state.view().endpoints_of_sandbox(sandbox).next().is_none();
+            if empty {
+                if let Err(e) = self.delete_sandbox(sandbox).await {
+                    problems.push(format!("sandbox {sandbox}: {e}"));
+                }
+            }
+        }
+    }
+
+    /// The kernel made to match the store; returns the problems and the vanished handoff
+    /// endpoints (id, sandbox id).
+    async fn converge(&self) -> (Vec<String>, Vec<(String, String)>) {
         let _writer = self.lock_writer().await;
         let state = self.state();
         let mut problems = Vec::new();
@@ -33,7 +64,8 @@ impl Engine {
             }
         }
         let plumbed = t0.elapsed();
-        self.rejoin_endpoints(&state, links.as_ref(), &mut problems)
+        let vanished = self
+            .rejoin_endpoints(&state, links.as_ref(), &mut problems)
             .await;
         let rejoined = t0.elapsed();
         if let Err(e) = self.firewall_apply(state.desired()).await {
@@ -42,7 +74,7 @@ impl Engine {
         let walled = t0.elapsed();
         tracing::debug!(target: "wasmnet::start", ?orphans, ?plumbed, ?rejoined, ?walled, "reconcile");
         self.update(|_| {});
-        problems
+        (problems, vanished)
     }
 
     /// Deletes links and namespaces named like ours that the state does not know; returns
@@ -72,18 +104,36 @@ impl Engine {
                 None
             }
         };
-        let ours = links.map(|names| {
-            (names.into_iter())
-                .filter(|n| LINK_PREFIXES.iter().any(|p| n.starts_with(p)))
-                .collect::<HashSet<String>>()
-        });
-        for name in ours.iter().flatten().filter(|n| !wanted_links.contains(*n)) {
+        // The container ends of handoff endpoints that are here, not in the runtime's
+        // namespace (see `handed_back`); never deleted as orphans (not our prefixes).
+        let handoff_ends: HashSet<&str> = (v.endpoints())
+            .filter(|e| v.sandboxes().get(&e.sandbox_id).is_some_and(|s| s.handoff))
+            .map(|e| e.interface.as_str())
+            .collect();
+        let (ours, returned): (HashSet<String>, HashSet<String>) = match links {
+            Some(names) => {
+                let returned = (names.iter())
+                    .filter(|n| handoff_ends.contains(n.as_str()))
+                    .cloned()
+                    .collect();
+                let ours = (names.into_iter())
+                    .filter(|n| LINK_PREFIXES.iter().any(|p| n.starts_with(p)))
+                    .collect();
+                (ours, returned)
+            }
+            None => {
+                self.remove_stray_namespaces(state, problems);
+                return None;
+            }
+        };
+        for name in ours.iter().filter(|n| !wanted_links.contains(*n)) {
             if let Err(e) = self.drivers.kernel().delete_link(name).await {
                 problems.push(e.to_string());
             }
         }
         self.remove_stray_namespaces(state, problems);
-        ours.map(|o| o.into_iter().filter(|n| wanted_links.contains(n)).collect())
+        let kept = ours.into_iter().filter(|n| wanted_links.contains(n));
+        Some(kept.chain(returned).collect())
     }
 
     fn remove_stray_namespaces(&self, state: &State, problems: &mut Vec<String>) {
@@ -102,16 +152,30 @@ impl Engine {
         }
     }
 
-    /// Endpoints whose veth is missing are joined again (with the default route if theirs).
+    /// Endpoints whose veth is missing are joined again (with the default route if theirs),
+    /// but for handoff endpoints, which are returned (id, sandbox id) instead.
     /// `links`: the links of ours there are (else each endpoint's veth is looked up).
     async fn rejoin_endpoints(
         &self,
         state: &State,
         links: Option<&HashSet<String>>,
         problems: &mut Vec<String>,
-    ) {
+    ) -> Vec<(String, String)> {
         let v = state.view();
+        let mut vanished = Vec::new();
         for e in v.endpoints() {
+            let (Some(n), Some(s)) = (
+                v.networks().get(&e.network_id),
+                v.sandboxes().get(&e.sandbox_id),
+            ) else {
+                continue;
+            };
+            if s.handoff {
+                if handed_back(e, links) {
+                    vanished.push((e.id.clone(), s.id.clone()));
+                }
+                continue;
+            }
             let exists = match links {
                 Some(l) => Ok(l.contains(&veth_name(&e.id))),
                 None => self.drivers.bridge.endpoint_exists(e).await,
@@ -124,12 +188,6 @@ impl Engine {
                     continue;
                 }
             }
-            let (Some(n), Some(s)) = (
-                v.networks().get(&e.network_id),
-                v.sandboxes().get(&e.sandbox_id),
-            ) else {
-                continue;
-            };
             let first_out = v
                 .endpoints_of_sandbox(&s.id)
                 .find(|o| v.networks().get(&o.network_id).is_some_and(|n| !n.internal));
@@ -145,6 +203,7 @@ impl Engine {
                 problems.push(format!("endpoint {}: {err}", e.id));
             }
         }
+        vanished
     }
 
     /// Puts the firewall back if the kernel's copy of wasmnet's tables differs from what it
@@ -161,6 +220,14 @@ impl Engine {
         }
         Ok(restored)
     }
+}
+
+/// Whether a handoff endpoint's runtime is done with it: its veth is gone (with the runtime's
+/// namespace), or its container end is back in wasmnet's namespace (Docker moves it back when
+/// it removes a container, and could not tell wasmnet while it was down). Unknown (no link
+/// list) counts as in use.
+fn handed_back(e: &crate::model::Endpoint, links: Option<&HashSet<String>>) -> bool {
+    links.is_some_and(|l| !l.contains(&veth_name(&e.id)) || l.contains(&e.interface))
 }
 
 /// Checks the firewall (every second with nftables) for as long as the engine lives.

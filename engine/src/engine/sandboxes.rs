@@ -15,8 +15,14 @@ impl Engine {
         let name = req.name.unwrap_or_else(|| format!("sandbox-{}", &id[..12]));
         validate_name("name", &name)?;
         validate_labels("labels", &req.labels)?;
+        if req.handoff && req.netns.is_none() {
+            return Err(Error::invalid(
+                "handoff",
+                "only for an adopted namespace (give netns)",
+            ));
+        }
         let (netns, netns_owned) = match req.netns {
-            Some(path) => (check_adopted_netns(&path).await?, false),
+            Some(path) => (check_adopted_netns(&path, req.handoff).await?, false),
             None => (
                 self.cfg
                     .run_dir
@@ -35,6 +41,7 @@ impl Engine {
             labels: req.labels,
             netns,
             netns_owned,
+            handoff: req.handoff,
             created: ids::now(),
         });
         if let Err(e) = self.drivers.bridge.create_sandbox(&sandbox).await {
@@ -119,12 +126,17 @@ fn check_free(state: &crate::state::State, name: &str, netns: &str) -> Result<()
 }
 
 /// An adopted namespace must be an absolute path that exists.
-async fn check_adopted_netns(path: &str) -> Result<String> {
+/// An adopted namespace must exist, but for a handoff sandbox's, which the runtime may make
+/// after wasmnet's part is done.
+async fn check_adopted_netns(path: &str, handoff: bool) -> Result<String> {
     if !path.starts_with('/') || path.contains('\0') {
         return Err(Error::invalid(
             "netns",
             format!("{path:?} is not an absolute path"),
         ));
+    }
+    if handoff {
+        return Ok(path.to_string());
     }
     match tokio::fs::metadata(path).await {
         Ok(_) => Ok(path.to_string()),

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 pub use pools::{default_v4, default_v6, first_free_subnet, PoolSpec};
-pub use space::{AddressSpace, FreeSet, StaticRefusal};
+pub use space::{from_u128, to_u128, usable, AddressSpace, FreeSet, StaticRefusal};
 
 use crate::error::{Error, Result};
 use crate::model::{IpConfig, IpConfigRequest};

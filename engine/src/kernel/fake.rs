@@ -119,7 +119,7 @@ impl Kernel for FakeKernel {
         if !matches!(s.links.get(spec.bridge), Some(FakeLink::Bridge { .. })) {
             return Err(errno("create_veth", nix::errno::Errno::ENODEV));
         }
-        if !s.netns.contains(spec.netns) {
+        if !spec.handoff && !s.netns.contains(spec.netns) {
             return Err(errno("create_veth", nix::errno::Errno::ENOENT));
         }
         let link = FakeLink::Veth {

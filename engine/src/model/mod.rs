@@ -87,6 +87,11 @@ pub struct Sandbox {
     pub netns: String,
     /// True when wasmnet created the namespace (and so will remove it); false when adopted.
     pub netns_owned: bool,
+    /// True when the runtime moves and configures each interface itself (Docker's plugin
+    /// protocol): the container end of each veth stays in wasmnet's namespace, named as the
+    /// endpoint's interface, until the runtime takes it.
+    #[serde(default)]
+    pub handoff: bool,
     pub created: String,
 }
 
@@ -219,6 +224,9 @@ pub struct SandboxCreate {
     /// Adopt this existing namespace (`/proc/PID/ns/net`, `/run/netns/NAME`) instead of creating one.
     #[serde(default)]
     pub netns: Option<String>,
+    /// With `netns`: the runtime moves and configures each interface itself (see `Sandbox`).
+    #[serde(default)]
+    pub handoff: bool,
 }
 
 /// A port to publish; `host_port` 0 or absent picks a free port from the ephemeral range.

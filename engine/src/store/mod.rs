@@ -126,6 +126,34 @@ impl Store {
         Ok(())
     }
 
+    /// A runtime plugin's records of one kind, (id, body).
+    pub async fn records(&self, kind: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query_as("SELECT id, body FROM plugin_records WHERE kind = ? ORDER BY id")
+            .bind(kind)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows)
+    }
+
+    pub async fn put_record(&self, kind: &str, id: &str, body: &str) -> Result<()> {
+        sqlx::query("INSERT OR REPLACE INTO plugin_records (kind, id, body) VALUES (?, ?, ?)")
+            .bind(kind)
+            .bind(id)
+            .bind(body)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_record(&self, kind: &str, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM plugin_records WHERE kind = ? AND id = ?")
+            .bind(kind)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -108,6 +108,7 @@ pub async fn load_sandboxes(pool: &SqlitePool) -> Result<Vec<Sandbox>> {
                 labels: json(r, "labels")?,
                 netns: r.try_get("netns")?,
                 netns_owned: r.try_get("netns_owned")?,
+                handoff: r.try_get("handoff")?,
                 created: r.try_get("created")?,
             })
         })
@@ -115,12 +116,13 @@ pub async fn load_sandboxes(pool: &SqlitePool) -> Result<Vec<Sandbox>> {
 }
 
 pub async fn insert_sandbox(tx: &mut Tx<'_>, s: &Sandbox) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO sandboxes (id, name, labels, netns, netns_owned, created) VALUES (?, ?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO sandboxes (id, name, labels, netns, netns_owned, handoff, created) VALUES (?, ?, ?, ?, ?, ?, ?)")
         .bind(&s.id)
         .bind(&s.name)
         .bind(to_json(&s.labels))
         .bind(&s.netns)
         .bind(s.netns_owned)
+        .bind(s.handoff)
         .bind(&s.created)
         .execute(&mut **tx)
         .await?;

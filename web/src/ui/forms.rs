@@ -185,6 +185,7 @@ impl SandboxForm {
             name: (!name.is_empty()).then(|| name.to_string()),
             labels: parse_labels("labels", &self.labels)?,
             netns: None,
+            handoff: false,
         })
     }
 }

@@ -73,7 +73,7 @@ mod tests {
     #[test]
     fn escapes_names_and_draws_one_edge_per_endpoint() {
         let n: Network = serde_json::from_value(serde_json::json!({"id": "n1", "name": "a<b", "driver": "bridge", "ipv4": {"subnet": "10.0.0.0/24", "gateway": "10.0.0.1"}, "ipv6": null, "internal": false, "labels": {}, "options": {}, "created": ""})).unwrap();
-        let s: Sandbox = serde_json::from_value(serde_json::json!({"id": "s1", "name": "box", "labels": {}, "netns": "/x", "netns_owned": true, "created": ""})).unwrap();
+        let s: Sandbox = serde_json::from_value(serde_json::json!({"id": "s1", "name": "box", "labels": {}, "netns": "/x", "netns_owned": true, "handoff": false, "created": ""})).unwrap();
         let e: Endpoint = serde_json::from_value(serde_json::json!({"id": "e1", "network_id": "n1", "network_name": "a<b", "sandbox_id": "s1", "sandbox_name": "box", "interface": "eth0", "mac": "", "ipv4": "10.0.0.2", "ipv6": null, "aliases": [], "ports": [], "labels": {}, "created": ""})).unwrap();
         let out = svg(&[&n], &[&s], &[&e]);
         assert!(out.contains("a&lt;b") && !out.contains("a<b"));

@@ -34,6 +34,10 @@ pub struct VethSpec<'a> {
     /// default) table of dynamic neighbour entries.
     pub gateway_mac: [u8; 6],
     pub gateway_addrs: Vec<IpAddr>,
+    /// The runtime moves and configures the container end (Docker's plugin protocol): it is
+    /// created in the host's namespace as `ifname`, down and unconfigured, and `netns`,
+    /// `addrs`, `gateways` and `gateway_addrs` are the runtime's business.
+    pub handoff: bool,
 }
 
 impl Links {
@@ -58,6 +62,9 @@ impl Links {
         mark("veth");
         self.configure_host_end(spec).await?;
         mark("addrgenmode");
+        if spec.handoff {
+            return Ok(());
+        }
         let inside = netlink_in(spec.netns, &[]).await?;
         mark("netns");
         configure_sandbox_end(&inside, spec).await?;
@@ -72,14 +79,17 @@ impl Links {
 
     /// Creates the pair: the host end on its bridge, the peer directly in the sandbox.
     async fn add_veth_pair(&self, spec: &VethSpec<'_>) -> KResult<()> {
-        let ns = std::fs::File::open(spec.netns).map_err(|e| {
-            KernelError::new(
-                format!("opening sandbox namespace {}", spec.netns.display()),
-                e,
-            )
-        })?;
+        let ns = match spec.handoff {
+            true => None,
+            false => Some(std::fs::File::open(spec.netns).map_err(|e| {
+                KernelError::new(
+                    format!("opening sandbox namespace {}", spec.netns.display()),
+                    e,
+                )
+            })?),
+        };
         let bridge_index = self.bridge_index(spec.bridge).await?;
-        let veth = veth_message(spec, ns.as_raw_fd(), bridge_index);
+        let veth = veth_message(spec, ns.as_ref().map(|f| f.as_raw_fd()), bridge_index);
         let op = format!(
             "creating veth {} (peer {} in {}) on {}",
             spec.host_name,
@@ -120,7 +130,7 @@ impl Links {
 }
 
 /// An endpoint's veth pair as one netlink message, its peer created in the namespace open at
-/// `netns`.
+/// `netns` (in the host's when there is none: a handoff).
 ///
 /// The host end is created on the bridge, down; IPv6 is switched off on it before it comes up
 /// (a bridge port needs none, and an IPv6-enabled port would add a multicast route per port to
@@ -129,11 +139,13 @@ impl Links {
 /// otherwise (see the forwarding entry in `configure_host_end` for why static entries cost);
 /// the kernel keeps one entry for ports sharing an address, and a port never sends from its
 /// own (no addresses, no IPv6, no STP).
-fn veth_message(spec: &VethSpec<'_>, netns: RawFd, bridge_index: u32) -> LinkMessage {
+fn veth_message(spec: &VethSpec<'_>, netns: Option<RawFd>, bridge_index: u32) -> LinkMessage {
     let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
         .name(spec.ifname.to_string())
-        .address(spec.mac.to_vec())
-        .setns_by_fd(netns);
+        .address(spec.mac.to_vec());
+    if let Some(fd) = netns {
+        peer = peer.setns_by_fd(fd);
+    }
     let mut veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
         .name(spec.host_name.to_string())
         .address(spec.gateway_mac.to_vec())
