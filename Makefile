@@ -18,7 +18,8 @@ test: deps
 # Debian packages the build needs (protoc, for etcd's gRPC API), and the suite (CI and a fresh
 # machine run as root).
 BUILD_DEBS := protobuf-compiler
-DEBS := $(BUILD_DEBS) nftables iptables iproute2 iputils-ping util-linux chromium chromium-driver etcd-server openssl
+DEBS := $(BUILD_DEBS) nftables iptables iproute2 iputils-ping util-linux chromium chromium-driver etcd-server openssl \
+	curl docker.io podman busybox-static containernetworking-plugins
 build-deps:
 	@$(MAKE) --no-print-directory deps DEBS="$(BUILD_DEBS)"
 deps:

@@ -107,7 +107,7 @@ async fn docker_runs_containers_on_wasmnet_networks() {
     let url = format!("http://{HOST_UPLINK}:8080/");
     let page = run_in(&world.netns_path(), &["curl", "-sS", "-m", "3", &url]);
     assert!(
-        String::from_utf8_lossy(&page.stdout).contains("hello from docker"),
+        String::from_utf8_lossy(&page.stdout).contains("hello from a container"),
         "{page:?}"
     );
     let local = run_in(
@@ -115,7 +115,7 @@ async fn docker_runs_containers_on_wasmnet_networks() {
         &["curl", "-sS", "-m", "3", "http://127.0.0.1:8080/"],
     );
     assert!(
-        String::from_utf8_lossy(&local.stdout).contains("hello from docker"),
+        String::from_utf8_lossy(&local.stdout).contains("hello from a container"),
         "{local:?}"
     );
     let eps = c.list_all("/v1/endpoints").await.unwrap();
@@ -160,5 +160,56 @@ async fn docker_runs_containers_on_wasmnet_networks() {
     assert_eq!(eps.len(), 2, "{eps:?}");
     d.ok(&["rm", "-f", "c1", "c2", "c3", "web", "w1", "w2", "db"]);
     d.ok(&["network", "rm", "front", "back", "tiers"]);
+    assert_nothing_left(&server).await;
+}
+
+#[tokio::test]
+async fn containers_keep_their_network_across_restarts() {
+    let (server, driver) = start_wasmnet(Host::new());
+    let mut d = Dockerd::start(&server, true);
+    d.import_busybox();
+    assert!(create_network(&d, &driver, "front", &[]).status.success());
+    for name in ["c1", "c2", "gone"] {
+        run(&d, name, "front", None);
+    }
+    let (c2, gone) = (ip_of(&d, "c2"), ip_of(&d, "gone"));
+    let key = d.ok(&["inspect", "-f", "{{.NetworkSettings.SandboxKey}}", "c1"]);
+
+    // kill -9 of wasmnet: the containers' traffic flows on.
+    let host = server.crash();
+    assert!(pings(&d, "c1", &c2), "traffic while wasmnet is down");
+    // A container removed meanwhile: Docker tries the plugin for a minute, then goes on.
+    d.ok(&["rm", "-f", "gone"]);
+    let (server, _) = start_wasmnet(host);
+    let c = server.client();
+    let eps = c.list_all("/v1/endpoints").await.unwrap();
+    assert_eq!(
+        eps.len(),
+        2,
+        "the removed container's endpoint is cleaned up: {eps:?}"
+    );
+    assert!(eps.iter().all(|e| e["ipv4"] != gone.as_str()));
+    assert_eq!(c.list_all("/v1/sandboxes").await.unwrap().len(), 2);
+    assert!(server.host.links().iter().all(|l| !l.starts_with("wnd")));
+    // Docker's next operations work, and the freed address is given again.
+    run(&d, "c3", "front", None);
+    assert_eq!(
+        ip_of(&d, "c3"),
+        gone,
+        "the address of the removed container is free again"
+    );
+    assert!(pings(&d, "c3", &c2));
+
+    // dockerd restarted with --live-restore: the containers stay connected throughout.
+    d.stop();
+    assert!(
+        common::net::ping(std::path::Path::new(&key), &c2),
+        "while dockerd is down"
+    );
+    d.start_again();
+    assert!(pings(&d, "c1", &ip_of(&d, "c3")), "after dockerd came back");
+
+    d.ok(&["rm", "-f", "c1", "c2", "c3"]);
+    d.ok(&["network", "rm", "front"]);
     assert_nothing_left(&server).await;
 }

@@ -113,9 +113,11 @@ async fn ensure_sandbox(c: &Client, env: &Env, netns: &str) -> Result<String, Cn
 
 fn endpoint_request(cfg: &Config, env: &Env, sandbox: &str) -> Result<Value, CniError> {
     let rc = &cfg.runtime_config;
+    let mut labels = cfg.labels();
+    labels.extend(env.labels.clone());
     let mut body = json!({
         "network": network(cfg), "sandbox": sandbox, "interface": env.ifname,
-        "labels": env.labels, "aliases": rc.aliases,
+        "labels": labels, "aliases": rc.aliases,
         "ports": rc.port_mappings.iter().map(|p| json!({
             "host_ip": p.host_ip.as_deref().filter(|h| !h.is_empty()),
             "host_port": p.host_port, "container_port": p.container_port,

@@ -64,9 +64,47 @@ pub struct Config {
     pub socket: Option<String>,
     #[serde(default)]
     pub runtime_config: RuntimeConfig,
+    /// Labels every endpoint of this configuration carries (e.g. one configuration per tier,
+    /// for a policy to group by); `CNI_ARGS` labels win.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The CNI conventions' `args.cni.labels` (`[{"key", "value"}]`), as `labels`.
+    #[serde(default)]
+    pub args: Option<ConfigArgs>,
     /// GC: the attachments still valid (`cni.dev/valid-attachments`).
     #[serde(default, rename = "cni.dev/valid-attachments")]
     pub valid_attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ConfigArgs {
+    #[serde(default)]
+    pub cni: Option<CniArgs>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CniArgs {
+    #[serde(default)]
+    pub labels: Vec<KeyValue>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: String,
+}
+
+impl Config {
+    /// The labels the configuration gives every endpoint.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let conventional = (self.args.iter())
+            .flat_map(|a| a.cni.iter())
+            .flat_map(|c| c.labels.iter())
+            .map(|kv| (kv.key.clone(), kv.value.clone()));
+        let mut labels: BTreeMap<String, String> = conventional.collect();
+        labels.extend(self.labels.clone());
+        labels
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -3,7 +3,7 @@
 //! iptables (nothing on the machine's own namespace or firewall), and a busybox image made
 //! from Debian's busybox-static and imported (no registry is reachable).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,46 @@ pub fn start_wasmnet(host: Host) -> (Server, String) {
     let path = path.display().to_string();
     let server = Server::start_in(host, &["--docker-plugin-socket", &path]);
     (server, name)
+}
+
+/// An image's root file system as a tar under `dir`: busybox-static alone, its applets the
+/// tests use, and a page for httpd to serve.
+pub fn busybox_tar(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("www")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
+    for applet in ["sh", "ping", "httpd", "wget", "sleep", "ip", "cat"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(root.join("www/index.html"), "hello from a container\n").unwrap();
+    let tar = dir.join("busybox.tar");
+    let made = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    tar
+}
+
+/// Unmounts whatever a runtime left mounted under `dir` (deepest first), then removes it.
+pub fn remove_tree(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let prefix = dir.display().to_string();
+    let mut ours: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in ours {
+        let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 pub struct Dockerd {
@@ -58,6 +98,12 @@ impl Dockerd {
     }
 
     fn spawn(&mut self) {
+        if let Err(e) = self.try_spawn() {
+            panic!("{e}");
+        }
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         let dir = &self.dir;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -83,17 +129,16 @@ impl Dockerd {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("dockerd starts (Debian's docker.io)");
+            .map_err(|e| format!("dockerd (Debian's docker.io) does not start: {e}"))?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self.docker(&["version"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "dockerd did not answer in 60 s: {}",
-                self.log()
-            );
+            if Instant::now() > deadline {
+                return Err(format!("dockerd did not answer in 60 s: {}", self.log()));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
+        Ok(())
     }
 
     pub fn log(&self) -> String {
@@ -125,27 +170,9 @@ impl Dockerd {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
-    /// The image the tests run: busybox-static alone, with a page for httpd.
+    /// The image the tests run (see `busybox_tar`).
     pub fn import_busybox(&self) {
-        let root = self.dir.join("rootfs");
-        std::fs::create_dir_all(root.join("bin")).unwrap();
-        std::fs::create_dir_all(root.join("www")).unwrap();
-        std::fs::copy("/bin/busybox", root.join("bin/busybox"))
-            .expect("busybox-static is installed");
-        for applet in ["sh", "ping", "httpd", "wget", "sleep", "ip", "cat"] {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-        std::fs::write(root.join("www/index.html"), "hello from docker\n").unwrap();
-        let tar = self.dir.join("busybox.tar");
-        let made = Command::new("tar")
-            .arg("-C")
-            .arg(&root)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(made.success());
+        let tar = busybox_tar(&self.dir);
         self.ok(&["import", &tar.display().to_string(), IMAGE]);
     }
 
@@ -166,8 +193,8 @@ impl Dockerd {
         }
     }
 
-    pub fn restart(&mut self) {
-        self.stop();
+    /// Starts it again after `stop`.
+    pub fn start_again(&mut self) {
         self.spawn();
     }
 }
@@ -176,6 +203,10 @@ impl Drop for Dockerd {
     /// Containers removed, dockerd stopped (it stops its containerd), then whatever it left
     /// mounted under its directories unmounted and the directories removed.
     fn drop(&mut self) {
+        // Stopped with live-restore, its containers still run: it comes back to remove them.
+        if self.child.is_none() && self.live_restore {
+            let _ = self.try_spawn();
+        }
         if self.child.is_some() {
             let ids = self.docker(&["ps", "-aq"]);
             let ids = String::from_utf8_lossy(&ids.stdout).to_string();
@@ -188,18 +219,7 @@ impl Drop for Dockerd {
         }
         self.live_restore = false;
         self.stop();
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let dir = self.dir.display().to_string();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|m| m.starts_with(&dir))
-            .collect();
-        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in ours {
-            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        remove_tree(&self.dir);
         let _ = std::fs::remove_file(&self.plugin);
     }
 }

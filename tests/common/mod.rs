@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod docker;
 pub mod net;
+pub mod podman;
 pub mod policy;
 
 use std::io::{BufRead, BufReader};
