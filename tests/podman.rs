@@ -66,8 +66,23 @@ async fn podman_runs_containers_on_a_wasmnet_conflist() {
     assert!(!p.pings("p1", &p.ip_of("p2")), "no tier: nobody");
     make(&c, "/v1/policies/tiers/detach", json!({"network": "pods"})).await;
 
+    // kill -9 of wasmnet: traffic flows on; a container removed meanwhile (its CNI DEL
+    // cannot reach wasmnet) is cleaned up when wasmnet is back, and podman goes on working.
+    p.run("gone", "pods", None);
+    let gone = p.ip_of("gone");
+    let host = server.crash();
+    assert!(p.pings("p1", &p.ip_of("p2")), "while wasmnet is down");
+    let _ = p.podman(&["rm", "-f", "-t", "0", "gone"]);
+    let server = Server::start_in(host, &[]);
+    let c = server.client();
+    let eps = c.list_all("/v1/endpoints").await.unwrap();
+    assert_eq!(eps.len(), 6, "{eps:?}");
+    assert!(eps.iter().all(|e| e["ipv4"] != gone.as_str()));
+    p.run("p3", "pods", None);
+    assert!(p.pings("p3", &p.ip_of("p1")));
+
     // podman rm -f leaves nothing of the containers behind.
-    p.ok(&["rm", "-f", "-t", "0", "p1", "p2", "web", "w1", "w2", "d1"]);
+    p.ok(&["rm", "-f", "-t", "0", "p1", "p2", "p3", "web", "w1", "w2", "d1"]);
     assert!(c.list_all("/v1/endpoints").await.unwrap().is_empty());
     assert!(c.list_all("/v1/sandboxes").await.unwrap().is_empty());
     let links = server.host.links();

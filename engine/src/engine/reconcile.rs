@@ -59,6 +59,9 @@ impl Engine {
             }
         }
         for s in state.view().sandboxes().iter_from(None) {
+            if runtime_gone(s) {
+                continue;
+            }
             if let Err(e) = self.drivers.bridge.create_sandbox(s).await {
                 problems.push(format!("sandbox {}: {e}", s.name));
             }
@@ -170,10 +173,11 @@ impl Engine {
             ) else {
                 continue;
             };
+            if (s.handoff && handed_back(e, links)) || runtime_gone(s) {
+                vanished.push((e.id.clone(), s.id.clone()));
+                continue;
+            }
             if s.handoff {
-                if handed_back(e, links) {
-                    vanished.push((e.id.clone(), s.id.clone()));
-                }
                 continue;
             }
             let exists = match links {
@@ -229,6 +233,16 @@ impl Engine {
 fn handed_back(e: &crate::model::Endpoint, links: Option<&HashSet<String>>) -> bool {
     links.is_some_and(|l| !l.contains(&veth_name(&e.id)) || l.contains(&e.interface))
 }
+
+/// Whether a runtime plugin's sandbox (labelled `wasmnet.origin`, on an adopted namespace)
+/// lost its namespace: the runtime removed the container while wasmnet was down (a CNI DEL
+/// that could not reach it). Other adopted namespaces that vanished stay reported problems.
+fn runtime_gone(s: &crate::model::Sandbox) -> bool {
+    !s.netns_owned && !s.handoff && s.labels.contains_key(ORIGIN) && !Path::new(&s.netns).exists()
+}
+
+/// The label runtime plugins mark their sandboxes with (`docker`, `cni`).
+const ORIGIN: &str = "wasmnet.origin";
 
 /// Checks the firewall (every second with nftables) for as long as the engine lives.
 pub(super) fn spawn_firewall_watch(engine: &Arc<Engine>) {
