@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use wasmnet_engine::cluster::{ClusterConfig, TlsFiles};
 use wasmnet_engine::firewall::Backend;
 use wasmnet_engine::ipam::PoolSpec;
-use wasmnet_engine::{Engine, EngineConfig};
+use wasmnet_engine::{DefaultNetwork, Engine, EngineConfig};
 use wasmnet_web::AppState;
 
 const DEFAULT_CONFIG: &str = "/etc/wasmnet/config.toml";
@@ -68,6 +68,14 @@ pub struct ServeArgs {
     /// file, `wasmnet`. `off` serves none [default: /run/docker/plugins/wasmnet.sock].
     #[arg(long, env = "WASMNET_DOCKER_PLUGIN_SOCKET")]
     docker_plugin_socket: Option<PathBuf>,
+    /// The network made at first start, which an endpoint naming no network joins; `off`
+    /// makes none [default: bridge].
+    #[arg(long, env = "WASMNET_DEFAULT_NETWORK")]
+    default_network: Option<String>,
+    /// The default network's bridge also answers to this name; `off` for none
+    /// [default: wasmnet0].
+    #[arg(long, env = "WASMNET_DEFAULT_NETWORK_BRIDGE")]
+    default_network_bridge: Option<String>,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -118,6 +126,8 @@ struct FileConfig {
     firewall_backend: Option<Backend>,
     policy_port_ranges: Option<String>,
     docker_plugin_socket: Option<PathBuf>,
+    default_network: Option<String>,
+    default_network_bridge: Option<String>,
     cluster: Option<String>,
     cluster_advertise: Option<Ipv4Addr>,
     node_name: Option<String>,
@@ -143,6 +153,7 @@ struct Settings {
 fn settings(args: ServeArgs) -> Result<Settings, String> {
     let file = read_config(args.config.as_deref())?;
     let cluster = cluster_settings(args.cluster, &file)?;
+    let default_net = default_network(&args.default_network, &args.default_network_bridge, &file);
     let state_dir = args
         .state_dir
         .or(file.state_dir)
@@ -174,6 +185,7 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         }
     }
     engine.cluster = cluster;
+    engine.default_network = default_net;
     if let Some(b) = args.firewall_backend.or(file.firewall_backend) {
         engine.firewall = b;
     }
@@ -195,6 +207,22 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         engine,
         log,
     })
+}
+
+/// The default network's settings (name, bridge altname), `off` turning either off.
+fn default_network(
+    name: &Option<String>,
+    bridge: &Option<String>,
+    f: &FileConfig,
+) -> Option<DefaultNetwork> {
+    let d = DefaultNetwork::default();
+    let name = name.clone().or(f.default_network.clone()).unwrap_or(d.name);
+    let altname = match bridge.clone().or(f.default_network_bridge.clone()) {
+        Some(b) if b == "off" => None,
+        Some(b) => Some(b),
+        None => d.altname,
+    };
+    (name != "off").then_some(DefaultNetwork { name, altname })
 }
 
 fn cluster_settings(a: ClusterArgs, f: &FileConfig) -> Result<Option<ClusterConfig>, String> {

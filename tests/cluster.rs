@@ -431,7 +431,14 @@ async fn overlay_networks_need_a_cluster_and_valid_cluster_settings() {
             .arg(host.dir.join("state"))
             .arg("--run-dir")
             .arg(host.dir.join("run"))
-            .args(["--config", "/dev/null", "--docker-plugin-socket", "off"])
+            .args([
+                "--config",
+                "/dev/null",
+                "--docker-plugin-socket",
+                "off",
+                "--default-network",
+                "off",
+            ])
             .args(&args)
             .output()
             .unwrap();

@@ -171,3 +171,63 @@ async fn del_after_the_namespace_is_gone_and_errors_have_the_specs_codes() {
     assert!(cni("GC", &keep, &env).0);
     assert_eq!(c.get("/v1/sandboxes").await.unwrap()["items"], json!([]));
 }
+
+/// The default network: made at the first start (`bridge`, its bridge also named `wasmnet0`),
+/// joined by an endpoint or a CNI configuration naming no network, and not made again once
+/// an operator deleted it.
+#[tokio::test]
+async fn the_default_network_is_made_once_and_joined_when_none_is_named() {
+    let server = Server::start(&["--default-network", "bridge"]);
+    let c = server.client();
+    let n = c.get("/v1/networks/bridge").await.unwrap();
+    assert_eq!(n["labels"]["wasmnet.default"], "true", "{n}");
+    assert_eq!(
+        n["ipv4"]["subnet"], "172.17.0.0/16",
+        "the first default pool"
+    );
+    assert_eq!(n["options"]["altname"], "wasmnet0");
+    let shown = server
+        .host
+        .stdout(&["ip", "-o", "addr", "show", "dev", "wasmnet0"]);
+    assert!(shown.contains("172.17.0.1/16"), "{shown}");
+
+    // An endpoint naming no network joins it.
+    c.post("/v1/sandboxes", &json!({"name": "s1"}))
+        .await
+        .unwrap();
+    let e = c
+        .post("/v1/endpoints", &json!({"sandbox": "s1"}))
+        .await
+        .unwrap();
+    assert_eq!(e["network_name"], "bridge", "{e}");
+    // So does a CNI configuration naming none.
+    let netns = Host::new();
+    let cfg = json!({"cniVersion": "1.0.0", "name": "anything", "type": "wasmnet", "socket": server.socket});
+    let env = vars(&format!("d{}", "0".repeat(30)), &netns, "eth0");
+    let (ok, added) = cni("ADD", &serde_json::to_vec(&cfg).unwrap(), &env);
+    assert!(ok, "{added}");
+    assert!(
+        added["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("172.17.0."),
+        "{added}"
+    );
+    assert!(cni("DEL", &serde_json::to_vec(&cfg).unwrap(), &env).0);
+    c.delete(&format!("/v1/endpoints/{}", e["id"].as_str().unwrap()))
+        .await
+        .unwrap();
+
+    // Deleted by the operator, it stays deleted.
+    c.delete("/v1/networks/bridge").await.unwrap();
+    let host = server.stop();
+    let server = Server::start_in(host, &["--default-network", "bridge"]);
+    let c = server.client();
+    assert!(
+        c.get("/v1/networks/bridge").await.is_err(),
+        "not made again"
+    );
+    let (status, code, message) =
+        common::policy::api_code(c.post("/v1/endpoints", &json!({"sandbox": "s1"})).await);
+    assert_eq!((status, code.as_str()), (404, "not_found"), "{message}");
+}

@@ -82,7 +82,9 @@ async fn podman_runs_containers_on_a_wasmnet_conflist() {
     assert!(p.pings("p3", &p.ip_of("p1")));
 
     // podman rm -f leaves nothing of the containers behind.
-    p.ok(&["rm", "-f", "-t", "0", "p1", "p2", "p3", "web", "w1", "w2", "d1"]);
+    p.ok(&[
+        "rm", "-f", "-t", "0", "p1", "p2", "p3", "web", "w1", "w2", "d1",
+    ]);
     assert!(c.list_all("/v1/endpoints").await.unwrap().is_empty());
     assert!(c.list_all("/v1/sandboxes").await.unwrap().is_empty());
     let links = server.host.links();

@@ -23,6 +23,25 @@ pub struct EngineConfig {
     pub policy_port_ranges: Vec<RangeInclusive<u16>>,
     /// Ports the daemon itself listens on (its API over TCP): no remap may take them.
     pub reserved_ports: Vec<u16>,
+    /// The network made at first start (as Docker makes `bridge` on `docker0`), which an
+    /// endpoint naming no network joins; none when off.
+    pub default_network: Option<DefaultNetwork>,
+}
+
+/// The default network: its name and its bridge's stable (alternative) name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DefaultNetwork {
+    pub name: String,
+    pub altname: Option<String>,
+}
+
+impl Default for DefaultNetwork {
+    fn default() -> Self {
+        DefaultNetwork {
+            name: "bridge".into(),
+            altname: Some("wasmnet0".into()),
+        }
+    }
 }
 
 impl EngineConfig {
@@ -36,6 +55,7 @@ impl EngineConfig {
             cluster: None,
             policy_port_ranges: vec![1024..=65535],
             reserved_ports: vec![],
+            default_network: None,
         }
     }
 }

@@ -22,6 +22,6 @@ pub mod policy;
 pub mod state;
 pub mod store;
 
-pub use config::EngineConfig;
+pub use config::{DefaultNetwork, EngineConfig};
 pub use engine::Engine;
 pub use error::{Error, Kind, Result};

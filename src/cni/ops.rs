@@ -116,7 +116,7 @@ fn endpoint_request(cfg: &Config, env: &Env, sandbox: &str) -> Result<Value, Cni
     let mut labels = cfg.labels();
     labels.extend(env.labels.clone());
     let mut body = json!({
-        "network": network(cfg), "sandbox": sandbox, "interface": env.ifname,
+        "sandbox": sandbox, "interface": env.ifname,
         "labels": labels, "aliases": rc.aliases,
         "ports": rc.port_mappings.iter().map(|p| json!({
             "host_ip": p.host_ip.as_deref().filter(|h| !h.is_empty()),
@@ -133,11 +133,31 @@ fn endpoint_request(cfg: &Config, env: &Env, sandbox: &str) -> Result<Value, Cni
         })?;
         body[if addr.is_ipv6() { "ipv6" } else { "ipv4" }] = json!(addr.to_string());
     }
+    // Without one, the daemon's default network.
+    if let Some(n) = &cfg.network {
+        body["network"] = json!(n);
+    }
     Ok(body)
 }
 
-pub fn network(cfg: &Config) -> &str {
-    cfg.network.as_deref().unwrap_or(&cfg.name)
+/// The network a configuration names, or the daemon's default network (labelled so).
+async fn network_of(c: &Client, cfg: &Config) -> Result<Value, CniError> {
+    let path = match &cfg.network {
+        Some(n) => format!("/v1/networks/{}", encode(n)),
+        None => {
+            let label = encode("wasmnet.default=true");
+            let found = c.list_all(&format!("/v1/networks?label={label}")).await;
+            match found.map_err(cni)?.first() {
+                Some(n) => return Ok(n.clone()),
+                None => {
+                    let msg =
+                        "the configuration names no network and wasmnet has no default network";
+                    return Err(CniError::new(code::INVALID_CONFIG, msg));
+                }
+            }
+        }
+    };
+    c.get(&path).await.map_err(cni)
 }
 
 pub async fn add(c: &Client, cfg: &Config, env: &Env) -> Result<Value, CniError> {
@@ -170,7 +190,10 @@ pub async fn add(c: &Client, cfg: &Config, env: &Env) -> Result<Value, CniError>
         }
     };
     let n = c
-        .get(&format!("/v1/networks/{}", encode(network(cfg))))
+        .get(&format!(
+            "/v1/networks/{}",
+            e["network_id"].as_str().unwrap_or_default()
+        ))
         .await
         .map_err(cni)?;
     let ip = |fam: &str, cfg: &Value| -> Option<(std::net::IpAddr, u8, std::net::IpAddr)> {
@@ -245,6 +268,7 @@ pub async fn status(c: &Client) -> Result<(), CniError> {
 
 /// Removes what CNI made on this network that the runtime no longer lists as valid.
 pub async fn gc(c: &Client, cfg: &Config) -> Result<(), CniError> {
+    let network = network_of(c, cfg).await?;
     let label = encode(&format!("{}={}", ORIGIN.0, ORIGIN.1));
     let sandboxes = c
         .list_all(&format!("/v1/sandboxes?label={label}"))
@@ -262,7 +286,7 @@ pub async fn gc(c: &Client, cfg: &Config) -> Result<(), CniError> {
                 .valid_attachments
                 .iter()
                 .any(|a| a.container_id == id && a.ifname == ifname);
-            let ours = e["network_name"] == network(cfg) || e["network_id"] == network(cfg);
+            let ours = e["network_id"] == network["id"];
             if valid || !ours {
                 kept += 1;
                 continue;

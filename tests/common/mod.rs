@@ -138,6 +138,11 @@ impl Server {
                 true => &[][..],
                 false => &["--docker-plugin-socket", "off"][..],
             })
+            // Nor a default network, which would take the first default pool.
+            .args(match extra.contains(&"--default-network") {
+                true => &[][..],
+                false => &["--default-network", "off"][..],
+            })
             .args(extra)
             // WASMNET_TEST_LOG=… (e.g. wasmnet_engine::kernel=debug) for a daemon's step logs.
             .env(

@@ -96,6 +96,9 @@ impl NetworkDriver for Bridge {
         self.kernel
             .ensure_bridge(&name, bridge_mac(n), n.options.mtu(), &addrs)
             .await?;
+        if let Some(alt) = n.options.altname() {
+            self.kernel.ensure_altname(&name, alt).await?;
+        }
         // Lets the host reach published ports through its loopback (DNAT from 127.0.0.1).
         self.kernel
             .write_sysctl(&format!("net/ipv4/conf/{name}/route_localnet"), "1")

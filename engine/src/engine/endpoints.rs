@@ -11,6 +11,9 @@ use crate::state::State;
 
 impl Engine {
     pub async fn connect(&self, mut req: EndpointCreate) -> Result<Arc<Endpoint>> {
+        if req.network.is_empty() {
+            req.network = self.default_network_name()?;
+        }
         planner::validate_endpoint_request(&mut req)?;
         let _writer = self.lock_writer().await;
         let start = std::time::Instant::now();

@@ -14,6 +14,7 @@ mod cluster;
 mod cluster_policies;
 mod cluster_sync;
 mod dataplane;
+mod defaults;
 mod endpoints;
 mod networks;
 mod planner;
@@ -44,6 +45,7 @@ use crate::policy::PolicySet;
 use crate::state::{State, View};
 use crate::store::Store;
 
+pub use defaults::DEFAULT_LABEL;
 pub use queries::{Counts, Filter, NetworkDetail, Page, SandboxDetail, Usage, UsageCount};
 pub use rules::{DryRun, PolicyCounters, Ruleset};
 
@@ -137,6 +139,9 @@ impl Engine {
         self.plan_at_start().await;
         let planned = t0.elapsed();
         report("reconciling at start", self.reconcile().await);
+        if let Err(e) = self.ensure_default_network().await {
+            tracing::warn!(error = %e, "making the default network");
+        }
         tracing::debug!(target: "wasmnet::start", ?planned, reconciled = ?t0.elapsed(), "start");
         reconcile::spawn_firewall_watch(self);
         if let Some(c) = self.cluster.clone() {

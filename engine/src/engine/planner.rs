@@ -55,6 +55,21 @@ pub fn plan_network(
             })
             .collect()
     };
+    if let Some(alt) = req.options.get("altname") {
+        let taken = v
+            .networks()
+            .iter_from(None)
+            .find(|n| n.options.altname() == Some(alt));
+        if let Some(n) = taken {
+            return Err(Error::conflict(
+                "altname_in_use",
+                format!(
+                    "options.altname {alt:?} is the bridge of network {:?}",
+                    n.name
+                ),
+            ));
+        }
+    }
     let ipv4 = plan_family("ipv4", &req.ipv4, false, pools_v4, &used(false))?;
     let ipv6 = match (&req.ipv6, req.enable_ipv6) {
         (None, false) => None,

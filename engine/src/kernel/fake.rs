@@ -111,6 +111,14 @@ impl Kernel for FakeKernel {
         Ok(())
     }
 
+    async fn ensure_altname(&self, name: &str, _alt: &str) -> KResult<()> {
+        let s = self.call("ensure_altname")?;
+        match s.links.contains_key(name) {
+            true => Ok(()),
+            false => Err(errno("ensure_altname", nix::errno::Errno::ENODEV)),
+        }
+    }
+
     async fn create_veth(&self, spec: &VethSpec<'_>) -> KResult<()> {
         let mut s = self.call("create_veth")?;
         if s.links.contains_key(spec.host_name) {

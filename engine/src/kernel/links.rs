@@ -193,6 +193,25 @@ impl Links {
         Ok(())
     }
 
+    /// Adds `alt` to the names of link `name`, unless it is one of them already.
+    pub async fn ensure_altname(&self, name: &str, alt: &str) -> KResult<()> {
+        let index = require_index(&self.host, name).await?;
+        let op = format!("naming {name} also {alt}");
+        match index_of(&self.host, alt).await? {
+            Some(i) if i == index => return Ok(()),
+            Some(_) => {
+                let taken = std::io::Error::from_raw_os_error(EEXIST);
+                return Err(KernelError::new(
+                    format!("{op}: another link has that name"),
+                    taken,
+                ));
+            }
+            None => {}
+        }
+        let req = self.host.link().property_add(index).alt_ifname(&[alt]);
+        req.execute().await.map_err(fail(op))
+    }
+
     fn bridge_cache(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u32>> {
         self.bridges.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -40,6 +40,8 @@ pub trait Kernel: Send + Sync {
         mtu: Option<u32>,
         addrs: &[IfAddr],
     ) -> KResult<()>;
+    /// Gives link `name` the alternative name `alt` (already its: fine; another link's: EEXIST).
+    async fn ensure_altname(&self, name: &str, alt: &str) -> KResult<()>;
     /// An endpoint's veth pair, its sandbox end configured; nothing left on failure.
     async fn create_veth(&self, spec: &VethSpec<'_>) -> KResult<()>;
     async fn ensure_vxlan(&self, spec: &VxlanSpec<'_>) -> KResult<()>;

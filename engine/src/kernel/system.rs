@@ -33,6 +33,10 @@ impl Kernel for System {
         self.links.ensure_bridge(name, mac, mtu, addrs).await
     }
 
+    async fn ensure_altname(&self, name: &str, alt: &str) -> KResult<()> {
+        self.links.ensure_altname(name, alt).await
+    }
+
     async fn create_veth(&self, spec: &VethSpec<'_>) -> KResult<()> {
         self.links.create_veth(spec).await
     }

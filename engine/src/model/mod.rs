@@ -297,7 +297,8 @@ impl FromStr for PortRequest {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointCreate {
-    /// Network id, unique id prefix, or name.
+    /// Network id, unique id prefix, or name; absent: the default network (`bridge`).
+    #[serde(default)]
     pub network: String,
     /// Sandbox id, unique id prefix, or name.
     pub sandbox: String,

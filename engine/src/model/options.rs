@@ -68,6 +68,11 @@ impl Options {
         self.parsed.masquerade
     }
 
+    /// `altname`: the bridge's alternative name (checked when the options were parsed).
+    pub fn altname(&self) -> Option<&str> {
+        self.map.get("altname").map(String::as_str)
+    }
+
     pub fn vni(&self) -> Option<u32> {
         self.parsed.vni
     }

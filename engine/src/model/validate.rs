@@ -124,10 +124,13 @@ pub fn validate_options(options: &Labels) -> Result<NetworkOptions> {
                     _ => parsed.masquerade = on,
                 }
             }
+            // A stable name for the bridge, beside its own (derived from the id): the default
+            // network's `wasmnet0`, as Docker's is `docker0`.
+            "altname" => validate_interface(&field, value)?,
             _ => {
                 return Err(Error::invalid(
                     field,
-                    "unknown option (supported: mtu, icc, masquerade, vni)",
+                    "unknown option (supported: mtu, icc, masquerade, vni, altname)",
                 ))
             }
         }
