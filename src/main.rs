@@ -13,7 +13,7 @@ use clap::Parser;
 async fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let result = match args.command {
-        cli::Command::Serve(opts) => serve::run(opts).await,
+        cli::Command::Serve(opts) => serve::run(*opts).await,
         command => cli::run(&args.client, command).await,
     };
     match result {

@@ -55,7 +55,7 @@ pub struct ClientArgs {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the daemon.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCmd),
