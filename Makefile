@@ -6,7 +6,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps build-deps bench
+.PHONY: run test deps build-deps bench install uninstall
 
 run: build-deps
 	$(CARGO) run -- serve --listen 127.0.0.1:7878
@@ -33,3 +33,22 @@ bench:
 	$(CARGO) bench -p wasmnet-engine --bench ipam
 	$(CARGO) bench -p wasmnet-policy --bench calls
 	web/benches/list_networks.sh
+
+# Installs the two binaries (wasmnet-cni also as CNI's `wasmnet` in CNI_BIN_DIR), the systemd
+# unit and, unless one exists, the default config. Then: systemctl daemon-reload &&
+# systemctl enable --now wasmnet (before Docker: see README, "Install").
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+CNI_BIN_DIR ?= /opt/cni/bin
+UNIT_DIR ?= /etc/systemd/system
+install: build-deps
+	$(CARGO) build --release --locked --bins
+	install -D -m 755 target/release/wasmnet $(DESTDIR)$(BINDIR)/wasmnet
+	install -D -m 755 target/release/wasmnet-cni $(DESTDIR)$(BINDIR)/wasmnet-cni
+	install -D -m 755 target/release/wasmnet-cni $(DESTDIR)$(CNI_BIN_DIR)/wasmnet
+	mkdir -p $(DESTDIR)$(UNIT_DIR)
+	sed 's|@BINDIR@|$(BINDIR)|' packaging/wasmnet.service > $(DESTDIR)$(UNIT_DIR)/wasmnet.service
+	test -e $(DESTDIR)/etc/wasmnet/config.toml || install -D -m 644 packaging/config.toml $(DESTDIR)/etc/wasmnet/config.toml
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/wasmnet $(DESTDIR)$(BINDIR)/wasmnet-cni $(DESTDIR)$(CNI_BIN_DIR)/wasmnet $(DESTDIR)$(UNIT_DIR)/wasmnet.service

@@ -366,6 +366,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         None => None,
     };
     println!("database: {}", s.engine.database.display());
+    // Under systemd (Type=notify): ready once every socket is bound, so units ordered after
+    // wasmnet (docker.service) find the plugin socket. Without NOTIFY_SOCKET, nothing.
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "telling systemd wasmnet is ready");
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     if let Some(listener) = plugin {
@@ -494,6 +499,34 @@ fn load_token(state_dir: &Path) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The packaged config documents real keys with their defaults: uncommented, it parses
+    /// and changes nothing.
+    #[test]
+    fn the_packaged_config_names_real_keys_and_their_defaults() {
+        let text = include_str!("../packaging/config.toml");
+        let live: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains(" = "))
+            .map(|l| format!("{}\n", l.split(" #").next().unwrap()))
+            .collect();
+        assert!(live.lines().count() >= 8, "{live}");
+        let f: FileConfig = toml::from_str(&live).unwrap();
+        assert_eq!(
+            f.docker_plugin_socket.as_deref(),
+            Some(Path::new(DEFAULT_DOCKER_PLUGIN_SOCKET))
+        );
+        let d = default_network(&None, &None, &f).unwrap();
+        assert_eq!(d, DefaultNetwork::default());
+        let off = FileConfig {
+            default_network: Some("off".into()),
+            ..FileConfig::default()
+        };
+        assert_eq!(default_network(&None, &None, &off), None);
+        let no_alt = default_network(&None, &Some("off".into()), &FileConfig::default()).unwrap();
+        assert_eq!(no_alt.altname, None);
+    }
 
     #[test]
     fn flags_beat_the_file_which_beats_defaults() {
