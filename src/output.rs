@@ -51,6 +51,15 @@ pub fn s(value: &Value, key: &str) -> String {
     }
 }
 
+/// Where an object came from: the `wasmnet.origin` label a runtime plugin set (`docker`,
+/// `cni`), or `-` for the API's own.
+pub fn origin(value: &Value) -> String {
+    match s(&value["labels"], "wasmnet.origin") {
+        o if o.is_empty() => "-".into(),
+        o => o,
+    }
+}
+
 /// The short form of an id, as Docker shows it.
 pub fn short(id: &str) -> String {
     id.chars().take(12).collect()

@@ -447,3 +447,67 @@ async fn overlay_networks_need_a_cluster_and_valid_cluster_settings() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// A node name is one host's: a second host claiming a live one is refused at start, naming
+/// the holder; the holder, restarted, reclaims it at once; /healthz shows the name and VTEP.
+#[tokio::test]
+async fn a_node_name_is_held_by_one_host() {
+    let u = Underlay::new();
+    let h1 = u.join(1, "nftables");
+    let c1 = h1.client();
+    assert!(
+        eventually(Duration::from_secs(10), async || cluster_connected(&c1)
+            .await)
+        .await
+    );
+    let health = c1.get("/healthz").await.unwrap();
+    assert_eq!(health["cluster"]["node"], "h1", "{health}");
+    assert_eq!(health["cluster"]["vtep"], "192.0.2.1");
+
+    let twin = u.wired(2);
+    let cluster = format!("etcd://{}:2379", common::cluster::ETCD_ADDR);
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", twin.netns_path().display()))
+        .arg(common::BIN)
+        .arg("serve")
+        .arg("--state-dir")
+        .arg(twin.dir.join("state"))
+        .arg("--run-dir")
+        .arg(twin.dir.join("run"))
+        .args([
+            "--config",
+            "/dev/null",
+            "--docker-plugin-socket",
+            "off",
+            "--default-network",
+            "off",
+        ])
+        .args([
+            "--cluster",
+            &cluster,
+            "--cluster-advertise",
+            "192.0.2.2",
+            "--node-name",
+            "h1",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second h1 started");
+    assert!(
+        err.contains("held by the live host at 192.0.2.1") && err.contains("--node-name"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // kill -9 and back at once (its old lease is still live): it is the same host, by its VTEP.
+    let host = h1.crash();
+    let h1 = u.start(host, 1, "nftables");
+    let c1 = h1.client();
+    assert!(
+        eventually(Duration::from_secs(10), async || cluster_connected(&c1)
+            .await)
+        .await,
+        "host 1 reclaims its name at once"
+    );
+}

@@ -205,3 +205,58 @@ pub fn release_address(pool: &mut Pool, text: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(subnet: &str, range: Option<&str>) -> Pool {
+        Pool {
+            id: "p".into(),
+            subnet: subnet.parse().unwrap(),
+            range: range.map(|r| r.parse().unwrap()),
+            gateway: None,
+            given: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn free_addresses_skip_what_is_taken_and_stay_in_the_range() {
+        let p = pool("10.1.0.0/24", None);
+        let taken: BTreeSet<IpAddr> = ["10.1.0.1", "10.1.0.2"].map(|a| a.parse().unwrap()).into();
+        assert_eq!(free_address(&p, &taken).unwrap().to_string(), "10.1.0.3");
+        let r = pool("10.1.0.0/24", Some("10.1.0.128/25"));
+        assert_eq!(free_address(&r, &taken).unwrap().to_string(), "10.1.0.129");
+        let tiny = pool("10.1.0.0/30", None);
+        let all: BTreeSet<IpAddr> = ["10.1.0.1", "10.1.0.2"].map(|a| a.parse().unwrap()).into();
+        assert!(free_address(&tiny, &all)
+            .unwrap_err()
+            .contains("no free address"));
+        let v6 = pool("fd00::/64", None);
+        assert_eq!(
+            free_address(&v6, &BTreeSet::new()).unwrap().to_string(),
+            "fd00::1"
+        );
+    }
+
+    #[test]
+    fn pools_are_checked_cidrs_and_releases_free_the_gateway_or_an_address() {
+        assert!(cidr("Pool", "10.1.0.1/24", false)
+            .unwrap_err()
+            .contains("host bits"));
+        assert!(cidr("Pool", "fd00::/64", false)
+            .unwrap_err()
+            .contains("family"));
+        assert!(cidr("Pool", "nope", false)
+            .unwrap_err()
+            .contains("not a CIDR"));
+        let mut p = pool("10.1.0.0/24", None);
+        p.gateway = Some("10.1.0.1".parse().unwrap());
+        p.given.insert("10.1.0.2".parse().unwrap());
+        release_address(&mut p, "10.1.0.2/24").unwrap();
+        assert!(p.given.is_empty() && p.gateway.is_some());
+        release_address(&mut p, "10.1.0.1").unwrap();
+        assert!(p.gateway.is_none());
+        assert!(release_address(&mut p, "x").is_err());
+    }
+}

@@ -9,7 +9,7 @@ use wasmnet_web::client::encode;
 
 use super::request::{filter_query, key_values, parse_publish, per_family};
 use super::{CliError, CliResult, Ctx, LsArgs};
-use crate::output::{self, s, short, Format};
+use crate::output::{self, origin, s, short, Format};
 
 #[derive(Subcommand)]
 pub enum NetworkCmd {
@@ -142,6 +142,7 @@ impl Ctx {
                 "IPV4 SUBNET",
                 "IPV6 SUBNET",
                 "INTERNAL",
+                "ORIGIN",
             ],
             |n| {
                 vec![
@@ -151,6 +152,7 @@ impl Ctx {
                     s(&n["ipv4"], "subnet"),
                     s(&n["ipv6"], "subnet"),
                     s(n, "internal"),
+                    origin(n),
                 ]
             },
         );

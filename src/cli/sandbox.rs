@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::request::{filter_query, key_values};
 use super::{CliResult, Ctx, LsArgs};
-use crate::output::{s, short};
+use crate::output::{origin, s, short};
 
 #[derive(Subcommand)]
 pub enum SandboxCmd {
@@ -45,13 +45,14 @@ impl Ctx {
                 self.list(
                     &items,
                     ls.quiet,
-                    &["SANDBOX ID", "NAME", "NETNS", "OWNED"],
+                    &["SANDBOX ID", "NAME", "NETNS", "OWNED", "ORIGIN"],
                     |x| {
                         vec![
                             short(&s(x, "id")),
                             s(x, "name"),
                             s(x, "netns"),
                             s(x, "netns_owned"),
+                            origin(x),
                         ]
                     },
                 );

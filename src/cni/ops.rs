@@ -19,6 +19,8 @@ pub struct Env {
     pub netns: Option<String>,
     pub ifname: String,
     pub labels: BTreeMap<String, String>,
+    /// Static addresses from `CNI_ARGS` (`IP=`), beside `runtimeConfig.ips`.
+    pub ips: Vec<String>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -39,6 +41,7 @@ pub fn env(needs_netns: bool) -> Result<Env, CniError> {
         netns,
         ifname: need("CNI_IFNAME")?,
         labels: spec::args(&var("CNI_ARGS").unwrap_or_default())?,
+        ips: spec::static_ips(&var("CNI_ARGS").unwrap_or_default()),
     })
 }
 
@@ -124,7 +127,7 @@ fn endpoint_request(cfg: &Config, env: &Env, sandbox: &str) -> Result<Value, Cni
             "protocol": p.protocol.to_ascii_lowercase(),
         })).collect::<Vec<_>>(),
     });
-    for ip in &rc.ips {
+    for ip in rc.ips.iter().chain(&env.ips) {
         let addr: std::net::IpAddr = ip.split('/').next().unwrap_or(ip).parse().map_err(|_| {
             CniError::new(
                 code::INVALID_CONFIG,

@@ -169,6 +169,16 @@ pub fn config(stdin: &[u8]) -> Result<Config, CniError> {
 
 /// `CNI_ARGS` (`K=V;K=V`) as wasmnet labels: `wasmnet.label.K=V` as `K`, the pod's name and
 /// namespace as Kubernetes' labels. An unknown key is an error unless `IgnoreUnknown` is set.
+/// The static addresses `CNI_ARGS` asks for (`IP=10.1.0.5[,fd00::5]`).
+pub fn static_ips(raw: &str) -> Vec<String> {
+    (raw.split(';'))
+        .filter_map(|p| p.strip_prefix("IP="))
+        .flat_map(|v| v.split(','))
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn args(raw: &str) -> Result<BTreeMap<String, String>, CniError> {
     let pairs: Vec<(&str, &str)> = raw
         .split(';')
@@ -185,7 +195,9 @@ pub fn args(raw: &str) -> Result<BTreeMap<String, String>, CniError> {
     let mut labels = BTreeMap::new();
     for (k, v) in pairs {
         match k {
-            "IgnoreUnknown" | "K8S_POD_INFRA_CONTAINER_ID" | "K8S_POD_UID" => {}
+            // The older convention for static addresses (podman's CNI backend passes `--ip` so),
+            // read by `static_ips`.
+            "IgnoreUnknown" | "K8S_POD_INFRA_CONTAINER_ID" | "K8S_POD_UID" | "IP" => {}
             "K8S_POD_NAME" => drop(labels.insert("io.kubernetes.pod.name".into(), v.into())),
             "K8S_POD_NAMESPACE" => {
                 drop(labels.insert("io.kubernetes.pod.namespace".into(), v.into()))
@@ -276,6 +288,11 @@ mod tests {
         assert_eq!(args("FOO=bar").unwrap_err().code, code::UNSUPPORTED_FIELD);
         assert_eq!(args("oops").unwrap_err().code, code::INVALID_ENV);
         assert!(args("").unwrap().is_empty());
+        assert!(args("IP=10.1.0.5").unwrap().is_empty());
+        assert_eq!(
+            static_ips("IgnoreUnknown=1;IP=10.1.0.5,fd00::5"),
+            ["10.1.0.5", "fd00::5"]
+        );
     }
 
     #[test]

@@ -137,6 +137,13 @@ impl Underlay {
         start(host, n, "nftables", self.pki.is_some(), tls)
     }
 
+    /// A new test host wired to the underlay as 192.0.2.`n`, no wasmnet started.
+    pub fn wired(&self, n: u8) -> Host {
+        let host = Host::new();
+        self.wire(n, &host);
+        host
+    }
+
     /// Wires `host` to the underlay bridge as 192.0.2.`n`.
     fn wire(&self, n: u8, host: &Host) {
         let port = format!("up{n}");

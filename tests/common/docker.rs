@@ -76,6 +76,8 @@ pub struct Dockerd {
     ns: PathBuf,
     pub dir: PathBuf,
     live_restore: bool,
+    /// Docker's own iptables rules (for its bridge networks, in benchmarks); off in tests.
+    iptables: bool,
     /// The plugin socket of the host's wasmnet, removed at the end (a killed daemon leaves it).
     plugin: PathBuf,
 }
@@ -84,6 +86,11 @@ impl Dockerd {
     /// Starts dockerd in the namespace of `server`'s host, its files under the host's
     /// directory; waits until it answers.
     pub fn start(server: &Server, live_restore: bool) -> Dockerd {
+        Dockerd::start_with(server, live_restore, false)
+    }
+
+    /// As `start`, with Docker's iptables rules on or off.
+    pub fn start_with(server: &Server, live_restore: bool, iptables: bool) -> Dockerd {
         let dir = server.dir.join("docker");
         std::fs::create_dir_all(&dir).unwrap();
         let mut d = Dockerd {
@@ -91,6 +98,7 @@ impl Dockerd {
             ns: server.host.netns_path(),
             dir,
             live_restore,
+            iptables,
             plugin: plugin_socket(&server.host).1,
         };
         d.spawn();
@@ -120,7 +128,9 @@ impl Dockerd {
                 dir.join("docker.sock").display()
             ))
             .arg(format!("--pidfile={}", dir.join("docker.pid").display()))
-            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .arg("--bridge=none")
+            .arg(format!("--iptables={}", self.iptables))
+            .arg("--ip6tables=false")
             .args(["--storage-driver=vfs", "--log-level=warn"]);
         if self.live_restore {
             cmd.arg("--live-restore");

@@ -254,6 +254,23 @@ impl Drop for Server {
 }
 
 /// Runs `f` on a thread inside the namespace at `path` (e.g. for TCP to a daemon's loopback).
+/// As `in_netns`, for a closure that borrows: a scoped thread enters the namespace.
+pub fn in_netns_scoped<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let ns = std::fs::File::open(path).unwrap();
+            nix::sched::setns(
+                std::os::fd::AsFd::as_fd(&ns),
+                nix::sched::CloneFlags::CLONE_NEWNET,
+            )
+            .unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
 pub fn in_netns<T: Send + 'static>(path: PathBuf, f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(move || {
         let ns = std::fs::File::open(&path).unwrap();

@@ -27,7 +27,17 @@ impl Podman {
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::create_dir_all(dir.join("net.d")).unwrap();
         std::os::unix::fs::symlink(CNI, bin.join("wasmnet")).unwrap();
-        std::os::unix::fs::symlink("/usr/lib/cni/loopback", bin.join("loopback")).unwrap();
+        // The reference plugins too, for benchmarks against podman's own CNI bridge.
+        for p in [
+            "loopback",
+            "bridge",
+            "host-local",
+            "portmap",
+            "firewall",
+            "tuning",
+        ] {
+            std::os::unix::fs::symlink(format!("/usr/lib/cni/{p}"), bin.join(p)).unwrap();
+        }
         let conf = format!(
             "[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\n\
              [network]\nnetwork_backend = \"cni\"\nnetwork_config_dir = \"{}\"\ncni_plugin_dirs = [\"{}\"]\n",
@@ -45,8 +55,14 @@ impl Podman {
     /// A conflist `name` of type wasmnet on wasmnet's `network`, giving its endpoints `labels`.
     pub fn conflist(&self, name: &str, network: &str, labels: Value) {
         let plugin = json!({"type": "wasmnet", "network": network, "socket": self.socket,
-            "labels": labels, "capabilities": {"portMappings": true}});
+            "labels": labels, "capabilities": {"portMappings": true, "ips": true}});
         let list = json!({"cniVersion": "1.0.0", "name": name, "plugins": [plugin]});
+        let path = self.dir.join("net.d").join(format!("{name}.conflist"));
+        std::fs::write(path, list.to_string()).unwrap();
+    }
+
+    /// Writes a conflist as given (`name` is its file's name).
+    pub fn raw_conflist(&self, name: &str, list: &Value) {
         let path = self.dir.join("net.d").join(format!("{name}.conflist"));
         std::fs::write(path, list.to_string()).unwrap();
     }

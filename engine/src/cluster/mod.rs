@@ -96,6 +96,9 @@ pub struct Cluster {
 pub struct Health {
     pub connected: bool,
     pub last_error: Option<String>,
+    /// This host's name in the cluster, and its VTEP (underlay) address.
+    pub node: String,
+    pub vtep: String,
 }
 
 /// etcd refuses requests over 1.5 MiB by default; a module, with its record, stays under.
@@ -139,10 +142,58 @@ impl Cluster {
     }
 
     pub fn health(&self) -> Health {
-        self.health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        Health {
+            node: self.cfg.node.clone(),
+            vtep: self.vtep().to_string(),
+            ..h.clone()
+        }
+    }
+
+    /// The VTEP of the live host holding this host's node name, when it is another host's
+    /// (a host is known by its VTEP: a restarted host reclaims its own name at once).
+    pub async fn node_holder(&self) -> std::result::Result<Option<String>, etcd_client::Error> {
+        let found = self.client().get(keys::host(&self.cfg.node), None).await?;
+        Ok(found.kvs().first().and_then(|kv| self.other_holder(kv)))
+    }
+
+    fn other_holder(&self, kv: &KeyValue) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(kv.value()).unwrap_or_default();
+        let theirs = v["vtep"].as_str().unwrap_or_default().to_string();
+        (theirs != self.vtep().to_string()).then_some(theirs)
+    }
+
+    /// Holds the node name under `lease` unless another live host holds it (then returns its
+    /// VTEP). One transaction guarded by what was read, so two hosts cannot both win.
+    pub async fn claim_node(
+        &self,
+        lease: i64,
+    ) -> std::result::Result<Option<String>, etcd_client::Error> {
+        let key = keys::host(&self.cfg.node);
+        let mut client = self.client();
+        let found = client.get(key.clone(), None).await?;
+        let guard = match found.kvs().first() {
+            Some(kv) => match self.other_holder(kv) {
+                Some(theirs) => return Ok(Some(theirs)),
+                None => Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision()),
+            },
+            None => Compare::version(key.clone(), CompareOp::Equal, 0),
+        };
+        let me = serde_json::json!({ "vtep": self.vtep() }).to_string();
+        let put = TxnOp::put(key, me, Some(PutOptions::new().with_lease(lease)));
+        let r = client.txn(Txn::new().when([guard]).and_then([put])).await?;
+        match r.succeeded() {
+            true => Ok(None),
+            false => Ok(self.node_holder().await?.or(Some("another host".into()))),
+        }
+    }
+
+    /// Why a node name cannot be this host's.
+    pub fn name_taken(&self, holder: &str) -> String {
+        format!(
+            "node name {:?} is held by the live host at {holder}; give this host another --node-name",
+            self.cfg.node
+        )
     }
 
     fn set_health(&self, error: Option<String>) {

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{EventType, PutOptions, WatchOptions};
+use etcd_client::{EventType, WatchOptions};
 
 use super::keys::{self, EndpointRecord};
 use super::mirror::Mirror;
@@ -83,11 +83,9 @@ async fn run<H: Host>(
     cluster
         .lease
         .store(lease, std::sync::atomic::Ordering::Relaxed);
-    let me = serde_json::json!({ "vtep": cluster.vtep() }).to_string();
-    let leased = PutOptions::new().with_lease(lease);
-    client
-        .put(keys::host(&cluster.cfg.node), me, Some(leased))
-        .await?;
+    if let Some(holder) = cluster.claim_node(lease).await? {
+        return Ok(cluster.name_taken(&holder));
+    }
     let (mut keeper, mut alive) = client.lease_keep_alive(lease).await?;
 
     let (rev, kvs) = cluster.snapshot().await?;

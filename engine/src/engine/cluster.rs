@@ -25,7 +25,13 @@ pub(super) async fn open(kernel: &dyn Kernel, cfg: ClusterConfig) -> Result<Clus
             format!("{vtep} is not an address of this host: give the underlay address the other hosts reach it at"),
         )
     })?;
-    Cluster::open(cfg, underlay, mtu).await
+    let cluster = Cluster::open(cfg, underlay, mtu).await?;
+    // Refused at start when another live host holds the name; an etcd down now is checked by
+    // each session instead.
+    if let Ok(Some(holder)) = cluster.node_holder().await {
+        return Err(Error::invalid("node_name", cluster.name_taken(&holder)));
+    }
+    Ok(cluster)
 }
 
 impl Engine {
