@@ -105,7 +105,22 @@ async fn one_network_talks_and_networks_are_isolated(backend: &str) {
         .await
         .unwrap();
     assert!(!ping(&s1, &ip(&e2)));
+    // Reconnected at once (the old veth is still being deleted): its eth0 is free already.
+    let again = json!({"network": "a", "sandbox": "s2"});
+    let e2b = c.post("/v1/endpoints", &again).await.unwrap();
+    assert_eq!(e2b["interface"], "eth0");
+    assert!(ping(&s1, &ip(&e2b)), "reconnected");
+    c.delete(&format!("/v1/endpoints/{}", e2b["id"].as_str().unwrap()))
+        .await
+        .unwrap();
+    // The retired veths are deleted moments later (links() waits for the reaper).
     assert_eq!(ours(&server.host.links()).len(), 4);
+    let s2_links = common::net::stdout_in(&s2, &["ip", "-o", "link"]);
+    assert_eq!(
+        s2_links.lines().count(),
+        1,
+        "only lo is left in s2: {s2_links}"
+    );
     for s in ["s1", "s2", "s3"] {
         c.delete(&format!("/v1/sandboxes/{s}")).await.unwrap();
     }

@@ -25,6 +25,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_wasmnet");
 
 static N: AtomicUsize = AtomicUsize::new(0);
 
+/// wasmnet's link group of retired links (`kernel::links::retire::RETIRED_GROUP`).
+pub const RETIRED_GROUP: &str = "0x776e6474";
+
 /// Runs a setup command that must succeed.
 pub fn sh(args: &[&str]) -> Output {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
@@ -74,7 +77,18 @@ impl Host {
     }
 
     /// Names of the host's links, without `@peer`.
+    /// The host's links, once the daemon's reaper deleted those it retired (a disconnect makes
+    /// a veth unreachable at once and deletes it moments later): waits for that up to 2 s.
     pub fn links(&self) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < deadline
+            && !self
+                .stdout(&["ip", "-o", "link", "show", "group", RETIRED_GROUP])
+                .trim()
+                .is_empty()
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.stdout(&["ip", "-o", "link"])
             .lines()
             .filter_map(|l| l.split(": ").nth(1))

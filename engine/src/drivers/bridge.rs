@@ -105,7 +105,7 @@ impl NetworkDriver for Bridge {
     }
 
     async fn delete_network(&self, n: &Network) -> KResult<()> {
-        self.kernel.delete_link(&bridge_name(&n.id)).await
+        self.kernel.retire_link(&bridge_name(&n.id)).await
     }
 
     fn links_of(&self, n: &Network) -> Vec<String> {
@@ -160,7 +160,7 @@ impl NetworkDriver for Bridge {
         self.kernel.create_veth(&spec).await?;
         for a in [e.ipv4, e.ipv6].into_iter().flatten() {
             if let Err(err) = self.kernel.pin_neighbour(spec.bridge, a, spec.mac).await {
-                if let Err(undo) = self.leave(e, n).await {
+                if let Err(undo) = self.leave(e, n, Some(s)).await {
                     tracing::warn!(error = %undo, "removing a half-made veth");
                 }
                 return Err(err);
@@ -169,12 +169,16 @@ impl NetworkDriver for Bridge {
         Ok(())
     }
 
-    /// Disconnects: deleting the host end removes the pair; the pinned neighbours go too.
-    async fn leave(&self, e: &Endpoint, n: &Network) -> KResult<()> {
+    /// Disconnects: the pinned neighbours go, the veth is retired (deleted by the reaper with
+    /// others in one request). A handoff endpoint's container end is the runtime's to name.
+    async fn leave(&self, e: &Endpoint, n: &Network, s: Option<&Sandbox>) -> KResult<()> {
         let bridge = bridge_name(&n.id);
         for a in [e.ipv4, e.ipv6].into_iter().flatten() {
             self.kernel.unpin_neighbour(&bridge, a).await?;
         }
-        self.remove_veth(e).await
+        let inside = s
+            .filter(|s| !s.handoff)
+            .map(|s| (Path::new(&s.netns), e.interface.as_str()));
+        self.kernel.retire_veth(&veth_name(&e.id), inside).await
     }
 }

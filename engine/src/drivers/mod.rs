@@ -33,7 +33,10 @@ pub trait NetworkDriver: Send + Sync {
         s: &Sandbox,
         default_route: bool,
     ) -> KResult<()>;
-    async fn leave(&self, e: &Endpoint, n: &Network) -> KResult<()>;
+    /// Disconnects: the endpoint unreachable at once, its veth retired for the reaper
+    /// (`Kernel::retire_veth`); `s`, its sandbox, lets the container end be renamed out of
+    /// the way of the next endpoint's interface.
+    async fn leave(&self, e: &Endpoint, n: &Network, s: Option<&Sandbox>) -> KResult<()>;
     /// The links this driver keeps for the network (the reconciler removes others).
     fn links_of(&self, n: &Network) -> Vec<String>;
 }

@@ -64,7 +64,7 @@ impl NetworkDriver for Overlay {
     }
 
     async fn delete_network(&self, n: &Network) -> KResult<()> {
-        self.bridge.kernel().delete_link(&vxlan_name(&n.id)).await?;
+        self.bridge.kernel().retire_link(&vxlan_name(&n.id)).await?;
         self.bridge.delete_network(n).await
     }
 
@@ -78,8 +78,8 @@ impl NetworkDriver for Overlay {
         self.bridge.join(e, n, s, default_route).await
     }
 
-    async fn leave(&self, e: &Endpoint, n: &Network) -> KResult<()> {
-        self.bridge.leave(e, n).await
+    async fn leave(&self, e: &Endpoint, n: &Network, s: Option<&Sandbox>) -> KResult<()> {
+        self.bridge.leave(e, n, s).await
     }
 
     fn links_of(&self, n: &Network) -> Vec<String> {

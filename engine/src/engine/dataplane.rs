@@ -90,8 +90,11 @@ impl Engine {
         Ok(self.drivers.of(n)?.create_network(n).await?)
     }
 
+    /// The network's links retired (the reaper deletes them).
     pub(super) async fn unplumb_network(&self, n: &Network) -> Result<()> {
-        Ok(self.drivers.of(n)?.delete_network(n).await?)
+        let retired = self.drivers.of(n)?.delete_network(n).await;
+        self.reap_soon();
+        Ok(retired?)
     }
 
     /// Kernel first, then the firewall (under `plan`), then the store: a failure undoes what
@@ -160,7 +163,8 @@ impl Engine {
                 undo("removing the endpoint's firewall elements", left);
             }
             if join_ok {
-                undo("removing the endpoint's veth", driver.leave(e, n).await);
+                let left = driver.leave(e, n, Some(&plan.sandbox)).await;
+                undo("removing the endpoint's veth", left);
             }
         }
         result
@@ -208,8 +212,9 @@ impl Engine {
                     if let Err(err) = self.firewall_endpoint(after, e, n, false, &members).await {
                         problems.push(err.to_string());
                     }
+                    let s = before.view().sandboxes().get(&e.sandbox_id).map(|s| &**s);
                     match self.drivers.of(n) {
-                        Ok(d) => d.leave(e, n).await.map_err(Error::from),
+                        Ok(d) => d.leave(e, n, s).await.map_err(Error::from),
                         Err(err) => Err(err),
                     }
                 }
@@ -224,6 +229,7 @@ impl Engine {
                 problems.push(err.to_string());
             }
         }
+        self.reap_soon();
     }
 }
 

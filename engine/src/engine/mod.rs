@@ -20,6 +20,7 @@ mod networks;
 mod planner;
 mod policies;
 mod queries;
+mod reaper;
 mod reconcile;
 mod rules;
 mod sandboxes;
@@ -65,6 +66,8 @@ pub struct Engine {
     firewall_changes: AtomicU64,
     /// The cluster store, when this host shares overlay networks.
     cluster: Option<Arc<Cluster>>,
+    /// Wakes the reaper, which deletes retired links behind the operations' answers.
+    reaper: Arc<tokio::sync::Notify>,
 }
 
 impl Engine {
@@ -127,6 +130,7 @@ impl Engine {
             seq: AtomicU64::new(0),
             firewall_changes: AtomicU64::new(0),
             cluster,
+            reaper: Arc::new(tokio::sync::Notify::new()),
         });
         engine.start().await;
         tracing::debug!(target: "wasmnet::start", ?loaded_at, ?policies_at, started = ?t0.elapsed(), "engine open");
@@ -144,6 +148,7 @@ impl Engine {
         }
         tracing::debug!(target: "wasmnet::start", ?planned, reconciled = ?t0.elapsed(), "start");
         reconcile::spawn_firewall_watch(self);
+        reaper::spawn_reaper(self);
         if let Some(c) = self.cluster.clone() {
             crate::cluster::spawn(self.clone(), c);
         }
@@ -174,6 +179,7 @@ impl Engine {
 
     pub async fn close(&self) {
         let _writer = self.writer.lock().await;
+        self.reap_now().await;
         self.store.close().await;
     }
 

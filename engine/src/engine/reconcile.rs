@@ -49,6 +49,8 @@ impl Engine {
         let state = self.state();
         let mut problems = Vec::new();
         let t0 = std::time::Instant::now();
+        // What a teardown retired before a crash, in one request.
+        self.reap_now().await;
         // Orphans first: links and namespaces named like ours that the store does not know.
         let links = self.remove_orphans(&state, &mut problems).await;
         let orphans = t0.elapsed();

@@ -40,6 +40,8 @@ pub struct FakeState {
     pub remotes: BTreeSet<(String, IpAddr, Vec<IpAddr>)>,
     pub netns: BTreeSet<PathBuf>,
     pub sysctls: BTreeMap<String, String>,
+    /// Links retired (unreachable, waiting for `reap_retired`).
+    pub retired: BTreeSet<String>,
     /// Every call, in order (its operation name).
     pub calls: Vec<&'static str>,
     /// Operations to fail the next time they are called.
@@ -108,6 +110,25 @@ impl Kernel for FakeKernel {
         let mut s = self.call("ensure_bridge")?;
         let addrs = addrs.to_vec();
         s.links.insert(name.into(), FakeLink::Bridge { addrs });
+        Ok(())
+    }
+
+    async fn retire_veth(&self, host_name: &str, _inside: Option<(&Path, &str)>) -> KResult<()> {
+        drop(self.call("retire_veth")?);
+        self.retire_link(host_name).await
+    }
+
+    async fn retire_link(&self, name: &str) -> KResult<()> {
+        let mut s = self.call("retire_link")?;
+        if s.links.remove(name).is_some() {
+            s.retired.insert(name.to_string());
+        }
+        s.neighbours.retain(|(dev, _)| dev != name);
+        Ok(())
+    }
+
+    async fn reap_retired(&self) -> KResult<()> {
+        self.call("reap_retired")?.retired.clear();
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! Bridges, veth pairs (in `veth`), addresses and routes, through rtnetlink.
 
+mod retire;
 mod veth;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -40,6 +40,14 @@ pub trait Kernel: Send + Sync {
         mtu: Option<u32>,
         addrs: &[IfAddr],
     ) -> KResult<()>;
+    /// Makes an endpoint's veth unreachable now and leaves its deletion to `reap_retired`:
+    /// the container end (`ifname` in the namespace at the path, if given) renamed and down,
+    /// the host end down, in wasmnet's retired link group. Already gone is fine.
+    async fn retire_veth(&self, host_name: &str, inside: Option<(&Path, &str)>) -> KResult<()>;
+    /// The same for a link of the daemon's namespace (a bridge).
+    async fn retire_link(&self, name: &str) -> KResult<()>;
+    /// Deletes every retired link, in one request.
+    async fn reap_retired(&self) -> KResult<()>;
     /// Gives link `name` the alternative name `alt` (already its: fine; another link's: EEXIST).
     async fn ensure_altname(&self, name: &str, alt: &str) -> KResult<()>;
     /// An endpoint's veth pair, its sandbox end configured; nothing left on failure.

@@ -33,6 +33,18 @@ impl Kernel for System {
         self.links.ensure_bridge(name, mac, mtu, addrs).await
     }
 
+    async fn retire_veth(&self, host_name: &str, inside: Option<(&Path, &str)>) -> KResult<()> {
+        self.links.retire_veth(host_name, inside).await
+    }
+
+    async fn retire_link(&self, name: &str) -> KResult<()> {
+        self.links.retire_link(name).await
+    }
+
+    async fn reap_retired(&self) -> KResult<()> {
+        self.links.reap_retired().await
+    }
+
     async fn ensure_altname(&self, name: &str, alt: &str) -> KResult<()> {
         self.links.ensure_altname(name, alt).await
     }
