@@ -22,6 +22,14 @@ impl Engine {
         self.applied(applied)
     }
 
+    /// From the ruleset of `before` to that of `after` (the backend applies the difference
+    /// where it can).
+    pub(super) async fn firewall_change(&self, before: Desired, after: Desired) -> Result<()> {
+        let fw = self.firewall.clone();
+        let changed = tokio::task::spawn_blocking(move || fw.change(&before, &after)).await;
+        self.applied(changed)
+    }
+
     fn applied(
         &self,
         r: std::result::Result<std::result::Result<(), FirewallError>, tokio::task::JoinError>,
@@ -107,17 +115,15 @@ impl Engine {
             );
             return Err(e);
         }
-        let result = match self
-            .firewall_apply(base.desired_with(Some(n), None, plan))
-            .await
-        {
+        let with = base.desired_with(Some(n), None, plan);
+        let result = match self.firewall_change(base.desired(), with.clone()).await {
             Ok(()) => self.store.insert_network(n).await,
             Err(e) => Err(e),
         };
         if result.is_err() {
             undo(
                 "restoring the firewall",
-                self.firewall_apply(base.desired()).await,
+                self.firewall_change(with, base.desired()).await,
             );
             undo(
                 "removing the network's links",
@@ -174,18 +180,25 @@ impl Engine {
     /// bridges go; every failure is returned.
     pub(super) async fn teardown_networks(
         &self,
+        before: &State,
         after: &State,
         gone: &[Arc<Network>],
     ) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Err(e) = self.firewall_apply(after.desired()).await {
+        let t0 = std::time::Instant::now();
+        if let Err(e) = self
+            .firewall_change(before.desired(), after.desired())
+            .await
+        {
             problems.push(e.to_string());
         }
+        let walled = t0.elapsed();
         for n in gone {
             if let Err(e) = self.unplumb_network(n).await {
                 problems.push(e.to_string());
             }
         }
+        tracing::debug!(?walled, unplumbed = ?t0.elapsed(), "networks torn down");
         problems
     }
 

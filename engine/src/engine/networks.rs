@@ -59,13 +59,14 @@ impl Engine {
     pub(super) async fn remove_networks_locally(&self, gone: &[Arc<Network>]) -> Result<()> {
         let ids: Vec<&str> = gone.iter().map(|n| n.id.as_str()).collect();
         self.store.delete_networks(&ids).await?;
+        let before = self.state();
         self.update(|s| {
             for n in gone {
                 s.view.remove_network(&n.id);
             }
             forget_networks(s, gone);
         });
-        let problems = self.teardown_networks(&self.state(), gone).await;
+        let problems = self.teardown_networks(&before, &self.state(), gone).await;
         report("removing networks", problems);
         self.update(|_| {});
         for n in gone {

@@ -7,6 +7,7 @@
 //! linear rules: the slower backend). Objects are named as `crate::names` says.
 
 pub mod budget;
+mod diff;
 pub mod docker;
 mod error;
 #[cfg(test)]
@@ -82,6 +83,12 @@ pub trait Firewall: Send + Sync {
     fn kind(&self) -> Backend;
     /// Puts everything in place, replacing what wasmnet had (one transaction per table).
     fn apply(&self, desired: &Desired) -> Result<(), FirewallError>;
+    /// Goes from `before` (in force) to `after`: what a network create or delete changes.
+    /// Backends that can apply a difference do; the others replace their tables.
+    fn change(&self, before: &Desired, after: &Desired) -> Result<(), FirewallError> {
+        let _ = before;
+        self.apply(after)
+    }
     /// Whether `endpoint` works on the endpoint alone (then it is given an empty `Desired`).
     fn incremental(&self) -> bool;
     /// Endpoint `e` of network `n` joined (or left); `desired` reflects the change.

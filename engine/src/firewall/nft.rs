@@ -51,9 +51,22 @@ impl Nft {
     }
 
     /// Replaces our tables whole, in one transaction.
+    /// Replaces wasmnet's tables, in one transaction. When the generation moved by exactly
+    /// that transaction, the kernel holds what was written: known right, as if the watcher
+    /// had checked (so the next network change can be a difference).
     pub fn replace(&self, ruleset: &Ruleset) -> Result<(), FirewallError> {
         self.forget_check();
-        self.run("ruleset", &ruleset.render())
+        let before = crate::kernel::nfset::generation().ok();
+        let done = self.run("ruleset", &ruleset.render());
+        let after = crate::kernel::nfset::generation().ok();
+        if done.is_ok() {
+            if let (Some(b), Some(a)) = (before, after) {
+                if a == b.wrapping_add(1) {
+                    *self.checked.lock().unwrap_or_else(|p| p.into_inner()) = Some(a);
+                }
+            }
+        }
+        done
     }
 
     /// Applies element changes, in one transaction.
@@ -173,6 +186,34 @@ impl Firewall for Nft {
             enable_br_netfilter()?;
         }
         self.replace(&compile(desired))
+    }
+
+    /// Only the difference, in one small transaction, when the kernel is as wasmnet last left
+    /// it (the watcher found it right, and no one else's transaction slipped in); else, or if
+    /// nft refuses the difference, the whole table.
+    fn change(&self, before: &Desired, after: &Desired) -> Result<(), FirewallError> {
+        if after.plan.needs_br_netfilter() {
+            enable_br_netfilter()?;
+        }
+        let wanted = compile(after);
+        let known = self
+            .checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        let script = known
+            .then(|| super::diff::script(&compile(before), &wanted))
+            .flatten();
+        match script {
+            Some(s) if s.is_empty() => Ok(()),
+            Some(s) => self
+                .carried(|| self.run("ruleset change", &s))
+                .or_else(|e| {
+                    tracing::warn!(error = %e, "a ruleset change was refused; replacing the table");
+                    self.replace(&wanted)
+                }),
+            None => self.replace(&wanted),
+        }
     }
 
     /// One element transaction: the endpoint's published ports (and its port in an icc=false
