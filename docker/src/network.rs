@@ -38,6 +38,9 @@ pub struct Pending {
     pub joined: bool,
 }
 
+/// Always `local`. A driver's scope is the driver's, not a network's: reported `global` (as on
+/// a host in a cluster), Docker 20.10 outside swarm mode refuses every network of the driver
+/// ("This node is not a swarm manager"; `--scope local`: "cannot downgrade network scope").
 pub fn capabilities() -> Value {
     json!({"Scope": "local", "ConnectivityScope": "local"})
 }

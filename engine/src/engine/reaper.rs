@@ -19,9 +19,11 @@ impl Engine {
 
     /// Deletes what was retired, now.
     pub(super) async fn reap_now(&self) {
+        let t = std::time::Instant::now();
         if let Err(e) = self.drivers.kernel().reap_retired().await {
             tracing::warn!(error = %e, "deleting retired links");
         }
+        tracing::debug!(took = ?t.elapsed(), "retired links deleted");
     }
 }
 
