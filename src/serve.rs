@@ -317,17 +317,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     make_dir(&s.run_dir, 0o755)?;
     let _lock = lock_state_dir(&s.state_dir)?;
     // The TCP listener first: its port is one no policy may remap a published port onto.
-    let tcp = match s.listen {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("listening on {addr}: {e}"))?;
-            let local = listener.local_addr().map_err(|e| e.to_string())?;
-            let token = load_token(&s.state_dir)?;
-            Some((listener, local, token))
-        }
-        None => None,
-    };
+    let tcp = bind_tcp(&s).await?;
     let mut cfg = s.engine.clone();
     cfg.reserved_ports
         .extend(tcp.as_ref().map(|(_, local, _)| local.port()));
@@ -348,15 +338,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         );
         (listener, token)
     });
-    println!("firewall: {}", s.engine.firewall);
-    if let Some(c) = &s.engine.cluster {
-        println!(
-            "cluster: {} as {:?} (VTEP {})",
-            c.endpoints.join(","),
-            c.node,
-            c.advertise
-        );
-    }
+    announce(&s);
     let plugin = match &s.docker_plugin_socket {
         Some(path) => {
             let listener = bind_plugin_socket(path)?;
@@ -374,16 +356,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     if let Some(listener) = plugin {
-        let mut stop = stop_rx.clone();
-        let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            if let Err(e) = wasmnet_docker::serve(engine, listener, stopped).await {
-                tracing::error!(error = %e, "serving the docker plugin");
-            }
-        });
+        spawn_docker_plugin(&engine, listener, stop_rx.clone());
     }
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -401,6 +374,49 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         let _ = fs::remove_file(path);
     }
     served.map_err(|e| format!("serving: {e}"))
+}
+
+/// The API's TCP listener, its address and the token, when `--listen` asks for one.
+async fn bind_tcp(s: &Settings) -> Result<Option<(TcpListener, SocketAddr, String)>, String> {
+    let Some(addr) = s.listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("listening on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let token = load_token(&s.state_dir)?;
+    Ok(Some((listener, local, token)))
+}
+
+/// The settings worth a line at start.
+fn announce(s: &Settings) {
+    println!("firewall: {}", s.engine.firewall);
+    if let Some(c) = &s.engine.cluster {
+        println!(
+            "cluster: {} as {:?} (VTEP {})",
+            c.endpoints.join(","),
+            c.node,
+            c.advertise
+        );
+    }
+}
+
+/// Serves the Docker plugin until the daemon stops.
+fn spawn_docker_plugin(
+    engine: &std::sync::Arc<Engine>,
+    listener: UnixListener,
+    mut stop: watch::Receiver<bool>,
+) {
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        if let Err(e) = wasmnet_docker::serve(engine, listener, stopped).await {
+            tracing::error!(error = %e, "serving the docker plugin");
+        }
+    });
 }
 
 async fn wait_for_signal() {

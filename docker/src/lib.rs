@@ -104,9 +104,10 @@ async fn ready(v: Value) -> Result<Value, String> {
     Ok(v)
 }
 
-fn router(plugin: Arc<Plugin>) -> Router {
+/// The network driver's calls (and the plugin's activation).
+fn network_routes() -> Router<Arc<Plugin>> {
     use protocol::*;
-    use Role::{Ipam, Network as Net};
+    use Role::Network as Net;
     Router::new()
         .route(
             "/Plugin.Activate",
@@ -167,6 +168,13 @@ fn router(plugin: Arc<Plugin>) -> Router {
             "/NetworkDriver.DiscoverDelete",
             call!(Net, "DiscoverDelete", Value, |_p, _r| ready(json!({}))),
         )
+}
+
+/// The IPAM driver's calls.
+fn ipam_routes() -> Router<Arc<Plugin>> {
+    use protocol::*;
+    use Role::Ipam;
+    Router::new()
         .route(
             "/IpamDriver.GetCapabilities",
             call!(Ipam, "IpamDriver.GetCapabilities", Value, |_p, _r| ready(
@@ -197,7 +205,10 @@ fn router(plugin: Arc<Plugin>) -> Router {
             call!(Ipam, "ReleaseAddress", PoolAddress, |p, r| p
                 .release_address(r)),
         )
-        .with_state(plugin)
+}
+
+fn router(plugin: Arc<Plugin>) -> Router {
+    network_routes().merge(ipam_routes()).with_state(plugin)
 }
 
 impl Plugin {
