@@ -10,12 +10,13 @@ use crate::events::EventKind;
 use crate::model::*;
 
 impl Engine {
-    pub async fn create_network(&self, req: NetworkCreate) -> Result<Arc<Network>> {
+    pub async fn create_network(&self, mut req: NetworkCreate) -> Result<Arc<Network>> {
         validate_name("name", &req.name)?;
         validate_labels("labels", &req.labels)?;
         let options = validate_options(&req.options)?;
         let cluster = self.cluster_for(&req, &options)?;
         let _writer = self.lock_writer().await;
+        self.pick_subnet_off_the_host(&mut req).await?;
         let network = planner::plan_network(
             self.state().view(),
             req,
@@ -35,6 +36,36 @@ impl Engine {
             return Err(e);
         }
         Ok(network)
+    }
+
+    /// A network asking for no IPv4 subnet gets the first free one of the pools that neither
+    /// a network nor the host's own addresses and routes use (the planner knows only the
+    /// former). Asked-for subnets are the client's business, as in Docker.
+    async fn pick_subnet_off_the_host(&self, req: &mut NetworkCreate) -> Result<()> {
+        let r = &req.ipv4;
+        if r.subnet.is_some() || r.gateway.is_some() || r.ip_range.is_some() {
+            return Ok(());
+        }
+        let mut used = self.drivers.kernel().host_prefixes().await?;
+        let state = self.state();
+        used.extend(
+            state
+                .view()
+                .networks()
+                .iter_from(None)
+                .map(|n| n.ipv4.subnet),
+        );
+        match crate::ipam::first_free_subnet(&self.cfg.pools_v4, &used) {
+            Some(subnet) => req.ipv4.subnet = Some(subnet),
+            None => {
+                let pools: Vec<String> = self.cfg.pools_v4.iter().map(|p| p.to_string()).collect();
+                return Err(Error::conflict(
+                    "pool_exhausted",
+                    format!("no free IPv4 subnet left in the default address pools [{}] (wasmnet's networks and this host's own addresses and routes take them); give ipv4.subnet explicitly", pools.join("; ")),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Commits a planned network here: kernel, firewall, store, state; then tells subscribers.

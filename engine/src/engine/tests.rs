@@ -310,3 +310,56 @@ async fn only_accepted_modules_are_cached_and_deleted_ones_leave_the_cache() {
     h.engine.delete_policy("again", false).await.unwrap();
     assert_eq!(files(), 0);
 }
+
+#[tokio::test]
+async fn a_picked_subnet_avoids_the_hosts_own_networks() {
+    let h = harness().await;
+    // docker0's, as on a host running Docker, and a VPN route into the next pool.
+    h.kernel.with(|s| {
+        s.host_prefixes = vec![
+            "172.17.0.0/16".parse().unwrap(),
+            "172.18.4.0/24".parse().unwrap(),
+        ]
+    });
+    let req = |name: &str| NetworkCreate {
+        name: name.into(),
+        ..Default::default()
+    };
+    let n = h.engine.create_network(req("first")).await.unwrap();
+    assert_eq!(n.ipv4.subnet.to_string(), "172.19.0.0/16");
+    let n = h.engine.create_network(req("second")).await.unwrap();
+    assert_eq!(n.ipv4.subnet.to_string(), "172.20.0.0/16");
+    // An asked-for subnet is the client's business.
+    let mut asked = req("asked");
+    asked.ipv4.subnet = Some("172.17.0.0/16".parse().unwrap());
+    assert!(h.engine.create_network(asked).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_disconnect_retires_the_veth_and_the_reaper_deletes_it() {
+    let h = harness().await.with_network().await;
+    let e = h
+        .engine
+        .connect(EndpointCreate {
+            network: "web".into(),
+            sandbox: "a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    h.engine.disconnect(&e.id).await.unwrap();
+    let veth = veth_name(&e.id);
+    assert!(!h.kernel.link_names().contains(&veth));
+    assert!(
+        h.kernel.with(|s| s.retired.contains(&veth)),
+        "retired, not yet deleted"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while h.kernel.with(|s| !s.retired.is_empty()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reaper never came"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

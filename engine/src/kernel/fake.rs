@@ -40,6 +40,8 @@ pub struct FakeState {
     pub remotes: BTreeSet<(String, IpAddr, Vec<IpAddr>)>,
     pub netns: BTreeSet<PathBuf>,
     pub sysctls: BTreeMap<String, String>,
+    /// Networks the host's own addresses and routes use.
+    pub host_prefixes: Vec<ipnet::IpNet>,
     /// Links retired (unreachable, waiting for `reap_retired`).
     pub retired: BTreeSet<String>,
     /// Every call, in order (its operation name).
@@ -130,6 +132,10 @@ impl Kernel for FakeKernel {
     async fn reap_retired(&self) -> KResult<()> {
         self.call("reap_retired")?.retired.clear();
         Ok(())
+    }
+
+    async fn host_prefixes(&self) -> KResult<Vec<ipnet::IpNet>> {
+        Ok(self.call("host_prefixes")?.host_prefixes.clone())
     }
 
     async fn ensure_altname(&self, name: &str, _alt: &str) -> KResult<()> {

@@ -259,6 +259,53 @@ impl Links {
     }
 
     /// The link holding `addr`, with its MTU (the overlay's underlay), if any does.
+    /// The IPv4 networks the host already uses: its addresses' subnets and its routes'
+    /// destinations (the default route aside). Subnets picked from the pools avoid them, as
+    /// Docker's do, so wasmnet's default network never lands on docker0's or a VPN's.
+    pub async fn host_prefixes(&self) -> KResult<Vec<ipnet::IpNet>> {
+        let addrs: Vec<_> = (self.host.address().get().execute().try_collect().await)
+            .map_err(fail("listing addresses"))?;
+        let mut out: Vec<ipnet::IpNet> = addrs
+            .iter()
+            .flat_map(|m| {
+                m.attributes.iter().filter_map(move |a| match a {
+                    AddressAttribute::Address(IpAddr::V4(ip)) => {
+                        ipnet::Ipv4Net::new(*ip, m.header.prefix_len)
+                            .ok()
+                            .map(|n| n.trunc().into())
+                    }
+                    _ => None,
+                })
+            })
+            .collect();
+        let routes = self
+            .host
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build());
+        let routes: Vec<_> =
+            (routes.execute().try_collect().await).map_err(fail("listing routes"))?;
+        for r in routes
+            .iter()
+            .filter(|r| r.header.destination_prefix_length > 0)
+        {
+            for a in &r.attributes {
+                if let netlink_packet_route::route::RouteAttribute::Destination(
+                    netlink_packet_route::route::RouteAddress::Inet(ip),
+                ) = a
+                {
+                    let len = r.header.destination_prefix_length;
+                    out.extend(
+                        ipnet::Ipv4Net::new(*ip, len)
+                            .ok()
+                            .map(|n| ipnet::IpNet::from(n.trunc())),
+                    );
+                }
+            }
+        }
+        out.retain(|n| !n.addr().is_loopback());
+        Ok(out)
+    }
+
     pub async fn owner_of(&self, addr: IpAddr) -> KResult<Option<(String, u32)>> {
         let addrs: Vec<_> = self
             .host

@@ -48,6 +48,8 @@ pub trait Kernel: Send + Sync {
     async fn retire_link(&self, name: &str) -> KResult<()>;
     /// Deletes every retired link, in one request.
     async fn reap_retired(&self) -> KResult<()>;
+    /// The IPv4 networks the host's addresses and routes already use (see `Links`).
+    async fn host_prefixes(&self) -> KResult<Vec<ipnet::IpNet>>;
     /// Gives link `name` the alternative name `alt` (already its: fine; another link's: EEXIST).
     async fn ensure_altname(&self, name: &str, alt: &str) -> KResult<()>;
     /// An endpoint's veth pair, its sandbox end configured; nothing left on failure.

@@ -45,6 +45,10 @@ impl Kernel for System {
         self.links.reap_retired().await
     }
 
+    async fn host_prefixes(&self) -> KResult<Vec<ipnet::IpNet>> {
+        self.links.host_prefixes().await
+    }
+
     async fn ensure_altname(&self, name: &str, alt: &str) -> KResult<()> {
         self.links.ensure_altname(name, alt).await
     }
