@@ -422,30 +422,28 @@ async fn overlay_networks_need_a_cluster_and_valid_cluster_settings() {
             "need an etcds:// URL",
         ),
     ] {
-        let host = Host::new();
-        let out = Command::new("nsenter")
-            .arg(format!("--net={}", host.netns_path().display()))
-            .arg(common::BIN)
-            .arg("serve")
-            .arg("--state-dir")
-            .arg(host.dir.join("state"))
-            .arg("--run-dir")
-            .arg(host.dir.join("run"))
-            .args([
-                "--config",
-                "/dev/null",
-                "--docker-plugin-socket",
-                "off",
-                "--default-network",
-                "off",
-            ])
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = serve_once(&Host::new(), &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} must be refused");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+}
+
+/// `wasmnet serve` on `host` with `args`, for a start that must be refused: its output.
+fn serve_once(host: &Host, args: &[&str]) -> std::process::Output {
+    Command::new("nsenter")
+        .arg(format!("--net={}", host.netns_path().display()))
+        .arg(common::BIN)
+        .arg("serve")
+        .arg("--state-dir")
+        .arg(host.dir.join("state"))
+        .arg("--run-dir")
+        .arg(host.dir.join("run"))
+        .args(["--config", "/dev/null", "--docker-plugin-socket", "off"])
+        .args(["--default-network", "off"])
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// A node name is one host's: a second host claiming a live one is refused at start, naming
@@ -466,32 +464,15 @@ async fn a_node_name_is_held_by_one_host() {
 
     let twin = u.wired(2);
     let cluster = format!("etcd://{}:2379", common::cluster::ETCD_ADDR);
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", twin.netns_path().display()))
-        .arg(common::BIN)
-        .arg("serve")
-        .arg("--state-dir")
-        .arg(twin.dir.join("state"))
-        .arg("--run-dir")
-        .arg(twin.dir.join("run"))
-        .args([
-            "--config",
-            "/dev/null",
-            "--docker-plugin-socket",
-            "off",
-            "--default-network",
-            "off",
-        ])
-        .args([
-            "--cluster",
-            &cluster,
-            "--cluster-advertise",
-            "192.0.2.2",
-            "--node-name",
-            "h1",
-        ])
-        .output()
-        .unwrap();
+    let args = [
+        "--cluster",
+        &cluster,
+        "--cluster-advertise",
+        "192.0.2.2",
+        "--node-name",
+        "h1",
+    ];
+    let out = serve_once(&twin, &args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a second h1 started");
     assert!(
