@@ -1,6 +1,8 @@
 //! Scenario benchmark (root, not part of CI): iperf3 between two sandboxes of one network,
 //! with 10,000 endpoints' worth of rules and elements loaded (100 networks x 100 sandboxes,
 //! one published port each), against the same path with wasmnet's rules removed.
+//! With and without alternate, PAIRS (11) times; the median ratio and its spread are reported.
+//! PERF=FILE also records one more run with the rules in, for `perf report`.
 //!   cargo bench --bench throughput        (installs nothing: needs iperf3 from Debian)
 
 #[path = "../tests/common/mod.rs"]
@@ -11,10 +13,12 @@ use std::path::Path;
 
 use common::Server;
 use serde_json::json;
-use support::iperf;
+use support::{iperf_for, median};
 
 const NETWORKS: usize = 100;
 const SANDBOXES: usize = 100;
+/// Each run's length: short, so that many pairs fit (this machine's runs vary by ±10%).
+const SECONDS: u32 = 3;
 
 fn main() {
     let backend = std::env::var("WASMNET_FIREWALL_BACKEND").unwrap_or_else(|_| "nftables".into());
@@ -55,20 +59,110 @@ fn main() {
         counts["counts"]["endpoints"]
     );
     let (a, b) = (Path::new(&a), Path::new(&b));
-    let with_rules = iperf(b, a, &ip);
-    println!("with rules: {with_rules:.2} Gbit/s");
-    // The same path without wasmnet's rules: stop the daemon (the kernel state stays) and
-    // remove its firewall.
+    // The same path without wasmnet's rules: stop the daemon (the kernel state stays), keep a
+    // copy of its firewall, then take it out and put it back between runs, so that with and
+    // without alternate (A B A B …) and one noisy second cannot decide the ratio.
     let host = server.stop();
-    for cmd in [
-        &["nft", "delete", "table", "inet", "wasmnet"][..],
-        &["nft", "delete", "table", "bridge", "wasmnet"],
-        &["iptables", "-F", "WASMNET-FORWARD"],
-        &["iptables", "-t", "nat", "-F", "WASMNET-DNAT"],
-    ] {
-        let _ = host.exec(cmd);
+    let rules = Rules::save(&host, &backend);
+    let pairs: usize = std::env::var("PAIRS").map_or(11, |v| v.parse().expect("PAIRS: a count"));
+    let mut ratios = Vec::new();
+    for pair in 1..=pairs {
+        let with_rules = iperf_for(b, a, &ip, SECONDS);
+        rules.remove(&host);
+        let without = iperf_for(b, a, &ip, SECONDS);
+        rules.restore(&host);
+        let ratio = 100.0 * with_rules / without;
+        println!(
+            "pair {pair}: with {with_rules:.2} Gbit/s, without {without:.2} Gbit/s, {ratio:.1}%"
+        );
+        ratios.push(ratio);
     }
-    let without = iperf(b, a, &ip);
-    println!("without rules: {without:.2} Gbit/s");
-    println!("ratio: {:.1}%", 100.0 * with_rules / without);
+    let (min, max) = ratios
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+    println!(
+        "ratio: median {:.1}% of {pairs} pairs (spread {min:.1}–{max:.1}%)",
+        median(&mut ratios)
+    );
+    // Where the time goes with the rules in: `PERF=FILE` records the whole machine for one
+    // more run (`perf report -i FILE --no-children --sort sym`).
+    if let Ok(file) = std::env::var("PERF") {
+        let mut perf = std::process::Command::new("perf")
+            .args(["record", "-a", "-g", "-o", &file, "--", "sleep", "4"])
+            .spawn()
+            .expect("perf");
+        iperf_for(b, a, &ip, SECONDS);
+        perf.wait().unwrap();
+    }
+    rules.remove(&host);
+}
+
+/// wasmnet's firewall as its backend's own dump, to take out and put back.
+enum Rules {
+    Nft(String),
+    Iptables { v4: Vec<u8>, v6: Vec<u8> },
+}
+
+impl Rules {
+    fn save(host: &common::Host, backend: &str) -> Rules {
+        let out = |args: &[&str]| {
+            let o = host.exec(args);
+            assert!(
+                o.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            o.stdout
+        };
+        if backend == "iptables" {
+            return Rules::Iptables {
+                v4: out(&["iptables-save"]),
+                v6: out(&["ip6tables-save"]),
+            };
+        }
+        let mut text = String::new();
+        for family in ["inet", "bridge"] {
+            text += &String::from_utf8(out(&["nft", "list", "table", family, "wasmnet"])).unwrap();
+        }
+        Rules::Nft(text)
+    }
+
+    fn remove(&self, host: &common::Host) {
+        let cmds: &[&[&str]] = match self {
+            Rules::Nft(_) => &[
+                &["nft", "delete", "table", "inet", "wasmnet"],
+                &["nft", "delete", "table", "bridge", "wasmnet"],
+            ],
+            Rules::Iptables { .. } => &[
+                &["iptables", "-F", "WASMNET-FORWARD"],
+                &["iptables", "-t", "nat", "-F", "WASMNET-DNAT"],
+                &["ip6tables", "-F", "WASMNET-FORWARD"],
+                &["ip6tables", "-t", "nat", "-F", "WASMNET-DNAT"],
+            ],
+        };
+        for cmd in cmds {
+            let _ = host.exec(cmd);
+        }
+    }
+
+    fn restore(&self, host: &common::Host) {
+        let (cmd, inputs): (&[&str], Vec<&[u8]>) = match self {
+            Rules::Nft(text) => (&["nft", "-f", "-"], vec![text.as_bytes()]),
+            Rules::Iptables { v4, v6 } => (&["iptables-restore"], vec![v4, v6]),
+        };
+        for (i, input) in inputs.into_iter().enumerate() {
+            let program = if i == 1 { "ip6tables-restore" } else { cmd[0] };
+            let mut child = std::process::Command::new("ip")
+                .args(["netns", "exec", &host.name, program])
+                .args(&cmd[1..])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
+            assert!(
+                child.wait().unwrap().success(),
+                "{program} restores the rules"
+            );
+        }
+    }
 }

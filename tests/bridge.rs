@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::net::{
-    outside_world, ping, tcp_probe, tcp_server, udp_probe, udp_server, HOST_UPLINK, WORLD,
+    is_tracked, outside_world, ping, tcp_probe, tcp_server, tracked, udp_probe, udp_server,
+    HOST_UPLINK, WORLD,
 };
 use common::{sh, Server};
 use serde_json::{json, Value};
@@ -206,7 +207,7 @@ async fn published_ports_from_outside_the_host_and_other_sandboxes(backend: &str
     network(&c, "other", "10.17.0.0/24", json!({})).await;
     let ports = json!({"ports": [{"host_port": 8080, "container_port": 80}, {"host_port": 5353, "container_port": 53, "protocol": "udp"}]});
     let (web, _) = sandbox_on(&c, "web", "front", ports).await;
-    let (neighbour, _) = sandbox_on(&c, "neighbour", "front", json!({})).await;
+    let (neighbour, en) = sandbox_on(&c, "neighbour", "front", json!({})).await;
     let (stranger, _) = sandbox_on(&c, "stranger", "other", json!({})).await;
     let _tcp = tcp_server(web.clone(), 80);
     let _udp = udp_server(web.clone(), 53);
@@ -244,6 +245,18 @@ async fn published_ports_from_outside_the_host_and_other_sandboxes(backend: &str
         "from another network"
     );
     assert!(udp_probe(stranger.clone(), &format!("{HOST_UPLINK}:5353")).is_some());
+    // Within the network, straight to the other sandbox: untracked (nftables; no policy
+    // governs the network), while the hairpin through the gateway stays tracked.
+    assert!(tcp_probe(neighbour.clone(), "10.16.0.2:80").is_some());
+    let n = ip(&en);
+    if backend == "nftables" {
+        assert!(
+            !is_tracked(&host, &n, "10.16.0.2", 80),
+            "{}",
+            tracked(&host)
+        );
+    }
+    assert!(is_tracked(&host, &n, "10.16.0.1", 8080));
     // Disconnecting unpublishes.
     let eps = c.list_all("/v1/endpoints?sandbox=web").await.unwrap();
     c.delete(&format!("/v1/endpoints/{}", eps[0]["id"].as_str().unwrap()))

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::net::{ping, tcp_probe, tcp_server};
+use common::net::{is_tracked, ping, tcp_probe, tcp_server};
 use common::policy::{api_code, ip, make, member, tcp, upload};
 use common::{Server, BIN};
 use serde_json::json;
@@ -122,7 +122,7 @@ async fn priorities_compose_and_audit_mode_only_counts(backend: &str) {
         json!({"name": "seg", "ipv4": {"subnet": "10.32.0.0/24"}}),
     )
     .await;
-    let (web, _) = member(&c, "web", "seg", json!({"role": "web"})).await;
+    let (web, eweb) = member(&c, "web", "seg", json!({"role": "web"})).await;
     let (db, edb) = member(&c, "db", "seg", json!({"role": "db"})).await;
     upload(&c, "micro", "microsegmentation").await.unwrap();
     upload(&c, "docker", "docker-default").await.unwrap();
@@ -144,6 +144,13 @@ async fn priorities_compose_and_audit_mode_only_counts(backend: &str) {
         tcp_probe(web.clone(), &format!("{}:5432", ip(&edb))).is_some(),
         "web -> db tcp/5432"
     );
+    // A governed network's traffic stays tracked: its rules may ask for the state.
+    assert!(is_tracked(
+        &server.host.netns_path(),
+        &ip(&eweb),
+        &ip(&edb),
+        5432
+    ));
     assert!(!tcp(&web, &db, &ip(&edb)), "web -> db on another port");
     // Lower its priority below Docker's: Docker's default (accept) decides first.
     make(

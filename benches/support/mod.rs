@@ -26,6 +26,11 @@ pub fn reachable(ip: &str, deadline: Instant) -> bool {
 
 /// iperf3 for 5 s from `client_ns` to `ip` (a one-off server in `server_ns`), in Gbit/s.
 pub fn iperf(server_ns: &Path, client_ns: &Path, ip: &str) -> f64 {
+    iperf_for(server_ns, client_ns, ip, 5)
+}
+
+/// The same, for `seconds`.
+pub fn iperf_for(server_ns: &Path, client_ns: &Path, ip: &str, seconds: u32) -> f64 {
     let mut srv = Command::new("nsenter")
         .arg(format!("--net={}", server_ns.display()))
         .args(["iperf3", "-s", "-1", "-p", "5201"])
@@ -35,7 +40,16 @@ pub fn iperf(server_ns: &Path, client_ns: &Path, ip: &str) -> f64 {
     std::thread::sleep(Duration::from_millis(300));
     let out = crate::common::net::run_in(
         client_ns,
-        &["iperf3", "-c", ip, "-p", "5201", "-t", "5", "-J"],
+        &[
+            "iperf3",
+            "-c",
+            ip,
+            "-p",
+            "5201",
+            "-t",
+            &seconds.to_string(),
+            "-J",
+        ],
     );
     let _ = srv.wait();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J output");

@@ -37,6 +37,13 @@ pub const CHAIN_PREROUTING: &str = "prerouting";
 pub const CHAIN_OUTPUT: &str = "output";
 pub const CHAIN_POSTROUTING: &str = "postrouting";
 pub const CHAIN_PUBLISH: &str = "publish";
+/// The raw prerouting hook, where traffic within one network is untracked.
+pub const CHAIN_RAW: &str = "raw";
+
+/// The chain that untracks traffic within one network: `raw_` + 12 hex digits of its id.
+pub fn untracked_chain(network_id: &str) -> String {
+    format!("raw_{}", &network_id[..12])
+}
 
 /// The chain a network's traffic is dispatched to: `net_` + 12 hex digits of its id.
 pub fn network_chain(network_id: &str) -> String {
@@ -68,17 +75,22 @@ pub fn policy_chain_network<'a>(policy_id: &str, chain: &'a str) -> Option<&'a s
     Some(rest.split('_').next().unwrap_or(rest))
 }
 
-/// Sets and maps of the inet table: every bridge, the subnets that masquerade, the dispatch
+/// Sets and maps of the inet table: every bridge, the subnets that masquerade, every subnet,
+/// the dispatch
 /// from a bridge to its network's chain, and the published ports (per family; `_on`: on one
 /// host address).
 pub const SET_BRIDGES: &str = "bridges";
 pub const SET_MASQ4: &str = "masq4";
 pub const SET_MASQ6: &str = "masq6";
+pub const SET_SUBNETS4: &str = "subnets4";
+pub const SET_SUBNETS6: &str = "subnets6";
 pub const MAP_FROM_BRIDGE: &str = "from_bridge";
 pub const MAP_PUB4: &str = "pub4";
 pub const MAP_PUB4_ON: &str = "pub4_on";
 pub const MAP_PUB6: &str = "pub6";
 pub const MAP_PUB6_ON: &str = "pub6_on";
+/// The dispatch from a bridge to its network's untracking chain.
+pub const MAP_UNTRACKED: &str = "untracked";
 
 /// The bridge table's set of the host ends of the veths of icc=false networks.
 pub const SET_NOICC_PORTS: &str = "noicc_ports";

@@ -31,6 +31,20 @@ pub fn stdout_in(ns: &Path, args: &[&str]) -> String {
 }
 
 /// One ping, one second to answer.
+/// The connections conntrack tracks in a namespace, one per line
+/// (`… src=A dst=B sport=P dport=Q …`).
+pub fn tracked(ns: &Path) -> String {
+    stdout_in(ns, &["cat", "/proc/net/nf_conntrack"])
+}
+
+/// Whether conntrack tracks a connection from `src` to `dst` (addresses) on port `dport`.
+pub fn is_tracked(ns: &Path, src: &str, dst: &str, dport: u16) -> bool {
+    let key = format!("src={src} dst={dst} sport=");
+    tracked(ns)
+        .lines()
+        .any(|l| l.contains(&key) && l.contains(&format!(" dport={dport} ")))
+}
+
 pub fn ping(ns: &Path, ip: &str) -> bool {
     run_in(ns, &["ping", "-c", "1", "-W", "1", "-q", ip])
         .status

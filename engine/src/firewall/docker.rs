@@ -63,8 +63,52 @@ fn inet_table(
     let mut t = Table::new(Family::Inet);
     add_sets(&mut t, networks, endpoints, plan);
     add_filter_chains(&mut t, networks, members, plan);
+    add_untracked(&mut t, networks, plan);
     add_nat_chains(&mut t, networks, plan);
     t
+}
+
+/// Traffic within one network that no policy governs skips connection tracking: nothing
+/// decides on its state (the network's chain accepts it, or drops it for icc=false, whatever
+/// the state), and tracking costs every packet a lookup (bridged frames reach it through
+/// br_netfilter). What a sandbox sends its gateway stays tracked — the host, hairpinned
+/// published ports and masquerading answer through it — as does everything that leaves the
+/// network. A network a policy governs keeps it all tracked: its rules may ask for the state.
+fn add_untracked(t: &mut Table, networks: &[&Network], plan: &Plan) {
+    let free: Vec<&&Network> = networks
+        .iter()
+        .filter(|n| plan.governs(&n.id).is_none())
+        .collect();
+    let dispatch = free
+        .iter()
+        .map(|n| Element::Dispatch {
+            bridge: bridge_name(&n.id),
+            chain: ChainId::Untracked(n.id.clone()),
+        })
+        .collect();
+    t.set(SetId::Untracked, dispatch);
+    t.chain(
+        ChainId::Raw,
+        vec![Rule::uncounted(
+            vec![],
+            Verdict::DispatchIif(SetId::Untracked),
+        )],
+    );
+    for n in free {
+        let rules = std::iter::once(&n.ipv4)
+            .chain(n.ipv6.as_ref())
+            .flat_map(|c| {
+                let fam = Some(Fam::of(c.gateway));
+                let gateway = Addrs::Net(ipnet::IpNet::from(c.gateway));
+                [
+                    Rule::uncounted(vec![Match::Daddr(gateway)], Verdict::Return).pinned(fam),
+                    Rule::uncounted(vec![Match::Daddr(Addrs::Net(c.subnet))], Verdict::Notrack)
+                        .pinned(fam),
+                ]
+            })
+            .collect();
+        t.chain(ChainId::Untracked(n.id.clone()), rules);
+    }
 }
 
 /// The sets and maps the chains look up: the bridges, the subnets that masquerade, the
@@ -97,6 +141,14 @@ fn add_sets(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], plan:
     t.set(SetId::Bridges, bridges);
     t.set(SetId::Masq(Fam::V4), masq(Fam::V4));
     t.set(SetId::Masq(Fam::V6), masq(Fam::V6));
+    for fam in [Fam::V4, Fam::V6] {
+        let subnets = (networks.iter())
+            .flat_map(|n| std::iter::once(&n.ipv4).chain(n.ipv6.as_ref()))
+            .filter(|c| Fam::of(c.gateway) == fam)
+            .map(|c| Element::Subnet(c.subnet))
+            .collect();
+        t.set(SetId::Subnets(fam), subnets);
+    }
     let dispatch = networks
         .iter()
         .map(|n| Element::Dispatch {
@@ -172,17 +224,24 @@ fn add_nat_chains(t: &mut Table, networks: &[&Network], plan: &Plan) {
         ],
     );
     let loopback: ipnet::IpNet = "127.0.0.0/8".parse().expect("a prefix");
-    let mut post = vec![
-        // Hairpin: a sandbox reaching a published port through the host must see replies
-        // come back through the host too.
+    // Hairpin: a sandbox reaching a published port through the host must see replies come
+    // back through the host too — also when the target shares its bridge and br_netfilter
+    // bridges the DNATed frame, which leaves no input interface to match: hence by source.
+    // (Replies within a network are untracked and would otherwise miss the reverse NAT.)
+    let hairpin = |fam: Fam| {
         Rule::counted(
             vec![
                 Match::Ct(Ct::Dnat),
-                Match::Iif(Ifaces::bridges()),
+                Match::Saddr(Addrs::Set(SetId::Subnets(fam))),
                 Match::Oif(Ifaces::bridges()),
             ],
             Verdict::Masquerade,
-        ),
+        )
+        .pinned(Some(fam))
+    };
+    let mut post = vec![
+        hairpin(Fam::V4),
+        hairpin(Fam::V6),
         // From the host's loopback to a published port (needs route_localnet on the bridge).
         Rule::counted(
             vec![

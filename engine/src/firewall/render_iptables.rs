@@ -15,7 +15,9 @@
 //!   (`WASMNET-C<k>`) in the order they are first jumped to, their rules following the jump.
 //!
 //! The bridge family's table has no iptables counterpart: iptables enforces icc=false through
-//! br_netfilter instead (the backend turns it on).
+//! br_netfilter instead (the backend turns it on). Nor has the raw chain that untracks traffic
+//! within a network: as linear rules in the raw table every packet of the host would walk one
+//! per network, more than the conntrack lookup they would save; with iptables it stays tracked.
 
 use std::net::IpAddr;
 
@@ -377,6 +379,7 @@ fn target(v: &Verdict) -> Option<String> {
         Verdict::Masquerade => "-j MASQUERADE".into(),
         Verdict::Snat(to) => format!("-j SNAT --to-source {to}"),
         Verdict::Jump(id) => format!("-j {}", named(id)?),
+        Verdict::Notrack => "-j CT --notrack".into(),
         Verdict::DispatchIif(_) | Verdict::DnatMap(_) => return None,
     })
 }

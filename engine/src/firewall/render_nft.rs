@@ -62,6 +62,8 @@ pub fn set_name(id: &SetId) -> String {
         SetId::Bridges => names::SET_BRIDGES.into(),
         SetId::Masq(Fam::V4) => names::SET_MASQ4.into(),
         SetId::Masq(Fam::V6) => names::SET_MASQ6.into(),
+        SetId::Subnets(Fam::V4) => names::SET_SUBNETS4.into(),
+        SetId::Subnets(Fam::V6) => names::SET_SUBNETS6.into(),
         SetId::FromBridge => names::MAP_FROM_BRIDGE.into(),
         SetId::Ports { fam, on } => match (fam, on) {
             (Fam::V4, false) => names::MAP_PUB4,
@@ -72,6 +74,7 @@ pub fn set_name(id: &SetId) -> String {
         .into(),
         SetId::Group { policy, group, fam } => names::group_set(policy, group, *fam == Fam::V6),
         SetId::NoiccPorts => names::SET_NOICC_PORTS.into(),
+        SetId::Untracked => names::MAP_UNTRACKED.into(),
     }
 }
 
@@ -79,9 +82,9 @@ pub fn set_name(id: &SetId) -> String {
 fn set_spec(id: &SetId) -> &'static str {
     match id {
         SetId::Bridges | SetId::NoiccPorts => "type ifname;",
-        SetId::Masq(Fam::V4) => "type ipv4_addr; flags interval;",
-        SetId::Masq(Fam::V6) => "type ipv6_addr; flags interval;",
-        SetId::FromBridge => "type ifname : verdict;",
+        SetId::Masq(Fam::V4) | SetId::Subnets(Fam::V4) => "type ipv4_addr; flags interval;",
+        SetId::Masq(Fam::V6) | SetId::Subnets(Fam::V6) => "type ipv6_addr; flags interval;",
+        SetId::FromBridge | SetId::Untracked => "type ifname : verdict;",
         SetId::Ports { fam, on } => match (fam, on) {
             (Fam::V4, false) => "type inet_proto . inet_service : ipv4_addr . inet_service;",
             (Fam::V4, true) => {
@@ -120,7 +123,9 @@ pub fn chain_name(id: &ChainId) -> String {
         ChainId::Output => names::CHAIN_OUTPUT.into(),
         ChainId::Postrouting => names::CHAIN_POSTROUTING.into(),
         ChainId::Publish => names::CHAIN_PUBLISH.into(),
+        ChainId::Raw => names::CHAIN_RAW.into(),
         ChainId::Network(n) => names::network_chain(n),
+        ChainId::Untracked(n) => names::untracked_chain(n),
         ChainId::Policy { policy, network } => names::policy_chain(policy, network),
         ChainId::SameGroup {
             policy,
@@ -139,7 +144,9 @@ fn hook(id: &ChainId) -> Option<&'static str> {
         ChainId::Prerouting => "type nat hook prerouting priority dstnat; policy accept;",
         ChainId::Output => "type nat hook output priority -100; policy accept;",
         ChainId::Postrouting => "type nat hook postrouting priority srcnat; policy accept;",
+        ChainId::Raw => "type filter hook prerouting priority raw; policy accept;",
         ChainId::Publish
+        | ChainId::Untracked(_)
         | ChainId::Network(_)
         | ChainId::Policy { .. }
         | ChainId::SameGroup { .. } => return None,
@@ -254,6 +261,7 @@ fn verdict_text(v: &Verdict, fam: Fam) -> String {
                 set_name(map)
             )
         }
+        Verdict::Notrack => "notrack".into(),
     }
 }
 

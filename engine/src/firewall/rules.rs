@@ -56,6 +56,8 @@ pub enum SetId {
     Bridges,
     /// The subnets that masquerade, per family ([`Element::Subnet`]).
     Masq(Fam),
+    /// Every network's subnets, per family ([`Element::Subnet`]).
+    Subnets(Fam),
     /// A verdict map from a bridge to its network's chain ([`Element::Dispatch`]).
     FromBridge,
     /// Published ports of one family, keyed by protocol and port and, when `on`, by the host
@@ -69,6 +71,9 @@ pub enum SetId {
     },
     /// The host ends of the veths of icc=false networks ([`Element::Ifname`]; bridge family).
     NoiccPorts,
+    /// A verdict map from a bridge to its network's untracking chain ([`Element::Dispatch`]):
+    /// the networks no policy governs.
+    Untracked,
 }
 
 /// One element of a set or map.
@@ -119,8 +124,8 @@ pub struct Set {
     pub elements: Vec<Element>,
 }
 
-/// A chain, by what it is for. The base chains (hooked into the kernel) are the first four
-/// and `BridgeForward`; `crate::names` says what each backend calls them.
+/// A chain, by what it is for. The base chains (hooked into the kernel) are the first four,
+/// `BridgeForward` and `Raw`; `crate::names` says what each backend calls them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ChainId {
     Forward,
@@ -146,6 +151,10 @@ pub enum ChainId {
     },
     /// The bridge family's forward hook.
     BridgeForward,
+    /// The raw prerouting hook (before connection tracking).
+    Raw,
+    /// What untracks one network's traffic within itself (its id).
+    Untracked(String),
 }
 
 /// Interfaces, by name or as a set of names.
@@ -223,6 +232,8 @@ pub enum Verdict {
     /// DNAT to the map's target for the packet's protocol and destination port (and address,
     /// for a map keyed `on` one).
     DnatMap(SetId),
+    /// Not tracked by conntrack (a statement: the chain goes on).
+    Notrack,
 }
 
 /// A log line for matching packets, at most `per_second` a second when limited.
