@@ -2,8 +2,9 @@
 //!   cargo bench --bench host_scale
 //! One throwaway host fills to 1,000 endpoints (100 networks x 10 sandboxes), then to 10,000
 //! (1,000 x 10). At each size, 200 connects (no policy) to a fresh network are timed from the
-//! POST to the endpoint answering, and the setup's own rate is reported. PERF=FILE records
-//! the daemon (`perf record -g -p`) during the connects at 10,000, for `perf report`.
+//! POST to the endpoint answering, and the setup's own rate is reported, with each kind of
+//! call's median over the last 50 networks of the fill. PERF=FILE records the daemon
+//! (`perf record -g -p`) over those last 50 networks of the fill to 10,000.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -36,24 +37,47 @@ fn main() {
         for (size, target) in [(1_000, 100), (10_000, 1_000)] {
             let start = Instant::now();
             let objects = (target - networks) * (1 + 2 * PER_NETWORK);
+            // Each kind of call's time over the last 50 networks of the fill.
+            let mut steps: [Vec<f64>; 3] = Default::default();
+            let mut perf = None;
             while networks < target {
                 let n = networks;
+                let last = target - n <= 50;
+                if last && size == 10_000 && perf.is_none() {
+                    perf = std::env::var("PERF").ok().map(|file| {
+                        std::process::Command::new("perf")
+                            .args(["record", "-g", "-o", &file, "-p", &pid.to_string()])
+                            .spawn()
+                            .expect("perf")
+                    });
+                }
+                let mut timed = |step: usize, path: &str, body: serde_json::Value| {
+                    let t = Instant::now();
+                    post(path, body);
+                    if last {
+                        steps[step].push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                };
                 let subnet = format!("10.{}.{}.0/24", 100 + n / 256, n % 256);
-                post(
-                    "/v1/networks",
-                    json!({"name": format!("n{n}"), "ipv4": {"subnet": subnet}}),
-                );
+                let body = json!({"name": format!("n{n}"), "ipv4": {"subnet": subnet}});
+                timed(0, "/v1/networks", body);
                 for i in 0..PER_NETWORK {
                     let s = format!("s{n}-{i}");
-                    post("/v1/sandboxes", json!({"name": s}));
-                    post(
-                        "/v1/endpoints",
-                        json!({"network": format!("n{n}"), "sandbox": s}),
-                    );
+                    timed(1, "/v1/sandboxes", json!({"name": s}));
+                    let body = json!({"network": format!("n{n}"), "sandbox": s});
+                    timed(2, "/v1/endpoints", body);
                 }
                 networks += 1;
             }
+            if let Some(mut p) = perf {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p.id() as i32),
+                    nix::sys::signal::Signal::SIGINT,
+                );
+                let _ = p.wait();
+            }
             let setup = start.elapsed().as_secs_f64();
+            let steps = steps.map(|mut v| median(&mut v));
             let probe = format!("probe{size}");
             let subnet = format!("10.{}.0.0/24", 200 + size / 1000);
             post(
@@ -64,15 +88,6 @@ fn main() {
             for s in &names {
                 post("/v1/sandboxes", json!({"name": s}));
             }
-            let perf = (size == 10_000)
-                .then(|| std::env::var("PERF").ok())
-                .flatten()
-                .map(|file| {
-                    std::process::Command::new("perf")
-                        .args(["record", "-g", "-o", &file, "-p", &pid.to_string()])
-                        .spawn()
-                        .expect("perf")
-                });
             let mut took: Vec<f64> = names
                 .iter()
                 .map(|s| {
@@ -86,21 +101,16 @@ fn main() {
                     start.elapsed().as_secs_f64() * 1e3
                 })
                 .collect();
-            if let Some(mut p) = perf {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(p.id() as i32),
-                    nix::sys::signal::Signal::SIGINT,
-                );
-                let _ = p.wait();
-            }
-            lines.push((size, median(&mut took), setup, objects));
+            lines.push((size, median(&mut took), setup, objects, steps));
         }
         lines
     });
-    for (size, connect, setup, objects) in &report {
+    for (size, connect, setup, objects, [net, sandbox, endpoint]) in &report {
         println!(
             "{size} endpoints on the host: connect to reachable, median of {PROBES}: {connect:.2} ms; \
-             setup of the last {objects} objects: {setup:.1} s ({:.2} ms each)",
+             setup of the last {objects} objects: {setup:.1} s ({:.2} ms each; the last 50 \
+             networks' calls, medians: network create {net:.2} ms, sandbox create {sandbox:.2} ms, \
+             endpoint create {endpoint:.2} ms)",
             1e3 * setup / *objects as f64
         );
     }

@@ -235,11 +235,10 @@ impl Plugin {
     }
 
     async fn pool(&self, id: &str) -> Result<ipam::Pool, String> {
-        let pools = self.pools().await?;
-        pools
-            .into_iter()
-            .find(|p| p.id == id)
-            .ok_or_else(|| format!("wasmnet: no pool {id:?}"))
+        let body = (self.engine.plugin_record(ipam::POOL, id).await)
+            .map_err(engine_message)?
+            .ok_or_else(|| format!("wasmnet: no pool {id:?}"))?;
+        serde_json::from_str(&body).map_err(|e| format!("pool {id}: stored record: {e}"))
     }
 
     async fn request_pool(&self, req: protocol::RequestPool) -> Result<Value, String> {
@@ -290,11 +289,13 @@ impl Plugin {
             .await
             .map_err(engine_message)?;
         let mut held = std::collections::BTreeSet::new();
+        // Docker's endpoint ids the engine holds, from one pass (not one per record).
+        let present = network::docker_endpoint_ids(&self.engine);
         for (id, body) in records {
             let Ok(p) = serde_json::from_str::<network::Pending>(&body) else {
                 continue;
             };
-            if p.joined && network::endpoint_of(&self.engine, &id).is_none() {
+            if p.joined && !present.contains(&id) {
                 tracing::info!(
                     endpoint = id,
                     "Docker removed this endpoint while wasmnet was down"

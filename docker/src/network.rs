@@ -67,6 +67,17 @@ pub(crate) fn endpoint_of(engine: &Engine, docker_id: &str) -> Option<Arc<Endpoi
     found
 }
 
+/// Docker's ids of every endpoint made through the plugin.
+pub(crate) fn docker_endpoint_ids(engine: &Engine) -> std::collections::HashSet<String> {
+    let state = engine.state();
+    let ids = state
+        .view()
+        .endpoints()
+        .filter_map(|e| e.labels.get(ENDPOINT_ID).cloned())
+        .collect();
+    ids
+}
+
 fn require_network(engine: &Engine, docker_id: &str) -> Result<Arc<Network>, String> {
     network_of(engine, docker_id).ok_or_else(|| {
         format!(
@@ -176,14 +187,8 @@ impl Plugin {
     }
 
     async fn pending(&self, endpoint_id: &str) -> Result<Pending, String> {
-        let records = self
-            .engine
-            .plugin_records(ENDPOINT)
-            .await
-            .map_err(engine_message)?;
-        let (_, body) = records
-            .into_iter()
-            .find(|(id, _)| id == endpoint_id)
+        let body = (self.engine.plugin_record(ENDPOINT, endpoint_id).await)
+            .map_err(engine_message)?
             .ok_or_else(|| format!("endpoint {endpoint_id} was not created through wasmnet"))?;
         serde_json::from_str(&body)
             .map_err(|e| format!("endpoint {endpoint_id}: stored record: {e}"))

@@ -40,11 +40,6 @@ pub const CHAIN_PUBLISH: &str = "publish";
 /// The raw prerouting hook, where traffic within one network is untracked.
 pub const CHAIN_RAW: &str = "raw";
 
-/// The chain that untracks traffic within one network: `raw_` + 12 hex digits of its id.
-pub fn untracked_chain(network_id: &str) -> String {
-    format!("raw_{}", &network_id[..12])
-}
-
 /// The chain a network's traffic is dispatched to: `net_` + 12 hex digits of its id.
 pub fn network_chain(network_id: &str) -> String {
     format!("net_{}", &network_id[..12])
@@ -89,8 +84,9 @@ pub const MAP_PUB4: &str = "pub4";
 pub const MAP_PUB4_ON: &str = "pub4_on";
 pub const MAP_PUB6: &str = "pub6";
 pub const MAP_PUB6_ON: &str = "pub6_on";
-/// The dispatch from a bridge to its network's untracking chain.
-pub const MAP_UNTRACKED: &str = "untracked";
+/// Per family, the bridges and destinations whose traffic stays untracked.
+pub const SET_UNTRACKED4: &str = "untracked4";
+pub const SET_UNTRACKED6: &str = "untracked6";
 
 /// The bridge table's set of the host ends of the veths of icc=false networks.
 pub const SET_NOICC_PORTS: &str = "noicc_ports";

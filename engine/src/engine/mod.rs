@@ -188,6 +188,11 @@ impl Engine {
         self.store.records(kind).await
     }
 
+    /// One record of `kind`, by id.
+    pub async fn plugin_record(&self, kind: &str, id: &str) -> Result<Option<String>> {
+        self.store.record(kind, id).await
+    }
+
     pub async fn put_plugin_record(&self, kind: &str, id: &str, body: &str) -> Result<()> {
         self.store.put_record(kind, id, body).await
     }

@@ -109,14 +109,13 @@ impl Engine {
 
 /// A sandbox's name and namespace are each used once.
 fn check_free(state: &crate::state::State, name: &str, netns: &str) -> Result<()> {
-    let sandboxes = state.view().sandboxes();
-    if sandboxes.has_name(name) {
+    if state.view().sandboxes().has_name(name) {
         return Err(Error::conflict(
             "name_in_use",
             format!("sandbox name {name:?} is already in use"),
         ));
     }
-    if let Some(other) = sandboxes.iter_from(None).find(|s| s.netns == netns) {
+    if let Some(other) = state.view().sandbox_with_netns(netns) {
         return Err(Error::conflict(
             "netns_in_use",
             format!("{netns} is already sandbox {:?}", other.name),

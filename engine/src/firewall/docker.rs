@@ -74,41 +74,55 @@ fn inet_table(
 /// br_netfilter). What a sandbox sends its gateway stays tracked — the host, hairpinned
 /// published ports and masquerading answer through it — as does everything that leaves the
 /// network. A network a policy governs keeps it all tracked: its rules may ask for the state.
+/// One set per family (bridge . destination range), not a chain per network: the kernel walks
+/// every chain of every table on each device event.
 fn add_untracked(t: &mut Table, networks: &[&Network], plan: &Plan) {
-    let free: Vec<&&Network> = networks
-        .iter()
-        .filter(|n| plan.governs(&n.id).is_none())
-        .collect();
-    let dispatch = free
-        .iter()
-        .map(|n| Element::Dispatch {
-            bridge: bridge_name(&n.id),
-            chain: ChainId::Untracked(n.id.clone()),
-        })
-        .collect();
-    t.set(SetId::Untracked, dispatch);
-    t.chain(
-        ChainId::Raw,
-        vec![Rule::uncounted(
-            vec![],
-            Verdict::DispatchIif(SetId::Untracked),
-        )],
-    );
-    for n in free {
-        let rules = std::iter::once(&n.ipv4)
-            .chain(n.ipv6.as_ref())
-            .flat_map(|c| {
-                let fam = Some(Fam::of(c.gateway));
-                let gateway = Addrs::Net(ipnet::IpNet::from(c.gateway));
-                [
-                    Rule::uncounted(vec![Match::Daddr(gateway)], Verdict::Return).pinned(fam),
-                    Rule::uncounted(vec![Match::Daddr(Addrs::Net(c.subnet))], Verdict::Notrack)
-                        .pinned(fam),
-                ]
-            })
-            .collect();
-        t.chain(ChainId::Untracked(n.id.clone()), rules);
+    for fam in [Fam::V4, Fam::V6] {
+        let mut elements = Vec::new();
+        for n in networks.iter().filter(|n| plan.governs(&n.id).is_none()) {
+            let configs = std::iter::once(&n.ipv4).chain(n.ipv6.as_ref());
+            for c in configs.filter(|c| Fam::of(c.gateway) == fam) {
+                elements.extend(but_one(c.subnet, c.gateway).into_iter().map(|(from, to)| {
+                    Element::BridgeRange {
+                        bridge: bridge_name(&n.id),
+                        from,
+                        to,
+                    }
+                }));
+            }
+        }
+        t.set(SetId::Untracked(fam), elements);
     }
+    let rule = |fam| {
+        let set = SetId::Untracked(fam);
+        Rule::uncounted(vec![Match::IifDaddr(set)], Verdict::Notrack).pinned(Some(fam))
+    };
+    t.chain(ChainId::Raw, vec![rule(Fam::V4), rule(Fam::V6)]);
+}
+
+/// The ranges of `subnet` without `addr` (one or two; none for a subnet of that address
+/// alone; the whole subnet if `addr` is not in it).
+fn but_one(subnet: ipnet::IpNet, addr: IpAddr) -> Vec<(IpAddr, IpAddr)> {
+    let (first, last) = (subnet.network(), subnet.broadcast());
+    if !subnet.contains(&addr) {
+        return vec![(first, last)];
+    }
+    let step = |down: bool| -> IpAddr {
+        match addr {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                std::net::Ipv4Addr::from(if down { a - 1 } else { a + 1 }).into()
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                std::net::Ipv6Addr::from(if down { a - 1 } else { a + 1 }).into()
+            }
+        }
+    };
+    // Within the subnet, `addr` above `first` has a predecessor, below `last` a successor.
+    let below = (addr != first).then(|| (first, step(true)));
+    let above = (addr != last).then(|| (step(false), last));
+    below.into_iter().chain(above).collect()
 }
 
 /// The sets and maps the chains look up: the bridges, the subnets that masquerade, the
@@ -385,6 +399,30 @@ mod tests {
 
     /// The default ruleset for one open network with a published port, and one internal
     /// icc=false network, is exactly this (a golden file).
+    /// Untracked: a subnet's addresses but its gateway's, wherever the gateway is in it.
+    #[test]
+    fn ranges_but_the_gateway() {
+        let r = |net: &str, gw: &str| {
+            let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+            let got = super::but_one(net.parse().unwrap(), ip(gw));
+            got.iter()
+                .map(|(a, b)| format!("{a}-{b}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            r("10.1.0.0/24", "10.1.0.1"),
+            ["10.1.0.0-10.1.0.0", "10.1.0.2-10.1.0.255"]
+        );
+        assert_eq!(r("10.1.0.0/24", "10.1.0.0"), ["10.1.0.1-10.1.0.255"]);
+        assert_eq!(r("10.1.0.0/24", "10.1.0.255"), ["10.1.0.0-10.1.0.254"]);
+        assert_eq!(r("10.1.0.7/32", "10.1.0.7"), Vec::<String>::new());
+        assert_eq!(r("10.1.0.0/24", "10.9.0.1"), ["10.1.0.0-10.1.0.255"]);
+        assert_eq!(
+            r("fd00::/64", "fd00::1"),
+            ["fd00::-fd00::", "fd00::2-fd00::ffff:ffff:ffff:ffff"]
+        );
+    }
+
     #[test]
     fn golden_default_ruleset() {
         let a = net('a', "10.1.0.0/24", false, true);

@@ -74,7 +74,8 @@ pub fn set_name(id: &SetId) -> String {
         .into(),
         SetId::Group { policy, group, fam } => names::group_set(policy, group, *fam == Fam::V6),
         SetId::NoiccPorts => names::SET_NOICC_PORTS.into(),
-        SetId::Untracked => names::MAP_UNTRACKED.into(),
+        SetId::Untracked(Fam::V4) => names::SET_UNTRACKED4.into(),
+        SetId::Untracked(Fam::V6) => names::SET_UNTRACKED6.into(),
     }
 }
 
@@ -84,7 +85,9 @@ fn set_spec(id: &SetId) -> &'static str {
         SetId::Bridges | SetId::NoiccPorts => "type ifname;",
         SetId::Masq(Fam::V4) | SetId::Subnets(Fam::V4) => "type ipv4_addr; flags interval;",
         SetId::Masq(Fam::V6) | SetId::Subnets(Fam::V6) => "type ipv6_addr; flags interval;",
-        SetId::FromBridge | SetId::Untracked => "type ifname : verdict;",
+        SetId::FromBridge => "type ifname : verdict;",
+        SetId::Untracked(Fam::V4) => "type ifname . ipv4_addr; flags interval;",
+        SetId::Untracked(Fam::V6) => "type ifname . ipv6_addr; flags interval;",
         SetId::Ports { fam, on } => match (fam, on) {
             (Fam::V4, false) => "type inet_proto . inet_service : ipv4_addr . inet_service;",
             (Fam::V4, true) => {
@@ -113,6 +116,11 @@ fn element(e: &Element) -> String {
             format!("{key} : {} . {}", p.to, p.to_port)
         }
         Element::Addr(a) => a.to_string(),
+        // A range of one is listed back as the address alone.
+        Element::BridgeRange { bridge, from, to } if from == to => {
+            format!("{} . {from}", quoted(bridge))
+        }
+        Element::BridgeRange { bridge, from, to } => format!("{} . {from}-{to}", quoted(bridge)),
     }
 }
 
@@ -125,7 +133,6 @@ pub fn chain_name(id: &ChainId) -> String {
         ChainId::Publish => names::CHAIN_PUBLISH.into(),
         ChainId::Raw => names::CHAIN_RAW.into(),
         ChainId::Network(n) => names::network_chain(n),
-        ChainId::Untracked(n) => names::untracked_chain(n),
         ChainId::Policy { policy, network } => names::policy_chain(policy, network),
         ChainId::SameGroup {
             policy,
@@ -146,7 +153,6 @@ fn hook(id: &ChainId) -> Option<&'static str> {
         ChainId::Postrouting => "type nat hook postrouting priority srcnat; policy accept;",
         ChainId::Raw => "type filter hook prerouting priority raw; policy accept;",
         ChainId::Publish
-        | ChainId::Untracked(_)
         | ChainId::Network(_)
         | ChainId::Policy { .. }
         | ChainId::SameGroup { .. } => return None,
@@ -215,6 +221,7 @@ fn match_text(m: &Match, fam: Fam) -> String {
         Match::NotOif(i) => format!("oifname != {}", ifaces(i)),
         Match::Saddr(a) => format!("{} saddr {}", ip(fam), addrs(a)),
         Match::Daddr(a) => format!("{} daddr {}", ip(fam), addrs(a)),
+        Match::IifDaddr(s) => format!("iifname . {} daddr @{}", ip(fam), set_name(s)),
         Match::Proto { proto, ports } => proto_text(*proto, ports, fam),
         Match::Ct(Ct::EstablishedRelated) => "ct state established,related".into(),
         Match::Ct(Ct::Invalid) => "ct state invalid".into(),

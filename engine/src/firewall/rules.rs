@@ -71,9 +71,9 @@ pub enum SetId {
     },
     /// The host ends of the veths of icc=false networks ([`Element::Ifname`]; bridge family).
     NoiccPorts,
-    /// A verdict map from a bridge to its network's untracking chain ([`Element::Dispatch`]):
-    /// the networks no policy governs.
-    Untracked,
+    /// Per family, each network no policy governs: its bridge and its subnet's ranges but the
+    /// gateway ([`Element::BridgeRange`]).
+    Untracked(Fam),
 }
 
 /// One element of a set or map.
@@ -92,6 +92,12 @@ pub enum Element {
     },
     Port(Published),
     Addr(IpAddr),
+    /// A bridge and a range of addresses (inclusive).
+    BridgeRange {
+        bridge: String,
+        from: IpAddr,
+        to: IpAddr,
+    },
     Ifname(String),
 }
 
@@ -153,8 +159,6 @@ pub enum ChainId {
     BridgeForward,
     /// The raw prerouting hook (before connection tracking).
     Raw,
-    /// What untracks one network's traffic within itself (its id).
-    Untracked(String),
 }
 
 /// Interfaces, by name or as a set of names.
@@ -200,6 +204,9 @@ pub enum Match {
     NotOif(Ifaces),
     Saddr(Addrs),
     Daddr(Addrs),
+    /// The input interface and the destination address, together, in a set of
+    /// [`Element::BridgeRange`].
+    IifDaddr(SetId),
     /// A protocol, and for tcp, udp and sctp the destination ports (inclusive ranges; none:
     /// any port).
     Proto {

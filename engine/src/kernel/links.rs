@@ -183,6 +183,12 @@ impl Links {
                     Err(e) if is_errno(&e, EEXIST) => {}
                     r => r.map_err(fail(format!("creating bridge {name}")))?,
                 }
+                // Without IPv6 of its own the bridge of an IPv4-only network adds no routes
+                // to the host's IPv6 table, which the kernel walks whole each time a port's
+                // IPv6 is switched off (every connect): flat with the number of networks.
+                if !addrs.iter().any(|a| a.addr.is_ipv6()) {
+                    super::write_sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "1")?;
+                }
                 require_index(&self.host, name).await?
             }
         };
@@ -258,7 +264,6 @@ impl Links {
             .collect())
     }
 
-    /// The link holding `addr`, with its MTU (the overlay's underlay), if any does.
     /// The IPv4 networks the host already uses: its addresses' subnets and its routes'
     /// destinations (the default route aside). Subnets picked from the pools avoid them, as
     /// Docker's do, so wasmnet's default network never lands on docker0's or a VPN's.
@@ -306,6 +311,7 @@ impl Links {
         Ok(out)
     }
 
+    /// The link holding `addr`, with its MTU (the overlay's underlay), if any does.
     pub async fn owner_of(&self, addr: IpAddr) -> KResult<Option<(String, u32)>> {
         let addrs: Vec<_> = self
             .host

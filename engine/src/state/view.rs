@@ -42,7 +42,9 @@ impl Named for Sandbox {
 /// A table of named objects, listed in name order.
 pub struct Table<T> {
     by_id: OrdMap<String, Arc<T>>,
-    by_name: OrdMap<String, String>,
+    /// The same objects by name (not names to ids: a walk in name order then looks nothing
+    /// up, which with thousands of objects was most of a create's time).
+    by_name: OrdMap<String, Arc<T>>,
 }
 
 impl<T> Clone for Table<T> {
@@ -65,8 +67,10 @@ impl<T: Named> Default for Table<T> {
 
 impl<T: Named> Table<T> {
     fn insert(&mut self, obj: Arc<T>) {
-        self.by_name
-            .insert(obj.name().to_string(), obj.id().to_string());
+        if let Some(old) = self.by_id.get(obj.id()) {
+            self.by_name.remove(old.name());
+        }
+        self.by_name.insert(obj.name().to_string(), obj.clone());
         self.by_id.insert(obj.id().to_string(), obj);
     }
 
@@ -98,8 +102,8 @@ impl<T: Named> Table<T> {
         if let Some(obj) = self.by_id.get(reference) {
             return Ok(obj.clone());
         }
-        if let Some(id) = self.by_name.get(reference) {
-            return Ok(self.by_id[id].clone());
+        if let Some(obj) = self.by_name.get(reference) {
+            return Ok(obj.clone());
         }
         resolve_prefix(&self.by_id, T::KIND, reference)
     }
@@ -112,7 +116,7 @@ impl<T: Named> Table<T> {
         };
         self.by_name
             .range((start, std::ops::Bound::Unbounded))
-            .map(|(_, id)| &self.by_id[id])
+            .map(|(_, obj)| obj)
     }
 }
 
@@ -156,6 +160,8 @@ pub struct View {
     /// Endpoint ids per network and per sandbox, so neither lookup scans every endpoint.
     by_network: HashMap<String, OrdSet<String>>,
     by_sandbox: HashMap<String, OrdSet<String>>,
+    /// Sandbox ids by namespace path (each is used once).
+    by_netns: HashMap<String, String>,
     spaces: HashMap<String, Arc<Spaces>>,
     /// Each network serialised once, when it is added: a list is then a concatenation.
     network_json: HashMap<String, Arc<str>>,
@@ -225,13 +231,25 @@ impl View {
         self.by_network.remove(id);
     }
 
+    /// Adds a sandbox, or replaces the one with its id.
     pub(crate) fn add_sandbox(&mut self, s: Arc<Sandbox>) {
+        if let Some(old) = self.sandboxes.get(&s.id) {
+            self.by_netns.remove(&old.netns);
+        }
+        self.by_netns.insert(s.netns.clone(), s.id.clone());
         self.sandboxes.insert(s);
     }
 
     pub(crate) fn remove_sandbox(&mut self, id: &str) {
-        self.sandboxes.remove(id);
+        if let Some(s) = self.sandboxes.remove(id) {
+            self.by_netns.remove(&s.netns);
+        }
         self.by_sandbox.remove(id);
+    }
+
+    /// The sandbox using namespace `netns`, if one does.
+    pub fn sandbox_with_netns(&self, netns: &str) -> Option<&Arc<Sandbox>> {
+        self.sandboxes.get(self.by_netns.get(netns)?)
     }
 
     /// Marks `addr` used (or free again) in its family's space of the network.

@@ -135,6 +135,17 @@ impl Store {
         Ok(rows)
     }
 
+    /// One record's body, if it exists (a lookup by the table's primary key).
+    pub async fn record(&self, kind: &str, id: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT body FROM plugin_records WHERE kind = ? AND id = ?")
+                .bind(kind)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(body,)| body))
+    }
+
     pub async fn put_record(&self, kind: &str, id: &str, body: &str) -> Result<()> {
         sqlx::query("INSERT OR REPLACE INTO plugin_records (kind, id, body) VALUES (?, ?, ?)")
             .bind(kind)
