@@ -31,6 +31,34 @@ pub fn iperf(server_ns: &Path, client_ns: &Path, ip: &str) -> f64 {
 
 /// The same, for `seconds`.
 pub fn iperf_for(server_ns: &Path, client_ns: &Path, ip: &str, seconds: u32) -> f64 {
+    iperf_run(server_ns, client_ns, ip, seconds, &[]).0
+}
+
+/// The same, and the machine's CPU cycles per bit received (`perf stat -a` around the client):
+/// what the path costs, which a neighbour's load on a shared machine moves less than the rate.
+pub fn iperf_cycles(server_ns: &Path, client_ns: &Path, ip: &str, seconds: u32) -> (f64, f64) {
+    let file = std::env::temp_dir().join(format!("wasmnet-perf-stat-{}", std::process::id()));
+    let f = file.to_string_lossy().into_owned();
+    let perf = [
+        "perf", "stat", "-a", "-e", "cycles", "-x", ",", "-o", &f, "--",
+    ];
+    let (gbps, bits) = iperf_run(server_ns, client_ns, ip, seconds, &perf);
+    let stat = std::fs::read_to_string(&file).expect("perf stat output");
+    let _ = std::fs::remove_file(&file);
+    let cycles: f64 = (stat.lines())
+        .find_map(|l| l.split(',').next()?.trim().parse().ok())
+        .expect("a cycles count");
+    (gbps, cycles / bits)
+}
+
+/// iperf3's client (under `wrap`), in Gbit/s, and the bits received.
+fn iperf_run(
+    server_ns: &Path,
+    client_ns: &Path,
+    ip: &str,
+    seconds: u32,
+    wrap: &[&str],
+) -> (f64, f64) {
     let mut srv = Command::new("nsenter")
         .arg(format!("--net={}", server_ns.display()))
         .args(["iperf3", "-s", "-1", "-p", "5201"])
@@ -38,23 +66,12 @@ pub fn iperf_for(server_ns: &Path, client_ns: &Path, ip: &str, seconds: u32) -> 
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let out = crate::common::net::run_in(
-        client_ns,
-        &[
-            "iperf3",
-            "-c",
-            ip,
-            "-p",
-            "5201",
-            "-t",
-            &seconds.to_string(),
-            "-J",
-        ],
-    );
+    let t = seconds.to_string();
+    let client = ["iperf3", "-c", ip, "-p", "5201", "-t", &t, "-J"];
+    let out = crate::common::net::run_in(client_ns, &[wrap, &client[..]].concat());
     let _ = srv.wait();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J output");
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap()
-        / 1e9
+    let received = &v["end"]["sum_received"];
+    let rate = received["bits_per_second"].as_f64().unwrap();
+    (rate / 1e9, received["bytes"].as_f64().unwrap() * 8.0)
 }

@@ -73,13 +73,15 @@ fn inet_table(
 /// the state), and tracking costs every packet a lookup (bridged frames reach it through
 /// br_netfilter). What a sandbox sends its gateway stays tracked — the host, hairpinned
 /// published ports and masquerading answer through it — as does everything that leaves the
-/// network. A network a policy governs keeps it all tracked: its rules may ask for the state.
-/// One set per family (bridge . destination range), not a chain per network: the kernel walks
+/// network. A network a policy governs keeps it all tracked: its rules may ask for the state;
+/// so does an icc=false one (its chain drops within it). One set per family (bridge . destination range), not a chain per network: the kernel walks
 /// every chain of every table on each device event.
 fn add_untracked(t: &mut Table, networks: &[&Network], plan: &Plan) {
     for fam in [Fam::V4, Fam::V6] {
         let mut elements = Vec::new();
-        for n in networks.iter().filter(|n| plan.governs(&n.id).is_none()) {
+        // icc=false networks stay tracked too: their chain drops within the network.
+        let free = |n: &&&Network| plan.governs(&n.id).is_none() && n.options.icc();
+        for n in networks.iter().filter(free) {
             let configs = std::iter::once(&n.ipv4).chain(n.ipv6.as_ref());
             for c in configs.filter(|c| Fam::of(c.gateway) == fam) {
                 elements.extend(but_one(c.subnet, c.gateway).into_iter().map(|(from, to)| {
@@ -186,10 +188,19 @@ fn add_sets(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], plan:
 /// The forward hook, each network's chain (Docker's rules, or its policies'), and the
 /// policies' own chains and sets.
 fn add_filter_chains(t: &mut Table, networks: &[&Network], members: &[&Endpoint], plan: &Plan) {
+    let untracked = |fam| {
+        let within = Match::IifDaddr(SetId::Untracked(fam));
+        Rule::uncounted(vec![Match::Ct(Ct::Untracked), within], Verdict::Accept).pinned(Some(fam))
+    };
     t.chain(
         ChainId::Forward,
         vec![
             Rule::counted(vec![Match::Ct(Ct::EstablishedRelated)], Verdict::Accept),
+            // What the raw chain untracked is within one network no policy governs, which
+            // its chain would accept: one lookup, not the walk. (Untracked by someone else,
+            // it is not in the set and takes the walk.)
+            untracked(Fam::V4),
+            untracked(Fam::V6),
             Rule::counted(vec![Match::Ct(Ct::Invalid)], Verdict::Drop),
             // Published ports: DNATed connections into a network are allowed from anywhere.
             Rule::counted(

@@ -266,14 +266,9 @@ impl Renderer<'_> {
             Match::NotOif(i) => self.ifaces("! -o", i).into_iter().take(1).collect(),
             Match::Saddr(a) => self.addrs("-s", a),
             Match::Daddr(a) => self.addrs("-d", a),
-            Match::IifDaddr(s) => (self.t.elements(s).iter())
-                .filter_map(|e| match e {
-                    Element::BridgeRange { bridge, from, to } => {
-                        Some(format!("-i {bridge} -m iprange --dst-range {from}-{to}"))
-                    }
-                    _ => None,
-                })
-                .collect(),
+            // Only the untracked ranges are looked up so, and iptables untracks nothing (see
+            // the module's comment): never matches, the rule is left out.
+            Match::IifDaddr(_) => Vec::new(),
             Match::Proto { proto, ports } => one(proto_text(*proto, ports, self.fam)),
             Match::Ct(ct) => one(format!("-m conntrack --ctstate {}", ct_text(*ct))),
             Match::LocalDaddr => one("-m addrtype --dst-type LOCAL".into()),
@@ -348,6 +343,7 @@ fn ct_text(ct: Ct) -> &'static str {
         Ct::EstablishedRelated => "RELATED,ESTABLISHED",
         Ct::Invalid => "INVALID",
         Ct::Dnat => "DNAT",
+        Ct::Untracked => "UNTRACKED",
     }
 }
 

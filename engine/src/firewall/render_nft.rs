@@ -226,6 +226,7 @@ fn match_text(m: &Match, fam: Fam) -> String {
         Match::Ct(Ct::EstablishedRelated) => "ct state established,related".into(),
         Match::Ct(Ct::Invalid) => "ct state invalid".into(),
         Match::Ct(Ct::Dnat) => "ct status dnat".into(),
+        Match::Ct(Ct::Untracked) => "ct state untracked".into(),
         Match::LocalDaddr => "fib daddr type local".into(),
         Match::Transport => "meta l4proto { tcp, udp, sctp }".into(),
     }

@@ -194,6 +194,8 @@ pub enum Ct {
     Invalid,
     /// Destination-NATed (a published port).
     Dnat,
+    /// Not tracked (the raw chain's `notrack`, or anyone else's).
+    Untracked,
 }
 
 /// One condition of a rule; a rule matches when all of its conditions do.
