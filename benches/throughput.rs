@@ -2,7 +2,7 @@
 //! with 10,000 endpoints' worth of rules and elements loaded (100 networks x 100 sandboxes,
 //! one published port each), against the same path with wasmnet's rules removed.
 //! With and without alternate, PAIRS (11) times; the median ratio and its spread are reported.
-//! Each run also counts the machine's CPU cycles per bit (`perf stat -a`), which the load of
+//! Each run also counts the machine's busy CPU time per bit (`/proc/stat`), which the load of
 //! a shared machine's neighbours moves less than the rate. PERF=FILE also records one more run
 //! with the rules in, for `perf report`.
 //!   cargo bench --bench throughput        (installs nothing: needs iperf3 from Debian)
@@ -15,7 +15,7 @@ use std::path::Path;
 
 use common::Server;
 use serde_json::json;
-use support::{iperf_cycles, iperf_for, median};
+use support::{iperf_cpu, iperf_for, median};
 
 const NETWORKS: usize = 100;
 const SANDBOXES: usize = 100;
@@ -69,15 +69,15 @@ fn main() {
     let pairs: usize = std::env::var("PAIRS").map_or(11, |v| v.parse().expect("PAIRS: a count"));
     let (mut ratios, mut costs) = (Vec::new(), Vec::new());
     for pair in 1..=pairs {
-        let (with_rules, cost_with) = iperf_cycles(b, a, &ip, SECONDS);
+        let (with_rules, cost_with) = iperf_cpu(b, a, &ip, SECONDS);
         rules.remove(&host);
-        let (without, cost_without) = iperf_cycles(b, a, &ip, SECONDS);
+        let (without, cost_without) = iperf_cpu(b, a, &ip, SECONDS);
         rules.restore(&host);
         let ratio = 100.0 * with_rules / without;
         let cost = 100.0 * cost_with / cost_without;
         println!(
             "pair {pair}: with {with_rules:.2} Gbit/s, without {without:.2} Gbit/s, {ratio:.1}%; \
-             cycles per bit {cost_with:.3} vs {cost_without:.3}, {cost:.1}%"
+             busy CPU per Gbit {cost:.1}% of without"
         );
         ratios.push(ratio);
         costs.push(cost);
@@ -90,7 +90,7 @@ fn main() {
         median(&mut ratios)
     );
     println!(
-        "CPU cycles per bit with the rules: median {:.1}% of without",
+        "busy CPU per Gbit with the rules: median {:.1}% of without",
         median(&mut costs)
     );
     // Where the time goes with the rules in: `PERF=FILE` records the whole machine for one
