@@ -155,22 +155,23 @@ impl Rules {
     }
 
     fn restore(&self, host: &common::Host) {
-        let (cmd, inputs): (&[&str], Vec<&[u8]>) = match self {
-            Rules::Nft(text) => (&["nft", "-f", "-"], vec![text.as_bytes()]),
-            Rules::Iptables { v4, v6 } => (&["iptables-restore"], vec![v4, v6]),
+        let feeds: Vec<(&[&str], &[u8])> = match self {
+            Rules::Nft(text) => vec![(&["nft", "-f", "-"], text.as_bytes())],
+            Rules::Iptables { v4, v6 } => {
+                vec![(&["iptables-restore"], v4), (&["ip6tables-restore"], v6)]
+            }
         };
-        for (i, input) in inputs.into_iter().enumerate() {
-            let program = if i == 1 { "ip6tables-restore" } else { cmd[0] };
+        for (cmd, input) in feeds {
             let mut child = std::process::Command::new("ip")
-                .args(["netns", "exec", &host.name, program])
-                .args(&cmd[1..])
+                .args(["netns", "exec", &host.name])
+                .args(cmd)
                 .stdin(std::process::Stdio::piped())
                 .spawn()
                 .unwrap();
             std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
             assert!(
                 child.wait().unwrap().success(),
-                "{program} restores the rules"
+                "{cmd:?} restores the rules"
             );
         }
     }

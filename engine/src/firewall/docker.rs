@@ -18,7 +18,7 @@ use super::rules::{
     SetId, Table, Verdict,
 };
 use super::ruleset::Ruleset;
-use crate::model::{Endpoint, Network};
+use crate::model::{Endpoint, IpConfig, Network};
 // Where the engine's tests found them before `crate::names`.
 pub use crate::names::{bridge_name, veth_name, TABLE};
 
@@ -47,6 +47,14 @@ pub fn compile(
     plan: &Plan,
 ) -> Ruleset {
     render_nft::ruleset(&lower(networks, endpoints, members, plan))
+}
+
+/// A network's addresses of one family, if it has that family.
+fn config_of(n: &Network, fam: Fam) -> Option<&IpConfig> {
+    match fam {
+        Fam::V4 => Some(&n.ipv4),
+        Fam::V6 => n.ipv6.as_ref(),
+    }
 }
 
 /// Whether a network masquerades, and the address it source-NATs to instead.
@@ -82,16 +90,14 @@ fn add_untracked(t: &mut Table, networks: &[&Network], plan: &Plan) {
         // icc=false networks stay tracked too: their chain drops within the network.
         let free = |n: &&&Network| plan.governs(&n.id).is_none() && n.options.icc();
         for n in networks.iter().filter(free) {
-            let configs = std::iter::once(&n.ipv4).chain(n.ipv6.as_ref());
-            for c in configs.filter(|c| Fam::of(c.gateway) == fam) {
-                elements.extend(but_one(c.subnet, c.gateway).into_iter().map(|(from, to)| {
-                    Element::BridgeRange {
-                        bridge: bridge_name(&n.id),
-                        from,
-                        to,
-                    }
-                }));
-            }
+            let Some(c) = config_of(n, fam) else { continue };
+            elements.extend(but_one(c.subnet, c.gateway).into_iter().map(|(from, to)| {
+                Element::BridgeRange {
+                    bridge: bridge_name(&n.id),
+                    from,
+                    to,
+                }
+            }));
         }
         t.set(SetId::Untracked(fam), elements);
     }
@@ -147,10 +153,7 @@ fn add_sets(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], plan:
                 (masq, None) => masq,
                 (masq, Some(to)) => masq && Fam::of(to) != fam,
             })
-            .filter_map(|n| match fam {
-                Fam::V4 => Some(&n.ipv4),
-                Fam::V6 => n.ipv6.as_ref(),
-            })
+            .filter_map(|n| config_of(n, fam))
             .map(|c| Element::Subnet(c.subnet))
             .collect()
     };
@@ -159,8 +162,7 @@ fn add_sets(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], plan:
     t.set(SetId::Masq(Fam::V6), masq(Fam::V6));
     for fam in [Fam::V4, Fam::V6] {
         let subnets = (networks.iter())
-            .flat_map(|n| std::iter::once(&n.ipv4).chain(n.ipv6.as_ref()))
-            .filter(|c| Fam::of(c.gateway) == fam)
+            .filter_map(|n| config_of(n, fam))
             .map(|c| Element::Subnet(c.subnet))
             .collect();
         t.set(SetId::Subnets(fam), subnets);
@@ -295,10 +297,7 @@ fn add_nat_chains(t: &mut Table, networks: &[&Network], plan: &Plan) {
 fn snat_rule(n: &Network, plan: &Plan) -> Option<Rule> {
     let (_, to) = nat_of(n, plan);
     let to = to?;
-    let subnet = match to {
-        IpAddr::V4(_) => n.ipv4.subnet,
-        IpAddr::V6(_) => n.ipv6.as_ref()?.subnet,
-    };
+    let subnet = config_of(n, Fam::of(to))?.subnet;
     let matches = vec![
         Match::Saddr(Addrs::Net(subnet)),
         Match::NotOif(Ifaces::bridges()),

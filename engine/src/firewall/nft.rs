@@ -195,27 +195,28 @@ impl Firewall for Nft {
         if after.plan.needs_br_netfilter() {
             enable_br_netfilter()?;
         }
-        let wanted = compile(after);
         let known = self
             .checked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_some();
-        let script = known
-            .then(|| {
-                lone_network(before, after)
-                    .or_else(|| super::diff::script(&compile(before), &wanted))
-            })
-            .flatten();
+        // A lone network's difference needs neither whole ruleset; `after`'s is lowered only
+        // for the whole difference or a replacement.
+        let script = known.then(|| lone_network(before, after)).flatten();
+        let script = script.or_else(|| {
+            known
+                .then(|| super::diff::script(&compile(before), &compile(after)))
+                .flatten()
+        });
         match script {
             Some(s) if s.is_empty() => Ok(()),
             Some(s) => self
                 .carried(|| self.run("ruleset change", &s))
                 .or_else(|e| {
                     tracing::warn!(error = %e, "a ruleset change was refused; replacing the table");
-                    self.replace(&wanted)
+                    self.replace(&compile(after))
                 }),
-            None => self.replace(&wanted),
+            None => self.replace(&compile(after)),
         }
     }
 
