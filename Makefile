@@ -19,7 +19,7 @@ test: deps
 # machine run as root).
 BUILD_DEBS := protobuf-compiler
 DEBS := $(BUILD_DEBS) nftables iptables iproute2 iputils-ping util-linux chromium chromium-driver etcd-server openssl \
-	curl docker.io podman busybox-static containernetworking-plugins
+	curl docker.io podman busybox-static containernetworking-plugins bind9-dnsutils dnsmasq-base
 build-deps:
 	@$(MAKE) --no-print-directory deps DEBS="$(BUILD_DEBS)"
 deps:

@@ -4,6 +4,7 @@ mod cli;
 mod output;
 mod policy_cli;
 mod serve;
+mod serve_names;
 
 use std::process::ExitCode;
 

@@ -12,11 +12,14 @@ use serde::Deserialize;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
+use wasmnet_dns::DnsConfig;
 use wasmnet_engine::cluster::{ClusterConfig, TlsFiles};
 use wasmnet_engine::firewall::Backend;
 use wasmnet_engine::ipam::PoolSpec;
 use wasmnet_engine::{DefaultNetwork, Engine, EngineConfig};
 use wasmnet_web::AppState;
+
+use crate::serve_names::{names_settings, NamesArgs, NamesFile};
 
 const DEFAULT_CONFIG: &str = "/etc/wasmnet/config.toml";
 const DEFAULT_DOCKER_PLUGIN_SOCKET: &str = "/run/docker/plugins/wasmnet.sock";
@@ -78,6 +81,8 @@ pub struct ServeArgs {
     default_network_bridge: Option<String>,
     #[command(flatten)]
     cluster: ClusterArgs,
+    #[command(flatten)]
+    names: NamesArgs,
 }
 
 /// Overlay networks: the cluster store this host shares them through.
@@ -136,6 +141,7 @@ struct FileConfig {
     cluster_ca: Option<PathBuf>,
     cluster_cert: Option<PathBuf>,
     cluster_key: Option<PathBuf>,
+    names: Option<NamesFile>,
 }
 
 /// The settings in force, after merging.
@@ -147,11 +153,13 @@ struct Settings {
     listen: Option<SocketAddr>,
     docker_plugin_socket: Option<PathBuf>,
     engine: EngineConfig,
+    dns: Option<DnsConfig>,
     log: String,
 }
 
 fn settings(args: ServeArgs) -> Result<Settings, String> {
-    let file = read_config(args.config.as_deref())?;
+    let mut file = read_config(args.config.as_deref())?;
+    let (names, dns) = names_settings(args.names, file.names.take())?;
     let cluster = cluster_settings(args.cluster, &file)?;
     let default_net = default_network(&args.default_network, &args.default_network_bridge, &file);
     let state_dir = args
@@ -186,6 +194,7 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     }
     engine.cluster = cluster;
     engine.default_network = default_net;
+    engine.names = names;
     if let Some(b) = args.firewall_backend.or(file.firewall_backend) {
         engine.firewall = b;
     }
@@ -205,6 +214,7 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         socket,
         listen: args.listen.or(file.listen),
         engine,
+        dns,
         log,
     })
 }
@@ -354,6 +364,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         tracing::warn!(error = %e, "telling systemd wasmnet is ready");
     }
 
+    // Names answer from here on; the servers stop with the daemon.
+    let _dns = s
+        .dns
+        .clone()
+        .map(|cfg| wasmnet_dns::start(engine.clone(), cfg));
     let (stop_tx, stop_rx) = watch::channel(false);
     if let Some(listener) = plugin {
         spawn_docker_plugin(&engine, listener, stop_rx.clone());

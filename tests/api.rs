@@ -787,6 +787,7 @@ async fn openapi_documents_every_route() {
         "POST /v1/networks/prune",
         "GET /v1/networks/{id}",
         "DELETE /v1/networks/{id}",
+        "GET /v1/networks/{id}/names",
         "GET /v1/sandboxes",
         "POST /v1/sandboxes",
         "GET /v1/sandboxes/{id}",

@@ -76,6 +76,7 @@ async fn the_plugin_speaks_every_version_it_claims() {
             "{added}"
         );
         assert_eq!(ip["gateway"], "10.48.0.1");
+        assert_eq!(added["dns"]["nameservers"], json!(["10.48.0.1"]), "{added}");
         assert_eq!(added["interfaces"][0]["sandbox"], env[1].1.as_str());
         assert_eq!(added["routes"][0]["dst"], "0.0.0.0/0");
         let inside = netns.stdout(&["ip", "-o", "addr", "show", "eth0"]);

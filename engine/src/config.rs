@@ -1,5 +1,6 @@
 //! What the engine needs to know about its host; the binary fills it from file, env and flags.
 
+use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
@@ -26,6 +27,36 @@ pub struct EngineConfig {
     /// The network made at first start (as Docker makes `bridge` on `docker0`), which an
     /// endpoint naming no network joins; none when off.
     pub default_network: Option<DefaultNetwork>,
+    /// Names: how sandboxes appear to `ip netns`, and the resolvers names are forwarded to.
+    pub names: NamesConfig,
+}
+
+/// Where sandboxes wasmnet creates appear to `ip netns`, and what their resolv.conf says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamesConfig {
+    /// `ip netns`' directory (/run/netns); None links no sandbox there.
+    pub netns_dir: Option<PathBuf>,
+    /// A sandbox appears there as this prefix and its name (`wasmnet-web1`).
+    pub netns_prefix: String,
+    /// `ip netns exec`'s per-namespace /etc (/etc/netns): `<name>/resolv.conf`.
+    pub etc_dir: PathBuf,
+    /// Whether the embedded DNS server runs (a sandbox's resolv.conf names its gateways).
+    pub dns: bool,
+    /// The resolvers names wasmnet does not serve are forwarded to (at most three); a
+    /// sandbox on no DNS-serving network is given these.
+    pub upstreams: Vec<SocketAddr>,
+}
+
+impl Default for NamesConfig {
+    fn default() -> Self {
+        NamesConfig {
+            netns_dir: Some("/run/netns".into()),
+            netns_prefix: "wasmnet-".into(),
+            etc_dir: "/etc/netns".into(),
+            dns: true,
+            upstreams: vec![],
+        }
+    }
 }
 
 /// The default network: its name and its bridge's stable (alternative) name.
@@ -56,6 +87,10 @@ impl EngineConfig {
             policy_port_ranges: vec![1024..=65535],
             reserved_ports: vec![],
             default_network: None,
+            names: NamesConfig {
+                netns_dir: None,
+                ..NamesConfig::default()
+            },
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod directory;
 pub mod drivers;
 pub mod engine;
 pub mod error;
@@ -22,6 +23,6 @@ pub mod policy;
 pub mod state;
 pub mod store;
 
-pub use config::{DefaultNetwork, EngineConfig};
+pub use config::{DefaultNetwork, EngineConfig, NamesConfig};
 pub use engine::Engine;
 pub use error::{Error, Kind, Result};

@@ -33,6 +33,8 @@ pub enum NetworkCmd {
     Connect(ConnectArgs),
     /// Disconnect a sandbox from a network.
     Disconnect { network: String, sandbox: String },
+    /// What resolves on a network: its endpoints' names and addresses.
+    Names { network: String },
     /// Remove all networks without endpoints.
     Prune {
         /// `label=KEY[=VALUE]`: only networks with this label.
@@ -67,7 +69,7 @@ pub struct NetworkCreateArgs {
     /// KEY=VALUE; repeatable.
     #[arg(long)]
     label: Vec<String>,
-    /// Driver option KEY=VALUE (mtu, icc, masquerade); repeatable.
+    /// Driver option KEY=VALUE (mtu, icc, masquerade, dns, dns_forward); repeatable.
     #[arg(long, short = 'o')]
     opt: Vec<String>,
 }
@@ -123,8 +125,37 @@ impl Ctx {
             NetworkCmd::Disconnect { network, sandbox } => {
                 self.disconnect(&network, &sandbox).await
             }
+            NetworkCmd::Names { network } => self.names(&network).await,
             NetworkCmd::Prune { filter, force: _ } => self.prune(&filter).await,
         }
+    }
+
+    async fn names(&self, network: &str) -> CliResult {
+        let report = self
+            .client
+            .get(&format!("/v1/networks/{}/names", encode(network)))
+            .await?;
+        if let Format::Json = self.format {
+            output::json(&report);
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = (report["names"].as_array().into_iter().flatten())
+            .map(|n| {
+                let addrs = n["addresses"].as_array().into_iter().flatten();
+                vec![
+                    s(n, "name"),
+                    s(n, "kind"),
+                    s(n, "sandbox"),
+                    addrs
+                        .filter_map(|a| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    n["unpublished"].as_str().unwrap_or("published").to_string(),
+                ]
+            })
+            .collect();
+        output::table(&["NAME", "KIND", "SANDBOX", "ADDRESSES", "STATUS"], &rows);
+        Ok(())
     }
 
     async fn network_ls(&self, ls: LsArgs) -> CliResult {

@@ -199,6 +199,15 @@ pub async fn add(c: &Client, cfg: &Config, env: &Env) -> Result<Value, CniError>
         ))
         .await
         .map_err(cni)?;
+    // The names report says which gateways serve DNS (none with `dns=false` or `--dns off`).
+    let names = format!(
+        "/v1/networks/{}/names",
+        encode(n["id"].as_str().unwrap_or_default())
+    );
+    let names = c.get(&names).await.map_err(cni)?;
+    let nameservers = (names["servers"].as_array().into_iter().flatten())
+        .filter_map(|ip| ip.as_str().map(str::to_string))
+        .collect();
     let ip = |fam: &str, cfg: &Value| -> Option<(std::net::IpAddr, u8, std::net::IpAddr)> {
         let addr = e[fam].as_str()?.parse().ok()?;
         let subnet: ipnet::IpNet = cfg["subnet"].as_str()?.parse().ok()?;
@@ -217,6 +226,7 @@ pub async fn add(c: &Client, cfg: &Config, env: &Env) -> Result<Value, CniError>
             .flatten()
             .collect(),
         default_route: n["internal"] != true,
+        nameservers,
     };
     Ok(spec::result(&cfg.cni_version, &added))
 }

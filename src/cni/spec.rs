@@ -224,6 +224,8 @@ pub struct Added<'a> {
     pub ips: Vec<(IpAddr, u8, IpAddr)>,
     /// A default route through each gateway (the network is not internal).
     pub default_route: bool,
+    /// The network's DNS servers (its gateways, when wasmnet's DNS serves it).
+    pub nameservers: Vec<String>,
 }
 
 pub fn result(version: &str, a: &Added) -> Value {
@@ -252,7 +254,10 @@ pub fn result(version: &str, a: &Added) -> Value {
         "interfaces": [{"name": a.ifname, "mac": a.mac, "sandbox": a.netns}],
         "ips": ips,
         "routes": routes,
-        "dns": {},
+        "dns": match a.nameservers.is_empty() {
+            true => json!({}),
+            false => json!({"nameservers": a.nameservers}),
+        },
     })
 }
 
@@ -303,6 +308,7 @@ mod tests {
             netns: "/run/netns/c1",
             ips: vec![("10.1.0.2".parse().unwrap(), 24, "10.1.0.1".parse().unwrap())],
             default_route: true,
+            nameservers: vec!["10.1.0.1".into()],
         };
         let v04 = result("0.4.0", &a);
         assert_eq!(v04["ips"][0]["version"], "4");
@@ -311,6 +317,7 @@ mod tests {
         let v1 = result("1.0.0", &a);
         assert!(v1["ips"][0].get("version").is_none());
         assert_eq!(v1["interfaces"][0]["sandbox"], "/run/netns/c1");
+        assert_eq!(v1["dns"]["nameservers"][0], "10.1.0.1");
         assert_eq!(version_result("1.1.0")["supportedVersions"][2], "1.1.0");
     }
 }

@@ -105,6 +105,18 @@ impl Host {
             .map(|e| e.path())
             .collect()
     }
+
+    /// The `ip netns` names the daemon gave its sandboxes (with the test host's prefix).
+    pub fn netns_names(&self) -> Vec<String> {
+        let prefix = format!("{}-", self.name);
+        std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.starts_with(&prefix))
+            .collect()
+    }
 }
 
 impl Drop for Host {
@@ -112,6 +124,12 @@ impl Drop for Host {
         for ns in self.sandbox_namespaces() {
             let _ = nix::mount::umount2(&ns, nix::mount::MntFlags::MNT_DETACH);
             let _ = std::fs::remove_file(&ns);
+        }
+        for name in self.netns_names() {
+            let ns = Path::new("/run/netns").join(&name);
+            let _ = nix::mount::umount2(&ns, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_file(&ns);
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&name));
         }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
@@ -156,6 +174,11 @@ impl Server {
             .args(match extra.contains(&"--default-network") {
                 true => &[][..],
                 false => &["--default-network", "off"][..],
+            })
+            // Sandboxes appear to `ip netns` under the test host's name, so hosts never clash.
+            .args(match extra.contains(&"--netns-prefix") {
+                true => vec![],
+                false => vec!["--netns-prefix".to_string(), format!("{}-", host.name)],
             })
             .args(extra)
             // WASMNET_TEST_LOG=… (e.g. wasmnet_engine::kernel=debug) for a daemon's step logs.

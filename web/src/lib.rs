@@ -59,6 +59,7 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(networks::list, networks::create))
         .routes(routes!(networks::prune))
         .routes(routes!(networks::inspect, networks::delete))
+        .routes(routes!(networks::names))
         .routes(routes!(sandboxes::list, sandboxes::create))
         .routes(routes!(sandboxes::inspect, sandboxes::delete))
         .routes(routes!(endpoints::list, endpoints::create))

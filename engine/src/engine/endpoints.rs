@@ -41,6 +41,7 @@ impl Engine {
                     .insert(endpoint.id.clone(), plan.members);
             }
         });
+        self.refresh_resolv_of(&endpoint.sandbox_id);
         self.publish(EventKind::EndpointConnect, &endpoint.id, &endpoint);
         Ok(endpoint)
     }
@@ -96,6 +97,7 @@ impl Engine {
         .await;
         report("disconnecting", problems);
         self.update(|_| {});
+        self.refresh_resolv_of(&endpoint.sandbox_id);
         self.publish(EventKind::EndpointDisconnect, &endpoint.id, &endpoint);
         Ok(endpoint)
     }

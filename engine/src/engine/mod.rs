@@ -22,6 +22,7 @@ mod policies;
 mod queries;
 mod reaper;
 mod reconcile;
+mod resolv;
 mod rules;
 mod sandboxes;
 #[cfg(test)]

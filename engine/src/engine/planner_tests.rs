@@ -18,6 +18,8 @@ fn state_with(subnet: &str) -> View {
             netns: format!("/run/test/{name}"),
             netns_owned: true,
             handoff: false,
+            netns_name: None,
+            resolv_conf: None,
             created: String::new(),
         }));
     }

@@ -226,6 +226,14 @@ impl Engine {
         self.state().network(reference)
     }
 
+    /// What resolves on a network: its endpoints' names, published or not.
+    pub fn network_names(&self, reference: &str) -> Result<crate::directory::NamesReport> {
+        let state = self.state();
+        let n = state.view().networks().resolve(reference)?;
+        let dns_on = self.cfg.names.dns;
+        Ok(crate::directory::NamesReport::of(&state, &n, dns_on))
+    }
+
     pub fn list_sandboxes(&self, f: &Filter, after: Option<&str>, limit: usize) -> Page<Sandbox> {
         self.state().list_sandboxes(f, after, limit)
     }

@@ -64,7 +64,11 @@ impl Engine {
             if runtime_gone(s) {
                 continue;
             }
-            if let Err(e) = self.drivers.bridge.create_sandbox(s).await {
+            let made = match self.drivers.bridge.create_sandbox(s).await {
+                Ok(()) => self.link_sandbox(s),
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = made {
                 problems.push(format!("sandbox {}: {e}", s.name));
             }
         }
@@ -153,6 +157,28 @@ impl Engine {
                 if let Err(e) = kernel.remove_netns(&path) {
                     problems.push(e.to_string());
                 }
+            }
+        }
+        self.remove_stray_links(state, problems);
+    }
+
+    /// `ip netns` names with wasmnet's prefix that no sandbox has (a delete interrupted after
+    /// its commit), with their resolv.conf.
+    fn remove_stray_links(&self, state: &State, problems: &mut Vec<String>) {
+        let names = &self.config().names;
+        let Some(dir) = &names.netns_dir else {
+            return;
+        };
+        let known: HashSet<&str> = (state.view().sandboxes().iter_from(None))
+            .filter_map(|s| s.netns_name.as_deref())
+            .collect();
+        for path in self.drivers.kernel().list_netns(dir) {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.starts_with(&names.netns_prefix) && !known.contains(name) {
+                let conf = names.etc_dir.join(name).join("resolv.conf");
+                self.unlink(Some(name), Some(&conf), problems);
             }
         }
     }

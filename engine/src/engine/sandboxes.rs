@@ -35,6 +35,10 @@ impl Engine {
         };
         let _writer = self.lock_writer().await;
         check_free(&self.state(), &name, &netns)?;
+        let (netns_name, resolv_conf) = match netns_owned {
+            true => self.netns_names(&name),
+            false => (None, None),
+        };
         let sandbox = Arc::new(Sandbox {
             id,
             name,
@@ -42,16 +46,24 @@ impl Engine {
             netns,
             netns_owned,
             handoff: req.handoff,
+            netns_name,
+            resolv_conf,
             created: ids::now(),
         });
-        if let Err(e) = self.drivers.bridge.create_sandbox(&sandbox).await {
+        let made = match self.drivers.bridge.create_sandbox(&sandbox).await {
+            Ok(()) => self.link_sandbox(&sandbox),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = made {
+            // link_sandbox leaves nothing when it fails (and another's namespace untouched).
             undo(
                 "removing the namespace",
                 self.drivers.bridge.delete_sandbox(&sandbox),
             );
-            return Err(e.into());
+            return Err(e);
         }
         if let Err(e) = self.store.insert_sandbox(&sandbox).await {
+            self.unlink_sandbox(&sandbox, &mut Vec::new());
             undo(
                 "removing the namespace",
                 self.drivers.bridge.delete_sandbox(&sandbox),
@@ -90,6 +102,7 @@ impl Engine {
         let after = self.state();
         self.teardown_endpoints(&before, &after, &detail.endpoints, &mut problems)
             .await;
+        self.unlink_sandbox(&detail.sandbox, &mut problems);
         if let Err(e) = self.drivers.bridge.delete_sandbox(&detail.sandbox) {
             problems.push(e.to_string());
         }

@@ -39,6 +39,8 @@ pub struct FakeState {
     /// (VXLAN device, VTEP, addresses) programmed.
     pub remotes: BTreeSet<(String, IpAddr, Vec<IpAddr>)>,
     pub netns: BTreeSet<PathBuf>,
+    /// Where namespaces were bind-mounted again (`ip netns`' names).
+    pub netns_links: BTreeSet<PathBuf>,
     pub sysctls: BTreeMap<String, String>,
     /// Networks the host's own addresses and routes use.
     pub host_prefixes: Vec<ipnet::IpNet>,
@@ -251,9 +253,18 @@ impl Kernel for FakeKernel {
         }
     }
 
+    fn link_netns(&self, from: &Path, to: &Path) -> KResult<()> {
+        let mut s = self.call("link_netns")?;
+        match s.netns.contains(from) {
+            true => Ok(s.netns_links.insert(to.into())).map(drop),
+            false => Err(errno("link_netns", nix::errno::Errno::ENOENT)),
+        }
+    }
+
     fn remove_netns(&self, path: &Path) -> KResult<()> {
         let mut s = self.call("remove_netns")?;
         s.netns.remove(path);
+        s.netns_links.remove(path);
         // A namespace takes the sandbox ends of its veths along, and with them the pairs.
         s.links
             .retain(|_, l| !matches!(l, FakeLink::Veth { netns, .. } if netns == path));

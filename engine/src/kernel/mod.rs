@@ -22,7 +22,7 @@ use async_trait::async_trait;
 
 pub use links::{IfAddr, Links};
 pub use links::{VethSpec, VxlanSpec};
-pub use netns::{create_netns, list_netns, netns_exists, remove_netns};
+pub use netns::{create_netns, link_netns, list_netns, netns_exists, remove_netns};
 pub use sysctl::write_sysctl;
 pub use system::System;
 
@@ -83,6 +83,9 @@ pub trait Kernel: Send + Sync {
     async fn create_netns(&self, path: &Path) -> KResult<()>;
     async fn loopback_up(&self, netns: &Path) -> KResult<()>;
     fn remove_netns(&self, path: &Path) -> KResult<()>;
+    /// The namespace at `from` bind-mounted at `to` as well (`ip netns`' view of it); an
+    /// existing mount there is kept. `remove_netns(to)` removes it.
+    fn link_netns(&self, from: &Path, to: &Path) -> KResult<()>;
     /// The namespaces bind-mounted in `dir`.
     fn list_netns(&self, dir: &Path) -> Vec<PathBuf>;
     /// `key` relative to /proc/sys, in the daemon's namespace.

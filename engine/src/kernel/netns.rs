@@ -4,6 +4,7 @@
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -35,6 +36,28 @@ pub async fn create_netns(path: &Path) -> KResult<()> {
     .await;
     if let Err(e) = made {
         let _ = fs::remove_file(path);
+        return Err(KernelError::new(op(), io::Error::from(e)));
+    }
+    Ok(())
+}
+
+/// Bind-mounts the namespace at `from` at `to` too (as `ip netns attach` does), making `to`'s
+/// directory if needed. Idempotent: a namespace already mounted at `to` is kept.
+pub fn link_netns(from: &Path, to: &Path) -> KResult<()> {
+    let op = || format!("linking {} at {}", from.display(), to.display());
+    if netns_exists(to) {
+        let ino = |p: &Path| fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+        return match ino(from) == ino(to) {
+            true => Ok(()),
+            false => Err(KernelError::new(op(), nix::errno::Errno::EEXIST.into())),
+        };
+    }
+    if let Some(dir) = to.parent() {
+        fs::create_dir_all(dir).map_err(|e| KernelError::new(op(), e))?;
+    }
+    File::create(to).map_err(|e| KernelError::new(op(), e))?;
+    if let Err(e) = mount(Some(from), to, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
+        let _ = fs::remove_file(to);
         return Err(KernelError::new(op(), io::Error::from(e)));
     }
     Ok(())

@@ -117,6 +117,10 @@ impl Kernel for System {
         netns::remove_netns(path)
     }
 
+    fn link_netns(&self, from: &Path, to: &Path) -> KResult<()> {
+        netns::link_netns(from, to)
+    }
+
     fn list_netns(&self, dir: &Path) -> Vec<PathBuf> {
         netns::list_netns(dir)
     }

@@ -92,6 +92,14 @@ pub struct Sandbox {
     /// endpoint's interface, until the runtime takes it.
     #[serde(default)]
     pub handoff: bool,
+    /// A namespace wasmnet created also appears to `ip netns list` and `ip netns exec` under
+    /// this name (wasmnet's prefix and the sandbox's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_name: Option<String>,
+    /// The resolv.conf naming the sandbox's DNS servers (its networks' gateways), which
+    /// `ip netns exec` bind-mounts over /etc/resolv.conf; for runtimes to mount likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolv_conf: Option<String>,
     pub created: String,
 }
 

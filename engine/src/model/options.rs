@@ -22,6 +22,11 @@ pub struct NetworkOptions {
     pub masquerade: bool,
     /// `vni`: an overlay network's VXLAN network identifier.
     pub vni: Option<u32>,
+    /// `dns`: whether the embedded DNS server answers on the network's gateway (default true).
+    pub dns: bool,
+    /// `dns_forward`: whether names it does not serve are forwarded upstream (default: yes,
+    /// but not on internal networks, which reach nothing outside).
+    pub dns_forward: Option<bool>,
 }
 
 impl Default for NetworkOptions {
@@ -31,6 +36,8 @@ impl Default for NetworkOptions {
             icc: true,
             masquerade: true,
             vni: None,
+            dns: true,
+            dns_forward: None,
         }
     }
 }
@@ -71,6 +78,10 @@ impl Options {
     /// `altname`: the bridge's alternative name (checked when the options were parsed).
     pub fn altname(&self) -> Option<&str> {
         self.map.get("altname").map(String::as_str)
+    }
+
+    pub fn dns(&self) -> bool {
+        self.parsed.dns
     }
 
     pub fn vni(&self) -> Option<u32> {
@@ -136,9 +147,13 @@ mod tests {
             NetworkOptions {
                 mtu: Some(1400),
                 icc: false,
-                masquerade: true,
-                vni: None
+                ..NetworkOptions::default()
             }
+        );
+        let dns = Options::parse(map(&[("dns", "false"), ("dns_forward", "true")])).unwrap();
+        assert_eq!(
+            (dns.typed().dns, dns.typed().dns_forward),
+            (false, Some(true))
         );
         let json = serde_json::to_value(&o).unwrap();
         assert_eq!(json, serde_json::json!({"icc": "false", "mtu": "1400"}));

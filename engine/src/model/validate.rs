@@ -108,7 +108,7 @@ pub fn validate_options(options: &Labels) -> Result<NetworkOptions> {
                     ))
                 }
             },
-            "icc" | "masquerade" => {
+            "icc" | "masquerade" | "dns" | "dns_forward" => {
                 let on = match value.as_str() {
                     "true" => true,
                     "false" => false,
@@ -121,18 +121,18 @@ pub fn validate_options(options: &Labels) -> Result<NetworkOptions> {
                 };
                 match key.as_str() {
                     "icc" => parsed.icc = on,
+                    "dns" => parsed.dns = on,
+                    "dns_forward" => parsed.dns_forward = Some(on),
                     _ => parsed.masquerade = on,
                 }
             }
             // A stable name for the bridge, beside its own (derived from the id): the default
             // network's `wasmnet0`, as Docker's is `docker0`.
             "altname" => validate_interface(&field, value)?,
-            _ => {
-                return Err(Error::invalid(
-                    field,
-                    "unknown option (supported: mtu, icc, masquerade, vni, altname)",
-                ))
-            }
+            _ => return Err(Error::invalid(
+                field,
+                "unknown option (supported: mtu, icc, masquerade, vni, altname, dns, dns_forward)",
+            )),
         }
     }
     Ok(parsed)

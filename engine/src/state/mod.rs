@@ -29,6 +29,11 @@ impl State {
         &self.view
     }
 
+    /// Endpoints of overlay networks on other hosts.
+    pub fn remotes(&self) -> impl Iterator<Item = &Arc<Endpoint>> + '_ {
+        self.remotes.values()
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation
     }

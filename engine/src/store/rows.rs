@@ -109,6 +109,8 @@ pub async fn load_sandboxes(pool: &SqlitePool) -> Result<Vec<Sandbox>> {
                 netns: r.try_get("netns")?,
                 netns_owned: r.try_get("netns_owned")?,
                 handoff: r.try_get("handoff")?,
+                netns_name: r.try_get("netns_name")?,
+                resolv_conf: r.try_get("resolv_conf")?,
                 created: r.try_get("created")?,
             })
         })
@@ -116,13 +118,15 @@ pub async fn load_sandboxes(pool: &SqlitePool) -> Result<Vec<Sandbox>> {
 }
 
 pub async fn insert_sandbox(tx: &mut Tx<'_>, s: &Sandbox) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO sandboxes (id, name, labels, netns, netns_owned, handoff, created) VALUES (?, ?, ?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO sandboxes (id, name, labels, netns, netns_owned, handoff, netns_name, resolv_conf, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(&s.id)
         .bind(&s.name)
         .bind(to_json(&s.labels))
         .bind(&s.netns)
         .bind(s.netns_owned)
         .bind(s.handoff)
+        .bind(&s.netns_name)
+        .bind(&s.resolv_conf)
         .bind(&s.created)
         .execute(&mut **tx)
         .await?;

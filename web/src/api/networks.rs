@@ -4,6 +4,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use wasmnet_engine::directory::NamesReport;
 use wasmnet_engine::engine::{NetworkDetail, Page};
 use wasmnet_engine::model::{Network, NetworkCreate};
 
@@ -52,6 +53,17 @@ pub async fn inspect(
     Path(id): Path<String>,
 ) -> ApiResult<Json<NetworkDetail>> {
     Ok(Json(s.engine.network(&id)?))
+}
+
+/// What resolves on a network: its endpoints' names (sandbox names and aliases) and their
+/// addresses, names that are not valid DNS names listed with why they are not published.
+#[utoipa::path(get, path = "/v1/networks/{id}/names", tag = "networks", params(("id" = String, Path, description = "id, unique id prefix, or name")),
+    responses((status = 200, body = NamesReport), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn names(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<NamesReport>> {
+    Ok(Json(s.engine.network_names(&id)?))
 }
 
 /// Remove a network; refused (409) while it has endpoints.

@@ -1,0 +1,259 @@
+//! The embedded DNS server on the real kernel, asked by a real client (`dig`, from
+//! bind9-dnsutils) inside sandboxes, and through `ip netns exec`'s resolv.conf; an upstream
+//! resolver (dnsmasq) runs in the test's "outside world" namespace.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::net::{outside_world, run_in, WORLD};
+use common::{Host, Server};
+use serde_json::{json, Value};
+use wasmnet_web::client::Client;
+
+async fn make(c: &Client, path: &str, body: Value) -> Value {
+    c.post(path, &body)
+        .await
+        .unwrap_or_else(|e| panic!("POST {path} {body}: {e}"))
+}
+
+/// A sandbox on `net` with `aliases`; returns its namespace and its endpoint.
+async fn sandbox_on(c: &Client, name: &str, net: &str, aliases: &[&str]) -> (PathBuf, Value) {
+    let s = make(c, "/v1/sandboxes", json!({"name": name})).await;
+    let body = json!({"network": net, "sandbox": name, "aliases": aliases});
+    let e = make(c, "/v1/endpoints", body).await;
+    (PathBuf::from(s["netns"].as_str().unwrap()), e)
+}
+
+/// `dig` inside `ns`, asking `server`: (status, answers), within 2 s per try, one try.
+fn dig(ns: &Path, server: &str, query: &[&str]) -> (String, Vec<String>) {
+    let at = format!("@{server}");
+    let mut args = vec![
+        "dig",
+        "+time=3",
+        "+tries=1",
+        "+noall",
+        "+comments",
+        "+answer",
+        &at,
+    ];
+    args.extend(query);
+    let out = String::from_utf8(run_in(ns, &args).stdout).unwrap();
+    let status = out
+        .split("status: ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap_or("no answer")
+        .to_string();
+    let answers = out
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .collect();
+    (status, answers)
+}
+
+/// An upstream resolver in `world`: `*.example.test` → 203.0.113.77, on port 53 there.
+struct Upstream(Child);
+
+impl Upstream {
+    fn start(world: &Host) -> Upstream {
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", world.netns_path().display()))
+            .args([
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+            ])
+            .args([
+                "--bind-interfaces",
+                "--listen-address",
+                WORLD,
+                "--user=root",
+            ])
+            .args(["--address=/example.test/203.0.113.77", "--pid-file="])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (Debian's dnsmasq-base) starts");
+        std::thread::sleep(Duration::from_millis(300));
+        Upstream(child)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn names_resolve_on_their_networks_only_and_follow_connects() {
+    let server = Server::start(&["--dns-upstream", "203.0.113.9"]);
+    let c = server.client();
+    let v6 = json!({"subnet": "fd00:53::/64"});
+    let body = json!({"name": "a", "ipv4": {"subnet": "10.53.1.0/24"}, "ipv6": v6});
+    make(&c, "/v1/networks", body).await;
+    let body = json!({"name": "b", "ipv4": {"subnet": "10.53.2.0/24"}});
+    make(&c, "/v1/networks", body).await;
+    let (web, _) = sandbox_on(&c, "web", "a", &["www"]).await;
+    let (_db_ns, db) = sandbox_on(&c, "db", "a", &[]).await;
+    let (_api, _) = sandbox_on(&c, "api", "b", &[]).await;
+    let gw = "10.53.1.1";
+    let db_ip = db["ipv4"].as_str().unwrap();
+    assert_eq!(
+        dig(&web, gw, &["db"]),
+        ("NOERROR".into(), vec![db_ip.to_string()])
+    );
+    assert_eq!(dig(&web, gw, &["DB.a"]).1, vec![db_ip.to_string()]);
+    assert_eq!(dig(&web, gw, &["AAAA", "db"]).1, vec![s(&db["ipv6"])]);
+    let (_, www) = dig(&web, gw, &["www"]);
+    assert_eq!(www.len(), 1, "the alias resolves");
+    // PTR: the sandbox's name on that network.
+    assert_eq!(dig(&web, gw, &["-x", db_ip]).1, vec!["db.a.".to_string()]);
+    assert_eq!(dig(&web, gw, &["-x", "10.53.1.200"]).0, "NXDOMAIN");
+    // api is on b, which web is not on: not answered as ours, and forwarded (nobody
+    // answers at the upstream: SERVFAIL within the timeout, not a hang).
+    let t0 = Instant::now();
+    assert_eq!(dig(&web, gw, &["api"]).0, "SERVFAIL");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert!(dig(&web, gw, &["api.b"]).1.is_empty());
+    // The names API says the same, and names not valid in DNS are listed, unpublished.
+    let names = c.get("/v1/networks/a/names").await.unwrap();
+    let listed: Vec<&str> = (names["names"].as_array().unwrap().iter())
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["db", "web", "www"]);
+    assert_eq!(names["servers"], json!(["10.53.1.1", "fd00:53::1"]));
+    // A disconnect removes the name before it returns.
+    c.delete(&format!("/v1/endpoints/{}", s(&db["id"])))
+        .await
+        .unwrap();
+    assert_eq!(dig(&web, gw, &["db"]).0, "SERVFAIL");
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn forwarding_to_the_upstream_and_not_from_internal_networks() {
+    let host = Host::new();
+    let world = outside_world(&host);
+    let _upstream = Upstream::start(&world);
+    let server = Server::start_in(host, &["--dns-upstream", WORLD]);
+    let c = server.client();
+    let body = json!({"name": "out", "ipv4": {"subnet": "10.53.3.0/24"}});
+    make(&c, "/v1/networks", body).await;
+    let body = json!({"name": "in", "internal": true, "ipv4": {"subnet": "10.53.4.0/24"}});
+    make(&c, "/v1/networks", body).await;
+    let (a, _) = sandbox_on(&c, "a", "out", &[]).await;
+    let (b, _) = sandbox_on(&c, "b", "in", &[]).await;
+    let (_c2, c2) = sandbox_on(&c, "c", "in", &[]).await;
+    let forwarded = dig(&a, "10.53.3.1", &["www.example.test"]);
+    assert_eq!(
+        forwarded,
+        ("NOERROR".into(), vec!["203.0.113.77".to_string()])
+    );
+    // Internal: names resolve, nothing is forwarded.
+    assert_eq!(dig(&b, "10.53.4.1", &["c"]).1, vec![s(&c2["ipv4"])]);
+    assert_eq!(dig(&b, "10.53.4.1", &["www.example.test"]).0, "REFUSED");
+    // ip netns sees the sandbox, and its resolv.conf names the gateway.
+    let sandbox = c.get("/v1/sandboxes/a").await.unwrap();
+    let name = s(&sandbox["netns_name"]);
+    let listed = String::from_utf8(
+        Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(listed.contains(&name), "{name} in {listed}");
+    let conf = std::fs::read_to_string(s(&sandbox["resolv_conf"])).unwrap();
+    assert!(conf.contains("nameserver 10.53.3.1\n"), "{conf}");
+    let exec = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &name,
+            "dig",
+            "+short",
+            "+time=3",
+            "+tries=1",
+            "www.example.test",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&exec.stdout).trim(), "203.0.113.77");
+    // Removed with the sandbox.
+    c.delete("/v1/sandboxes/a").await.unwrap();
+    assert!(!server.host.netns_names().contains(&name));
+    assert!(!Path::new(&s(&sandbox["resolv_conf"])).exists());
+}
+
+#[tokio::test]
+async fn a_flood_is_limited_per_source_and_garbage_is_dropped() {
+    let server = Server::start(&["--dns-rate-limit", "50", "--dns-upstream", "203.0.113.9"]);
+    let c = server.client();
+    let body = json!({"name": "f", "ipv4": {"subnet": "10.53.5.0/24"}});
+    make(&c, "/v1/networks", body).await;
+    let (flooder, _) = sandbox_on(&c, "flooder", "f", &[]).await;
+    let (quiet, _) = sandbox_on(&c, "quiet", "f", &[]).await;
+    let answered = common::in_netns(flooder.clone(), || {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        // Garbage first, and a datagram larger than any query: dropped, the server lives.
+        sock.send_to(&[0xff; 7], "10.53.5.1:53").unwrap();
+        sock.send_to(&vec![0u8; 9000], "10.53.5.1:53").unwrap();
+        let query = query_for("quiet");
+        for _ in 0..500 {
+            sock.send_to(&query, "10.53.5.1:53").unwrap();
+        }
+        let mut buf = [0u8; 512];
+        let mut n = 0;
+        while sock.recv_from(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    });
+    // A burst of twice the rate (and what the rate refilled meanwhile), not all 500.
+    assert!((90..=200).contains(&answered), "{answered} answers");
+    // Another source is answered at once.
+    assert_eq!(dig(&quiet, "10.53.5.1", &["flooder"]).0, "NOERROR");
+}
+
+/// A DNS query for `name` (type A), as a client sends it.
+fn query_for(name: &str) -> Vec<u8> {
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend(label.as_bytes());
+    }
+    q.extend([0, 0, 1, 0, 1]);
+    q
+}
+
+#[tokio::test]
+async fn a_restart_keeps_answering_and_dns_off_serves_nothing() {
+    let server = Server::start(&["--dns-upstream", "203.0.113.9"]);
+    let c = server.client();
+    let body = json!({"name": "r", "ipv4": {"subnet": "10.53.6.0/24"}});
+    make(&c, "/v1/networks", body).await;
+    let body =
+        json!({"name": "quiet", "ipv4": {"subnet": "10.53.7.0/24"}, "options": {"dns": "false"}});
+    make(&c, "/v1/networks", body).await;
+    let (one, _) = sandbox_on(&c, "one", "r", &[]).await;
+    let (_two, two) = sandbox_on(&c, "two", "r", &[]).await;
+    let (mute, _) = sandbox_on(&c, "mute", "quiet", &[]).await;
+    assert_eq!(dig(&mute, "10.53.7.1", &["mute"]).0, "no answer");
+    let host = server.crash();
+    let server = Server::start_in(host, &["--dns-upstream", "203.0.113.9"]);
+    assert_eq!(dig(&one, "10.53.6.1", &["two"]).1, vec![s(&two["ipv4"])]);
+    drop(server);
+}
