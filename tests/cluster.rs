@@ -104,6 +104,17 @@ async fn three_hosts_share_overlay_networks(backend: &str) {
     for (from, to) in [(&s1, &a2), (&s1, &a3), (&s2, &a3), (&s3, &a1)] {
         assert!(reaches(from, to), "{} -> {to}", from.display());
     }
+    // Names of every host resolve on each (from the cluster's records), at the local gateway.
+    let dig = |from: &Path, name: &str| {
+        let args = ["dig", "+short", "+time=2", "+tries=1", "@10.70.0.1", name];
+        String::from_utf8(common::net::run_in(from, &args).stdout).unwrap()
+    };
+    assert_eq!(
+        dig(&s1, "s2").trim(),
+        a2,
+        "a name on host 2 resolves on host 1"
+    );
+    assert_eq!(dig(&s3, "s1.ov").trim(), a1);
     // Nothing floods: the remote's MAC is a static entry towards its host's VTEP.
     let fdb = h1
         .host

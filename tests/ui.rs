@@ -332,6 +332,12 @@ fn create_connect_see_and_delete_from_the_browser() {
         page.contains("10.9.0.2") && page.contains("8080&rarr;80/tcp"),
         "{page}"
     );
+    // The network's page lists what resolves there.
+    let net_page = http(&server, "GET", &net_url, s, &[]).body;
+    assert!(
+        net_page.contains("<h2>Names</h2>") && net_page.contains("<td>box</td><td>sandbox</td>"),
+        "{net_page}"
+    );
     let svg = http(&server, "GET", "/topology.svg", s, &[]);
     assert_eq!(svg.header("content-type"), Some("image/svg+xml"));
     assert!(

@@ -7,6 +7,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use wasmnet_engine::directory::NamesReport;
 use wasmnet_engine::engine::{Filter, NetworkDetail};
 use wasmnet_engine::model::Network;
 use wasmnet_engine::names;
@@ -101,6 +102,7 @@ struct NetworkPage {
     free: u128,
     rules: String,
     policies: Vec<Governing>,
+    names: Option<NamesReport>,
 }
 
 pub async fn show(State(s): State<UiState>, auth: Authed, Path(id): Path<String>) -> Response {
@@ -113,12 +115,14 @@ pub async fn show(State(s): State<UiState>, auth: Authed, Path(id): Path<String>
     let rules = rules_for(&s.app.engine.firewall_text(), &bridge, &chain);
     let free = d.usage.ipv4.total - d.usage.ipv4.used;
     let policies = governing(&s.app.engine, &d.network.id);
+    let names = s.app.engine.network_names(&d.network.id).ok();
     render(NetworkPage {
         csrf: auth.csrf,
         d,
         free,
         rules,
         policies,
+        names,
     })
 }
 
