@@ -90,11 +90,10 @@ fn serve(shared: &Arc<Shared>, n: &Network, port: u16) -> io::Result<Server<Hand
     let handler = Handler {
         shared: shared.clone(),
         network: n.id.clone(),
-        forward: n.options.typed().dns_forward.unwrap_or(!n.internal),
+        forward: n.forwards_dns(),
     };
     let mut server = Server::new(handler);
-    let gateways = std::iter::once(n.ipv4.gateway).chain(n.ipv6.as_ref().map(|c| c.gateway));
-    for ip in gateways {
+    for ip in n.gateways() {
         let addr = SocketAddr::new(ip, port);
         server.register_socket(tokio::net::UdpSocket::from_std(
             bound(addr, Type::DGRAM)?.into(),

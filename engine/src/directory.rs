@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ipnet::IpNet;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -61,18 +60,14 @@ impl NamesReport {
         NamesReport {
             network: n.name.clone(),
             dns,
-            forward: dns && n.options.typed().dns_forward.unwrap_or(!n.internal),
+            forward: dns && n.forwards_dns(),
             servers: match dns {
-                true => subnets_gateways(n).collect(),
+                true => n.gateways().collect(),
                 false => vec![],
             },
             names,
         }
     }
-}
-
-fn subnets_gateways(n: &Network) -> impl Iterator<Item = IpAddr> + '_ {
-    std::iter::once(n.ipv4.gateway).chain(n.ipv6.as_ref().map(|c| c.gateway))
 }
 
 /// One network's names.
@@ -219,17 +214,13 @@ impl Directory {
             ours |= n
                 .network
                 .as_ref()
-                .is_some_and(|n| subnets(n).any(|s| s.contains(&ip)));
+                .is_some_and(|n| n.subnets().any(|s| s.contains(&ip)));
         }
         match ours {
             true => Reverse::Unassigned,
             false => Reverse::Elsewhere,
         }
     }
-}
-
-fn subnets(n: &Network) -> impl Iterator<Item = IpNet> + '_ {
-    std::iter::once(n.ipv4.subnet).chain(n.ipv6.as_ref().map(|c| c.subnet))
 }
 
 /// Why `name` cannot be published in DNS, if it cannot: labels of 1 to 63 letters, digits,

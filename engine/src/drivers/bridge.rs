@@ -152,9 +152,7 @@ impl NetworkDriver for Bridge {
             gateways,
             ipv6: n.ipv6.is_some(),
             gateway_mac: bridge_mac(n),
-            gateway_addrs: std::iter::once(n.ipv4.gateway)
-                .chain(n.ipv6.as_ref().map(|c| c.gateway))
-                .collect(),
+            gateway_addrs: n.gateways().collect(),
             handoff: s.handoff,
         };
         self.kernel.create_veth(&spec).await?;

@@ -140,9 +140,7 @@ fn add_sets(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], plan:
         .iter()
         .map(|n| Element::Bridge {
             name: bridge_name(&n.id),
-            subnets: std::iter::once(n.ipv4.subnet)
-                .chain(n.ipv6.as_ref().map(|c| c.subnet))
-                .collect(),
+            subnets: n.subnets().collect(),
         })
         .collect();
     let masq = |fam: Fam| -> Vec<Element> {

@@ -78,6 +78,24 @@ pub struct Network {
     pub created: String,
 }
 
+impl Network {
+    /// The gateway of each family (IPv4 first).
+    pub fn gateways(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        std::iter::once(self.ipv4.gateway).chain(self.ipv6.as_ref().map(|c| c.gateway))
+    }
+
+    /// The subnet of each family (IPv4 first).
+    pub fn subnets(&self) -> impl Iterator<Item = IpNet> + '_ {
+        std::iter::once(self.ipv4.subnet).chain(self.ipv6.as_ref().map(|c| c.subnet))
+    }
+
+    /// Whether its DNS server forwards the names it does not serve (`dns_forward`; by
+    /// default yes, but not from an internal network).
+    pub fn forwards_dns(&self) -> bool {
+        self.options.typed().dns_forward.unwrap_or(!self.internal)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Sandbox {
     pub id: String,
