@@ -22,10 +22,10 @@ target_dir="$(cd "$target_dir" && pwd -P)"
 out_dir="$(cd "$out_dir" && pwd -P)"
 
 # The shipped policies (dist/) and the test guests (dist/testdata/, crates testdata-<name>).
-policies=(docker-default label-isolation egress-allowlist port-guard microsegmentation)
+policies=(docker-default label-isolation egress-allowlist port-guard microsegmentation fqdn-egress)
 guests=(loop memory-bomb recursion trap huge-output many-rules trap-on-label wrong-interface
     wrong-version newer-minor wasi-import other-import slow forged-log fail-open leaky-classify
-    amplify)
+    amplify v0-1-egress)
 
 triple=wasm32-unknown-unknown
 host="$(rustc -vV | sed -n 's/^host: //p')"

@@ -38,6 +38,13 @@ pub struct NamesArgs {
     /// [default: /etc/netns].
     #[arg(long, env = "WASMNET_NETNS_ETC_DIR")]
     netns_etc_dir: Option<PathBuf>,
+    /// The least time, in seconds, an address answered for a policy's `fqdn` peer stays
+    /// allowed, whatever its TTL [default: 5].
+    #[arg(long, env = "WASMNET_FQDN_MIN_TTL")]
+    fqdn_min_ttl: Option<u64>,
+    /// The most time, in seconds, it stays without being answered again [default: 3600].
+    #[arg(long, env = "WASMNET_FQDN_MAX_TTL")]
+    fqdn_max_ttl: Option<u64>,
 }
 
 /// The config file's `[names]` table, named as the flags are.
@@ -50,6 +57,8 @@ pub struct NamesFile {
     netns_dir: Option<PathBuf>,
     netns_prefix: Option<String>,
     netns_etc_dir: Option<PathBuf>,
+    fqdn_min_ttl: Option<u64>,
+    fqdn_max_ttl: Option<u64>,
 }
 
 /// The engine's names settings, and the DNS server's (None when it is off).
@@ -97,6 +106,17 @@ pub fn names_settings(
     server.upstreams.servers = upstreams;
     if let Some(rate) = a.dns_rate_limit.or(f.dns_rate_limit) {
         server.rate_limit = rate;
+    }
+    let ttl = &mut server.fqdn_ttl;
+    let secs = std::time::Duration::from_secs;
+    ttl.min = a.fqdn_min_ttl.or(f.fqdn_min_ttl).map_or(ttl.min, secs);
+    ttl.max = a.fqdn_max_ttl.or(f.fqdn_max_ttl).map_or(ttl.max, secs);
+    if ttl.min > ttl.max || ttl.max > secs(7 * 86_400) {
+        return Err(format!(
+            "--fqdn-min-ttl {} and --fqdn-max-ttl {}: min at most max, max at most 604800 (a week)",
+            ttl.min.as_secs(),
+            ttl.max.as_secs()
+        ));
     }
     Ok((names, dns.then_some(server)))
 }
@@ -149,5 +169,24 @@ mod tests {
         assert!(names_settings(many, None)
             .unwrap_err()
             .contains("at most 3"));
+    }
+
+    #[test]
+    fn fqdn_ttl_bounds_from_flags_are_checked() {
+        let args = |min, max| NamesArgs {
+            dns_upstreams: vec!["10.0.0.1".into()],
+            fqdn_min_ttl: min,
+            fqdn_max_ttl: max,
+            ..NamesArgs::default()
+        };
+        let (_, dns) = names_settings(args(Some(1), Some(30)), None).unwrap();
+        let ttl = dns.unwrap().fqdn_ttl;
+        assert_eq!((ttl.min.as_secs(), ttl.max.as_secs()), (1, 30));
+        let (_, dns) = names_settings(args(None, None), None).unwrap();
+        assert_eq!(dns.unwrap().fqdn_ttl, Default::default());
+        let e = names_settings(args(Some(60), Some(30)), None).unwrap_err();
+        assert!(e.contains("min at most max"), "{e}");
+        let e = names_settings(args(None, Some(10_000_000)), None).unwrap_err();
+        assert!(e.contains("a week"), "{e}");
     }
 }

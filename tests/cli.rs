@@ -295,7 +295,7 @@ fn policies_from_the_command_line() {
     assert!(err.contains("reading /nonexistent.wasm"), "{err}");
     let ls = ok(&server, &["policy", "ls"]);
     assert!(
-        ls.starts_with("POLICY ID") && ls.contains("tiers") && ls.contains("0.1.0"),
+        ls.starts_with("POLICY ID") && ls.contains("tiers") && ls.contains("0.2.0"),
         "{ls}"
     );
     let diff = ok(&server, &["policy", "dry-run", "tiers", "--network", "app"]);

@@ -5,10 +5,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::net::{outside_world, run_in, WORLD};
+use common::net::{outside_world, run_in, stdout_in, tcp_probe, tcp_server, Upstream, WORLD};
 use common::{Host, Server};
 use serde_json::{json, Value};
 use wasmnet_web::client::Client;
@@ -53,42 +53,6 @@ fn dig(ns: &Path, server: &str, query: &[&str]) -> (String, Vec<String>) {
         .filter_map(|l| l.split_whitespace().last().map(str::to_string))
         .collect();
     (status, answers)
-}
-
-/// An upstream resolver in `world`: `*.example.test` → 203.0.113.77, on port 53 there.
-struct Upstream(Child);
-
-impl Upstream {
-    fn start(world: &Host) -> Upstream {
-        let child = Command::new("nsenter")
-            .arg(format!("--net={}", world.netns_path().display()))
-            .args([
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-            ])
-            .args([
-                "--bind-interfaces",
-                "--listen-address",
-                WORLD,
-                "--user=root",
-            ])
-            .args(["--address=/example.test/203.0.113.77", "--pid-file="])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq (Debian's dnsmasq-base) starts");
-        std::thread::sleep(Duration::from_millis(300));
-        Upstream(child)
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test]
@@ -144,7 +108,7 @@ fn s(v: &Value) -> String {
 async fn forwarding_to_the_upstream_and_not_from_internal_networks() {
     let host = Host::new();
     let world = outside_world(&host);
-    let _upstream = Upstream::start(&world);
+    let _upstream = Upstream::start(&world, &["--address=/example.test/203.0.113.77"]);
     let server = Server::start_in(host, &["--dns-upstream", WORLD]);
     let c = server.client();
     let body = json!({"name": "out", "ipv4": {"subnet": "10.53.3.0/24"}});
@@ -256,4 +220,102 @@ async fn a_restart_keeps_answering_and_dns_off_serves_nothing() {
     let server = Server::start_in(host, &["--dns-upstream", "203.0.113.9"]);
     assert_eq!(dig(&one, "10.53.6.1", &["two"]).1, vec![s(&two["ipv4"])]);
     drop(server);
+}
+
+/// Whether TCP from `ns` to `addr`:8080 gets through (a server listens there in the world).
+fn reaches(ns: &Path, addr: &str) -> bool {
+    tcp_probe(ns.to_path_buf(), &format!("{addr}:8080")).is_some()
+}
+
+#[tokio::test]
+async fn egress_by_name_follows_the_answers_and_their_ttl() {
+    let host = Host::new();
+    let world = outside_world(&host);
+    for extra in ["203.0.113.77/24", "203.0.113.88/24"] {
+        let dev = ["addr", "add", extra, "dev", "world0"];
+        run_in(&world.netns_path(), &[&["ip"][..], &dev[..]].concat());
+    }
+    let _web = tcp_server(world.netns_path(), 8080);
+    // TTL 3 for what dnsmasq answers from its --address lines.
+    let _upstream = Upstream::start(
+        &world,
+        &[
+            "--address=/allowed.test/203.0.113.77",
+            "--address=/other.test/203.0.113.88",
+            "--local-ttl=3",
+        ],
+    );
+    let flags = ["--dns-upstream", WORLD, "--fqdn-min-ttl", "1"];
+    let server = Server::start_in(host, &flags);
+    let c = server.client();
+    let labels = json!({"wasmnet.egress-fqdn": "*.allowed.test"});
+    let body = json!({"name": "named", "ipv4": {"subnet": "10.53.8.0/24"}, "labels": labels});
+    make(&c, "/v1/networks", body).await;
+    let labels = json!({"wasmnet.egress-allow": "203.0.113.88/32"});
+    let body = json!({"name": "old", "ipv4": {"subnet": "10.53.9.0/24"}, "labels": labels});
+    make(&c, "/v1/networks", body).await;
+    let (a, _) = sandbox_on(&c, "a", "named", &[]).await;
+    let (b, _) = sandbox_on(&c, "b", "old", &[]).await;
+    assert!(reaches(&a, "203.0.113.77"), "no policy yet: out is open");
+    let p = common::policy::upload(&c, "names", "fqdn-egress")
+        .await
+        .unwrap();
+    assert_eq!(p["version"], "0.2.0");
+    make(&c, "/v1/policies/names/attach", json!({"network": "named"})).await;
+    assert!(!reaches(&a, "203.0.113.77"), "not resolved yet: dropped");
+    let gw = "10.53.8.1";
+    assert_eq!(dig(&a, gw, &["www.allowed.test"]).1, ["203.0.113.77"]);
+    assert!(
+        reaches(&a, "203.0.113.77"),
+        "resolved through wasmnet: allowed"
+    );
+    assert_eq!(dig(&a, gw, &["other.test"]).1, ["203.0.113.88"]);
+    assert!(!reaches(&a, "203.0.113.88"), "a name no pattern matches");
+    let set = stdout_in(
+        &server.host.netns_path(),
+        &[
+            "nft",
+            "list",
+            "set",
+            "inet",
+            "wasmnet",
+            &fqdn_set("*.allowed.test"),
+        ],
+    );
+    assert!(set.contains("203.0.113.77 timeout 3s"), "{set}");
+    // Gone after the TTL (3 s, and the kernel's garbage collection).
+    let t0 = Instant::now();
+    while reaches(&a, "203.0.113.77") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "still allowed");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
+    // A guest built against wasmnet:policy@0.1.0 loads and enforces as before.
+    let old = common::policy::upload(&c, "old", "testdata/v0-1-egress")
+        .await
+        .unwrap();
+    assert_eq!(old["version"], "0.1.0");
+    make(&c, "/v1/policies/old/attach", json!({"network": "old"})).await;
+    assert!(reaches(&b, "203.0.113.88"));
+    assert!(!reaches(&b, "203.0.113.77"));
+}
+
+/// The nft name of a pattern's IPv4 set (as `wasmnet_engine::names::fqdn_set`).
+fn fqdn_set(pattern: &str) -> String {
+    wasmnet_engine::names::fqdn_set(pattern, false)
+}
+
+#[tokio::test]
+async fn fqdn_peers_are_refused_where_iptables_enforces() {
+    let server = Server::start(&["--firewall-backend", "iptables", "--dns-upstream", WORLD]);
+    let c = server.client();
+    let labels = json!({"wasmnet.egress-fqdn": "api.test"});
+    let body = json!({"name": "n", "ipv4": {"subnet": "10.53.10.0/24"}, "labels": labels});
+    make(&c, "/v1/networks", body).await;
+    // Refused at upload already: it is evaluated against the networks there.
+    let r = common::policy::upload(&c, "names", "fqdn-egress").await;
+    let (status, _, message) = common::policy::api_code(r);
+    assert_eq!(status, 422, "{message}");
+    assert!(message.contains("needs the nftables backend"), "{message}");
+    assert!(message.contains("api.test"), "{message}");
 }

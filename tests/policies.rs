@@ -49,7 +49,7 @@ async fn label_isolation_is_enforced_and_follows_labels(backend: &str) {
     );
 
     let p = upload(&c, "tiers", "label-isolation").await.unwrap();
-    assert_eq!(p["version"], "0.1.0");
+    assert_eq!(p["version"], "0.2.0");
     assert_eq!(p["sha256"].as_str().unwrap().len(), 64);
     let before = c.get("/v1/ruleset").await.unwrap();
     let dry = make(&c, "/v1/policies/tiers/dry-run", json!({"network": "app"})).await;
@@ -250,12 +250,12 @@ async fn hostile_modules_are_refused_and_change_nothing() {
         (
             "wrong-version",
             "invalid_policy",
-            "wasmnet:policy/policy@0.2.0",
+            "wasmnet:policy/policy@0.3.0",
         ),
         (
             "wrong-interface",
             "invalid_policy",
-            "does not export wasmnet:policy/policy@0.1.0",
+            "does not export wasmnet:policy/policy@0.2.0",
         ),
         (
             "wasi-import",

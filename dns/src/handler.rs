@@ -73,6 +73,7 @@ impl RequestHandler for Handler {
                         Err(_) => header(unanswered),
                     };
                 };
+                self.learn(&answer);
                 meta.response_code = answer.metadata.response_code;
                 meta.authentic_data = answer.metadata.authentic_data;
                 let msg = builder.build(
@@ -137,6 +138,31 @@ impl Handler {
         match self.forward && !self.shared.upstreams.servers.is_empty() {
             true => Outcome::Forward,
             false => Outcome::Code(ResponseCode::Refused),
+        }
+    }
+
+    /// A forwarded answer's addresses, for the name patterns its question matches (nothing
+    /// to do when no policy names one). A failure is logged: the answer still goes out, and
+    /// the traffic it would have allowed stays dropped.
+    fn learn(&self, answer: &Message) {
+        let patterns = self.shared.patterns();
+        let Some(q) = answer.queries.first().filter(|_| !patterns.is_empty()) else {
+            return;
+        };
+        let addrs: Vec<(IpAddr, u32)> = answer
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some((IpAddr::V4(a.0), r.ttl)),
+                RData::AAAA(a) => Some((IpAddr::V6(a.0), r.ttl)),
+                _ => None,
+            })
+            .collect();
+        let qname = q.name().to_ascii();
+        let ttl = self.shared.fqdn_ttl;
+        let elements = wasmnet_engine::fqdn::elements(&patterns, &qname, &addrs, ttl);
+        if let Err(e) = self.shared.engine.learn_fqdn(&elements) {
+            tracing::warn!("{qname}: {e}");
         }
     }
 

@@ -3,7 +3,9 @@
 //! port 53, UDP and TCP, which the network's sandboxes reach as their resolver. It answers
 //! the names `wasmnet_engine::directory` says that querier may see, read from the committed
 //! state at each query (a name is there once its connect returned), and forwards the rest to
-//! the upstream resolvers — but on internal networks, unless `dns_forward=true`.
+//! the upstream resolvers — but on internal networks, unless `dns_forward=true`. A forwarded
+//! answer for a name a policy's `fqdn` peer matches puts its addresses in that pattern's
+//! nftables set before the client gets it (`wasmnet_engine::fqdn`).
 
 mod forward;
 mod handler;
@@ -14,6 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use wasmnet_engine::directory::Directory;
+use wasmnet_engine::fqdn::TtlBounds;
 use wasmnet_engine::state::State;
 use wasmnet_engine::Engine;
 
@@ -31,6 +34,8 @@ pub struct DnsConfig {
     pub rate_limit: u32,
     /// The port served on the gateways (53; other values for tests of the server alone).
     pub port: u16,
+    /// How long an address answered for an `fqdn` peer's name stays in its set.
+    pub fqdn_ttl: TtlBounds,
 }
 
 impl Default for DnsConfig {
@@ -42,33 +47,52 @@ impl Default for DnsConfig {
             },
             rate_limit: 10_000,
             port: 53,
+            fqdn_ttl: TtlBounds::default(),
+        }
+    }
+}
+
+/// What the server reads of one committed state.
+struct Derived {
+    directory: Arc<Directory>,
+    /// The policies' name patterns (`fqdn` peers).
+    patterns: Arc<[String]>,
+}
+
+impl Derived {
+    fn of(state: &State) -> Derived {
+        Derived {
+            directory: Arc::new(Directory::build(state)),
+            patterns: state.fqdn_patterns().into(),
         }
     }
 }
 
 /// What every network's server shares.
 pub(crate) struct Shared {
-    engine: Arc<Engine>,
-    /// The directory of the state it was built from; built again when the state moved on.
-    cache: RwLock<(Arc<State>, Arc<Directory>)>,
+    pub(crate) engine: Arc<Engine>,
+    /// What was read of the state it was built from; read again when the state moved on.
+    cache: RwLock<(Arc<State>, Arc<Derived>)>,
     upstreams: Upstreams,
     limiter: Limiter,
+    pub(crate) fqdn_ttl: TtlBounds,
 }
 
 impl Shared {
     fn new(engine: Arc<Engine>, cfg: &DnsConfig) -> Shared {
         let state = engine.state();
-        let directory = Arc::new(Directory::build(&state));
+        let derived = Arc::new(Derived::of(&state));
         Shared {
             engine,
-            cache: RwLock::new((state, directory)),
+            cache: RwLock::new((state, derived)),
             upstreams: cfg.upstreams.clone(),
             limiter: Limiter::new(cfg.rate_limit),
+            fqdn_ttl: cfg.fqdn_ttl,
         }
     }
 
-    /// The directory of the state in force (so a name answers as soon as its connect has).
-    pub(crate) fn directory(&self) -> Arc<Directory> {
+    /// What was read of the state in force (so a name answers as soon as its connect has).
+    fn derived(&self) -> Arc<Derived> {
         let state = self.engine.state();
         {
             let cached = self.cache.read().unwrap_or_else(|e| e.into_inner());
@@ -76,9 +100,19 @@ impl Shared {
                 return cached.1.clone();
             }
         }
-        let directory = Arc::new(Directory::build(&state));
-        *self.cache.write().unwrap_or_else(|e| e.into_inner()) = (state, directory.clone());
-        directory
+        let derived = Arc::new(Derived::of(&state));
+        *self.cache.write().unwrap_or_else(|e| e.into_inner()) = (state, derived.clone());
+        derived
+    }
+
+    /// The names each querier may see, in the state in force.
+    pub(crate) fn directory(&self) -> Arc<Directory> {
+        self.derived().directory.clone()
+    }
+
+    /// The policies' name patterns in force.
+    pub(crate) fn patterns(&self) -> Arc<[String]> {
+        self.derived().patterns.clone()
     }
 }
 

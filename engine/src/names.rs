@@ -122,6 +122,18 @@ pub fn group_set(policy_id: &str, group: &str, v6: bool) -> String {
     )
 }
 
+/// The address set of a name pattern (an `fqdn` peer), per family: `f_<32 hex>_4`, 128 bits
+/// of the SHA-256 of the pattern (already normalised: lower-case, no final dot), so any two
+/// patterns get two sets. Shared by every rule naming the pattern, whichever the policy: it
+/// holds what the DNS server answered for matching names, nothing a policy chose.
+pub fn fqdn_set(pattern: &str, v6: bool) -> String {
+    format!("f_{}_{}", digest(pattern), if v6 { 6 } else { 4 })
+}
+
+/// How many addresses one pattern's set holds per family (the kernel refuses more: a
+/// hostile name answering with ever new addresses fills its own set, nothing else).
+pub const FQDN_SET_SIZE: u32 = 65_536;
+
 /// 32 hex digits (128 bits) of the SHA-256 of `s`.
 fn digest(s: &str) -> String {
     use sha2::{Digest, Sha256};

@@ -188,3 +188,41 @@ pub fn outside_world(host: &Host) -> Host {
     sh(&["ip", "-n", &world.name, "link", "set", "world0", "up"]);
     world
 }
+
+/// An upstream resolver (Debian's dnsmasq) in `world`, on port 53 of [`WORLD`], answering
+/// `answers` (dnsmasq's `--address=/NAME/IP` and the like); stopped when dropped.
+pub struct Upstream(std::process::Child);
+
+impl Upstream {
+    pub fn start(world: &Host, answers: &[&str]) -> Upstream {
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", world.netns_path().display()))
+            .args([
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+            ])
+            .args([
+                "--bind-interfaces",
+                "--listen-address",
+                WORLD,
+                "--user=root",
+            ])
+            .args(answers)
+            .arg("--pid-file=")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq (Debian's dnsmasq-base) starts");
+        std::thread::sleep(Duration::from_millis(300));
+        Upstream(child)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

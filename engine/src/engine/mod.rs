@@ -115,6 +115,7 @@ impl Engine {
             policies: PolicySet {
                 loaded,
                 plan: Default::default(),
+                iptables: firewall.kind() == crate::firewall::Backend::Iptables,
             },
             ..Default::default()
         };
@@ -158,6 +159,18 @@ impl Engine {
     /// The committed state: one consistent value, however long the caller keeps it.
     pub fn state(&self) -> Arc<State> {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts addresses the DNS server answered into the name patterns' sets (`fqdn::elements`
+    /// says which). Blocks for one netlink transaction (microseconds): the server calls it
+    /// before it replies, so the client's first packet already finds its address.
+    pub fn learn_fqdn(&self, elements: &[crate::kernel::nfset::Element]) -> Result<(), Error> {
+        if elements.is_empty() {
+            return Ok(());
+        }
+        self.firewall
+            .learn(elements)
+            .map_err(|e| Error::Internal(format!("learning addresses of names: {e}")))
     }
 
     /// Makes `next` the committed state. Only under the writer lock, after the store and the

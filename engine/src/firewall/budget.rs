@@ -128,7 +128,12 @@ fn over(
 
 /// How many firewall rules one policy rule becomes, with `groups` groups in its policy.
 fn lowered(r: &Rule, groups: usize) -> usize {
-    let pinned = |p: &Peer| matches!(p, Peer::Group(_) | Peer::SameGroup | Peer::Cidr(_));
+    let pinned = |p: &Peer| {
+        matches!(
+            p,
+            Peer::Group(_) | Peer::SameGroup | Peer::Cidr(_) | Peer::Fqdn(_)
+        )
+    };
     let families = if pinned(&r.from) || pinned(&r.to) || r.protocol == Some(Protocol::Icmp) {
         2
     } else {

@@ -108,6 +108,15 @@ pub trait Firewall: Send + Sync {
             std::io::Error::other("this backend replaces its tables instead"),
         ))
     }
+    /// Puts addresses in name patterns' sets (with timeouts), for the DNS server: one
+    /// transaction, nothing else changes. Only nftables has such sets.
+    fn learn(&self, elements: &[crate::kernel::nfset::Element]) -> Result<(), FirewallError> {
+        let _ = elements;
+        Err(FirewallError::io(
+            "learning addresses of names",
+            std::io::Error::other("this backend has no address sets with timeouts"),
+        ))
+    }
     /// Re-asserts wasmnet's rules if someone else changed them; true when it had to.
     fn reassert(&self, desired: &Desired) -> Result<bool, FirewallError>;
     /// How often the watcher calls `reassert`.

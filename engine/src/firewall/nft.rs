@@ -272,6 +272,16 @@ impl Firewall for Nft {
         })
     }
 
+    fn learn(&self, elements: &[crate::kernel::nfset::Element]) -> Result<(), FirewallError> {
+        self.carried(|| {
+            crate::kernel::nfset::apply(crate::names::TABLE, elements)?;
+            if !elements.is_empty() {
+                self.committed();
+            }
+            Ok(())
+        })
+    }
+
     /// Lists and compares only when the ruleset's generation moved since it was last found
     /// right (or someone is looking at counters): a steady host costs one netlink request a
     /// second, not a listing of every element (a process, and CPU taken from traffic).

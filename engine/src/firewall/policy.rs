@@ -84,6 +84,21 @@ impl Plan {
         named || self.members.in_use(key)
     }
 
+    /// Every name pattern a rule in force names (an `fqdn` peer), each once, sorted.
+    pub fn fqdns(&self) -> BTreeSet<&str> {
+        let rules = self
+            .networks
+            .values()
+            .flatten()
+            .flat_map(|a| &a.decision.rules);
+        rules
+            .filter_map(|r| match &r.to {
+                Peer::Fqdn(p) => Some(p.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether enforcing this plan means reading bridged traffic through br_netfilter.
     pub fn needs_br_netfilter(&self) -> bool {
         !self.is_empty()
@@ -112,6 +127,13 @@ pub fn add_to(t: &mut Table, networks: &[&Network], endpoints: &[&Endpoint], pla
                 fam,
             };
             t.set(id, members.iter().map(|a| Element::Addr(*a)).collect());
+        }
+    }
+    // Each name pattern's sets, empty: the DNS server fills them.
+    for pattern in plan.fqdns() {
+        for fam in [Fam::V4, Fam::V6] {
+            let pattern = pattern.to_string();
+            t.set(SetId::Fqdn { pattern, fam }, vec![]);
         }
     }
     // Each policy's groups, for `same-group`.
@@ -452,7 +474,12 @@ pub(super) fn group(policy: &str, group: &str, fam: Fam) -> SetId {
 }
 
 fn needs_family(r: &ir::Rule) -> bool {
-    let pinned = |p: &Peer| matches!(p, Peer::Group(_) | Peer::SameGroup | Peer::Cidr(_));
+    let pinned = |p: &Peer| {
+        matches!(
+            p,
+            Peer::Group(_) | Peer::SameGroup | Peer::Cidr(_) | Peer::Fqdn(_)
+        )
+    };
     pinned(&r.from) || pinned(&r.to) || r.protocol == Some(Protocol::Icmp)
 }
 
@@ -482,9 +509,14 @@ fn peer_match(
             Some(addr(Addrs::Net(*c)))
         }
         Peer::World if dst => Some(Match::NotOif(Ifaces::bridges())),
+        Peer::Fqdn(pattern) if dst => Some(addr(Addrs::Set(SetId::Fqdn {
+            pattern: pattern.clone(),
+            fam,
+        }))),
         Peer::Network(x) if dst => Some(Match::Oif(Ifaces::bridge_of(resolve(x, networks)?))),
-        // Sources are this network's endpoints (see `matches`).
-        Peer::World | Peer::Network(_) | Peer::SameGroup => None,
+        // Sources are this network's endpoints (see `matches`); an fqdn source is refused
+        // when the answer is read.
+        Peer::World | Peer::Network(_) | Peer::SameGroup | Peer::Fqdn(_) => None,
     })
 }
 
@@ -507,7 +539,12 @@ pub fn member_elements(
         for (v6, addr) in [(false, e.ipv4), (true, e.ipv6)] {
             let Some(addr) = addr else { continue };
             let set = group_set(policy, group, v6);
-            out.push(nfset::Element { add, set, addr });
+            out.push(nfset::Element {
+                add,
+                set,
+                addr,
+                timeout: None,
+            });
         }
     }
     out

@@ -76,6 +76,7 @@ pub fn set_name(id: &SetId) -> String {
         SetId::NoiccPorts => names::SET_NOICC_PORTS.into(),
         SetId::Untracked(Fam::V4) => names::SET_UNTRACKED4.into(),
         SetId::Untracked(Fam::V6) => names::SET_UNTRACKED6.into(),
+        SetId::Fqdn { pattern, fam } => names::fqdn_set(pattern, *fam == Fam::V6),
     }
 }
 
@@ -100,6 +101,9 @@ fn set_spec(id: &SetId) -> &'static str {
         },
         SetId::Group { fam: Fam::V4, .. } => "type ipv4_addr;",
         SetId::Group { fam: Fam::V6, .. } => "type ipv6_addr;",
+        // `size`: names::FQDN_SET_SIZE.
+        SetId::Fqdn { fam: Fam::V4, .. } => "type ipv4_addr; flags timeout; size 65536;",
+        SetId::Fqdn { fam: Fam::V6, .. } => "type ipv6_addr; flags timeout; size 65536;",
     }
 }
 

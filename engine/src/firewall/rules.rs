@@ -74,6 +74,17 @@ pub enum SetId {
     /// Per family, each network no policy governs: its bridge and its subnet's ranges but the
     /// gateway ([`Element::BridgeRange`]).
     Untracked(Fam),
+    /// The addresses the DNS server answered for names matching a pattern (an `fqdn` peer),
+    /// per family. Always declared empty: its elements come and go with timeouts, put there
+    /// by the DNS server, never by a ruleset (so a difference never touches them).
+    Fqdn { pattern: String, fam: Fam },
+}
+
+impl SetId {
+    /// Whether the set's elements are not the ruleset's (see [`SetId::Fqdn`]).
+    pub fn is_dynamic(&self) -> bool {
+        matches!(self, SetId::Fqdn { .. })
+    }
 }
 
 /// One element of a set or map.

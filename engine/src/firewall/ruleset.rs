@@ -137,7 +137,7 @@ impl Ruleset {
                 if !s.elements.is_empty() {
                     let _ = writeln!(out, "\t\telements = {{ {} }}", s.elements.join(", "));
                 }
-                out.push_str("\t}\n");
+                let _ = writeln!(out, "\t}}");
             }
             for c in &t.chains {
                 let _ = writeln!(out, "\tchain {} {{", c.name);
@@ -147,9 +147,9 @@ impl Ruleset {
                 for r in &c.rules {
                     let _ = writeln!(out, "\t\t{}", r.text);
                 }
-                out.push_str("\t}\n");
+                let _ = writeln!(out, "\t}}");
             }
-            out.push_str("}\n");
+            let _ = writeln!(out, "}}");
         }
         out
     }
@@ -162,7 +162,8 @@ impl Ruleset {
             for c in &t.chains {
                 fp.insert(key(&c.name), c.rules.len());
             }
-            for s in &t.sets {
+            // A set with timeouts holds what the DNS server put there, not what we declared.
+            for s in t.sets.iter().filter(|s| !s.spec.contains("flags timeout")) {
                 fp.insert(key(&s.name), s.elements.len());
             }
         }

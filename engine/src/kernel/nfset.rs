@@ -5,6 +5,7 @@
 //! Everything else (tables, chains, maps with concatenated keys) stays with `nft`.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
@@ -21,6 +22,7 @@ const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 pub(super) const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
 pub(super) const NFTA_DATA_VALUE: u16 = 1;
 pub(super) const NLA_F_NESTED: u16 = 0x8000;
 pub(super) const NLM_F_REQUEST: u16 = 0x1;
@@ -36,6 +38,9 @@ pub struct Element {
     pub add: bool,
     pub set: String,
     pub addr: IpAddr,
+    /// For a set with timeouts: how long the element stays (adding one that is there
+    /// already sets its timeout afresh).
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +108,10 @@ pub fn batch(table: &str, elements: &[Element]) -> Vec<u8> {
         attr(&mut value, NFTA_DATA_VALUE, &key);
         let mut elem_key = Vec::new();
         attr(&mut elem_key, NFTA_SET_ELEM_KEY | NLA_F_NESTED, &value);
+        if let (Some(t), true) = (e.timeout, e.add) {
+            let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+            attr(&mut elem_key, NFTA_SET_ELEM_TIMEOUT, &ms.to_be_bytes());
+        }
         let mut list = Vec::new();
         attr(&mut list, NFTA_LIST_ELEM | NLA_F_NESTED, &elem_key);
         let mut body = Vec::new();
@@ -273,6 +282,7 @@ mod tests {
                 add: true,
                 set: "g_1_4".into(),
                 addr: "10.1.0.2".parse().unwrap(),
+                timeout: None,
             }],
         );
         // begin (20 bytes), the element message, end (20 bytes)

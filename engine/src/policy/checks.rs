@@ -13,11 +13,13 @@ use wasmnet_policy::ir::{NetworkDecision, Peer};
 use crate::model::Network;
 
 /// Checks one policy's decisions: `governed` are the networks it was asked about, `all` every
-/// network a rule may name. The error reads as the reason of a bad decision.
+/// network a rule may name; `iptables`: the backend cannot enforce `fqdn` peers. The error
+/// reads as the reason of a bad decision.
 pub fn decisions(
     got: &[NetworkDecision],
     governed: &[&Network],
     all: &[&Network],
+    iptables: bool,
 ) -> Result<(), String> {
     let mut seen = HashSet::new();
     for d in got {
@@ -34,13 +36,23 @@ pub fn decisions(
         if !seen.insert(n.id.as_str()) {
             return Err(format!("two decisions for network {:?}", n.name));
         }
-        decision(d, n, all).map_err(|e| format!("network {:?}: {e}", n.name))?;
+        decision(d, n, all, iptables).map_err(|e| format!("network {:?}: {e}", n.name))?;
     }
     Ok(())
 }
 
-fn decision(d: &NetworkDecision, n: &Network, all: &[&Network]) -> Result<(), String> {
+fn decision(
+    d: &NetworkDecision,
+    n: &Network,
+    all: &[&Network],
+    iptables: bool,
+) -> Result<(), String> {
     for (i, r) in d.rules.iter().enumerate() {
+        if let (Peer::Fqdn(p), true) = (&r.to, iptables) {
+            return Err(format!(
+                "rule {i}: `to` is fqdn {p:?}, which needs the nftables backend (this daemon enforces with iptables, which has no address sets)"
+            ));
+        }
         for (field, peer) in [("from", &r.from), ("to", &r.to)] {
             let Peer::Network(x) = peer else { continue };
             if !all.iter().any(|n| &n.id == x || &n.name == x) {
@@ -116,7 +128,10 @@ mod tests {
             rule(Peer::Network(b.id.clone()), Verdict::Accept),
         ];
         d.snat = Some("fd00::9".parse().unwrap());
-        assert_eq!(decisions(&[d, for_net(&b)], &[&a, &b], &[&a, &b]), Ok(()));
+        assert_eq!(
+            decisions(&[d, for_net(&b)], &[&a, &b], &[&a, &b], false),
+            Ok(())
+        );
     }
 
     #[test]
@@ -126,7 +141,7 @@ mod tests {
             net('b', "10.2.0.0/24", false, false),
         );
         let refused = |d: Vec<NetworkDecision>, governed: &[&Network]| {
-            decisions(&d, governed, &[&a, &b]).unwrap_err()
+            decisions(&d, governed, &[&a, &b], false).unwrap_err()
         };
         let mut missing = for_net(&a);
         missing.rules = vec![
@@ -152,5 +167,17 @@ mod tests {
             e.contains("snat fd00::9") && e.contains("no IPv6 subnet"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn fqdn_peers_are_refused_where_iptables_enforces() {
+        let a = net('a', "10.1.0.0/24", false, true);
+        let mut d = for_net(&a);
+        d.rules = vec![rule(Peer::Fqdn("*.example.com".into()), Verdict::Drop)];
+        let nft = decisions(std::slice::from_ref(&d), &[&a], &[&a], false);
+        assert_eq!(nft, Ok(()));
+        let e = decisions(&[d], &[&a], &[&a], true).unwrap_err();
+        assert!(e.contains("rule 0: `to` is fqdn \"*.example.com\""), "{e}");
+        assert!(e.contains("needs the nftables backend"), "{e}");
     }
 }

@@ -85,6 +85,9 @@ pub(crate) struct PolicySet {
     pub loaded: OrdMap<String, Arc<Loaded>>,
     /// The decisions in force per network, and each endpoint's groups.
     pub plan: Plan,
+    /// The iptables backend enforces the plan: it has no address sets with timeouts, so rules
+    /// with `fqdn` peers are refused rather than left matching nothing.
+    pub iptables: bool,
 }
 
 /// A policy that failed when called: which, and how.
@@ -278,7 +281,7 @@ impl PolicySet {
                 .module(policy)
                 .evaluate(&wit)
                 .map_err(|e| self.failure(policy, e))?;
-            checks::decisions(&got, nets, all).map_err(|reason| {
+            checks::decisions(&got, nets, all, self.iptables).map_err(|reason| {
                 let error = wasmnet_policy::PolicyError::BadOutput {
                     function: "evaluate",
                     reason,

@@ -38,6 +38,12 @@ impl State {
         self.generation
     }
 
+    /// Every name pattern the policies in force name (`fqdn` peers), sorted, each once.
+    pub fn fqdn_patterns(&self) -> Vec<String> {
+        let patterns = self.policies.plan.fqdns();
+        patterns.into_iter().map(str::to_string).collect()
+    }
+
     pub(crate) fn policies(&self) -> &PolicySet {
         &self.policies
     }

@@ -37,6 +37,46 @@ pub enum Peer {
     Network(String),
     Cidr(IpNet),
     World,
+    /// A name pattern, lower-case without the final dot: `example.com`, `*.example.com`.
+    Fqdn(String),
+}
+
+/// A DNS name pattern checked and normalised: lower-case, no final dot, labels of letters,
+/// digits, `-` and `_` (1 to 63 bytes, no `-` at either end), at most 253 bytes, and `*.` only
+/// as its first label (then at least one label after it).
+pub fn fqdn_pattern(raw: &str) -> Result<String, String> {
+    let p = raw.strip_suffix('.').unwrap_or(raw).to_ascii_lowercase();
+    let bad = |why: &str| Err(format!("fqdn {:?} {why}", truncated(raw)));
+    if p.is_empty() || p.len() > 253 {
+        return bad("must be 1 to 253 bytes");
+    }
+    let rest = p.strip_prefix("*.").unwrap_or(&p);
+    for label in rest.split('.') {
+        let ok_chars = label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if label.is_empty() || label.len() > 63 || !ok_chars {
+            return bad("is not a DNS name or `*.` and one (labels of letters, digits, - and _)");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return bad("has a label starting or ending with -");
+        }
+    }
+    Ok(p)
+}
+
+/// Whether `name` (any case, with or without the final dot) matches a pattern of
+/// [`fqdn_pattern`]: the name itself, or for `*.d` any name ending in `.d`.
+pub fn fqdn_matches(pattern: &str, name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    match pattern.strip_prefix("*.") {
+        Some(domain) => {
+            name.len() > domain.len() + 1
+                && name.as_bytes()[name.len() - domain.len() - 1] == b'.'
+                && name[name.len() - domain.len()..].eq_ignore_ascii_case(domain)
+        }
+        None => name.eq_ignore_ascii_case(pattern),
+    }
 }
 
 /// Port ranges as text, a single port alone: `80`, `8000{sep}8080`.
@@ -204,6 +244,9 @@ impl OutputLimits {
         if from == Peer::SameGroup {
             return Err("same-group is only meaningful as `to`".into());
         }
+        if matches!(from, Peer::Fqdn(_)) {
+            return Err("fqdn is only meaningful as `to` (egress to a name)".into());
+        }
         Ok(Rule {
             from,
             to,
@@ -221,6 +264,7 @@ impl OutputLimits {
             wit::Peer::World => Peer::World,
             wit::Peer::Group(g) => Peer::Group(self.name("group", &g)?),
             wit::Peer::Network(n) => Peer::Network(self.name("network", &n)?),
+            wit::Peer::Fqdn(p) => Peer::Fqdn(fqdn_pattern(&p)?),
             wit::Peer::Cidr(c) => Peer::Cidr(
                 c.parse::<IpNet>()
                     .map_err(|_| format!("cidr {:?} is not a CIDR", truncated(&c)))?
@@ -326,6 +370,7 @@ impl fmt::Display for Peer {
             Peer::Group(g) => write!(f, "group {g}"),
             Peer::Network(n) => write!(f, "network {n}"),
             Peer::Cidr(c) => write!(f, "{c}"),
+            Peer::Fqdn(p) => write!(f, "fqdn {p}"),
         }
     }
 }
@@ -415,6 +460,40 @@ mod tests {
         assert!(backwards.unwrap_err().contains("backwards"));
         let quote = l.rule(rule(wit::Peer::Group("a\"b".into()), None, vec![]));
         assert!(quote.unwrap_err().contains("quote"));
+    }
+
+    #[test]
+    fn fqdn_patterns_are_checked_and_matched() {
+        assert_eq!(fqdn_pattern("Example.COM.").unwrap(), "example.com");
+        assert_eq!(fqdn_pattern("*.example.com").unwrap(), "*.example.com");
+        for bad in [
+            "", "*", "a.*.com", "a..b", "-a.com", "a b.com", "é.com", "*.", "x.*",
+        ] {
+            assert!(fqdn_pattern(bad).is_err(), "{bad:?}");
+        }
+        assert!(fqdn_pattern(&format!("{}.com", "a".repeat(64))).is_err());
+        assert!(
+            fqdn_pattern(&["a"; 130].join(".")).is_err(),
+            "over 253 bytes"
+        );
+        assert!(fqdn_matches("example.com", "EXAMPLE.com."));
+        assert!(!fqdn_matches("example.com", "www.example.com"));
+        assert!(fqdn_matches("*.example.com", "www.example.com"));
+        assert!(fqdn_matches("*.example.com", "a.b.Example.com."));
+        assert!(!fqdn_matches("*.example.com", "example.com"));
+        assert!(!fqdn_matches("*.example.com", "badexample.com"));
+        assert!(!fqdn_matches("*.example.com", ".example.com"));
+        let l = OutputLimits::default();
+        let from_fqdn = wit::Rule {
+            from: wit::Peer::Fqdn("example.com".into()),
+            ..rule(wit::Peer::Any, None, vec![])
+        };
+        assert!(l
+            .rule(from_fqdn)
+            .unwrap_err()
+            .contains("only meaningful as `to`"));
+        let to = l.rule(rule(wit::Peer::Fqdn("*.Example.com".into()), None, vec![]));
+        assert_eq!(to.unwrap().to_string(), "accept any -> fqdn *.example.com");
     }
 
     #[test]

@@ -11,11 +11,11 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 
-use crate::bindings::{PolicyModule, PolicyModulePre};
 use crate::error::guest_text;
 use crate::ir::{EndpointDecision, NetworkDecision, OutputLimits};
 use crate::limits::StaticLimits;
-use crate::{wit, PolicyError, INTERFACE, VERSION};
+use crate::versions::{Instance, Pre};
+use crate::{wit, PolicyError, INTERFACE, VERSION, VERSIONS};
 
 /// How often the epoch advances: the time limit is enforced to this granularity.
 const TICK: Duration = Duration::from_millis(5);
@@ -113,15 +113,11 @@ impl Runtime {
         let sha256 = hex(&Sha256::digest(bytes));
         let component = self.compile(bytes, &sha256)?;
         let version = self.check_contract(&component)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(PolicyModulePre::new)
-            .map_err(|e| {
-                PolicyError::Invalid(guest_text(format!(
-                    "does not match {INTERFACE}@{VERSION}: {e:#}"
-                )))
-            })?;
+        let pre = Pre::new(&self.linker, &component, &version).map_err(|e| {
+            PolicyError::Invalid(guest_text(format!(
+                "does not match {INTERFACE}@{version}: {e:#}"
+            )))
+        })?;
         Ok(Module {
             pre,
             component,
@@ -227,7 +223,8 @@ impl Runtime {
         }
     }
 
-    /// Names the first import (a policy may have none) or the export that is missing.
+    /// The contract version the component exports (one this host loads); else names the
+    /// first import (a policy may have none) or the export that is missing.
     fn check_contract(&self, c: &Component) -> Result<String, PolicyError> {
         let ty = c.component_type();
         if let Some((name, _)) = ty.imports(&self.engine).next() {
@@ -244,12 +241,17 @@ impl Runtime {
                 .and_then(|v| v.strip_prefix('@'))
                 .map(str::to_string)
         };
-        if c.get_export_index(None, format!("{INTERFACE}@{VERSION}"))
-            .is_none()
-        {
+        // wasmtime finds a semver-compatible export (`0.2.1` for `0.2.0`).
+        let loadable = VERSIONS.iter().any(|v| {
+            c.get_export_index(None, format!("{INTERFACE}@{v}"))
+                .is_some()
+        });
+        if !loadable {
             let found = exports.iter().find_map(|n| ours(n));
             return Err(PolicyError::Invalid(guest_text(match found {
-                Some(v) => format!("exports {INTERFACE}@{v}; this wasmnet loads {INTERFACE}@0.1.x"),
+                Some(v) => format!(
+                    "exports {INTERFACE}@{v}; this wasmnet loads {INTERFACE}@0.2.x and @0.1.x"
+                ),
                 None => {
                     let names: Vec<&str> = exports.iter().map(String::as_str).collect();
                     format!(
@@ -272,15 +274,15 @@ impl Runtime {
 
 /// A loaded policy, ready to call.
 pub struct Module {
-    pre: PolicyModulePre<Host>,
+    pre: Pre<Host>,
     component: Component,
     engine: Engine,
     limits: Limits,
     pub sha256: String,
     pub size: usize,
-    /// The package version the guest was built against (`0.1.0`, `0.1.1`, ...).
+    /// The package version the guest was built against (`0.2.0`, `0.1.1`, ...).
     pub version: String,
-    live: Mutex<Option<(Store<Host>, PolicyModule)>>,
+    live: Mutex<Option<(Store<Host>, Instance)>>,
 }
 
 impl Module {
@@ -288,7 +290,7 @@ impl Module {
     pub fn evaluate(&self, networks: &[wit::Network]) -> Result<Vec<NetworkDecision>, PolicyError> {
         self.answer(
             "evaluate",
-            |s, m| m.wasmnet_policy_policy().call_evaluate(s, networks),
+            |s, m| m.evaluate(s, networks),
             |out, raw| out.networks(raw, networks.len()),
         )
     }
@@ -301,10 +303,7 @@ impl Module {
     ) -> Result<EndpointDecision, PolicyError> {
         self.answer(
             "classify",
-            |s, m| {
-                m.wasmnet_policy_policy()
-                    .call_classify(s, endpoint, network)
-            },
+            |s, m| m.classify(s, endpoint, network),
             |out, raw| out.endpoint(raw, endpoint.ports.len()),
         )
     }
@@ -314,7 +313,7 @@ impl Module {
     fn answer<R, T>(
         &self,
         function: &'static str,
-        call: impl Fn(&mut Store<Host>, &PolicyModule) -> wasmtime::Result<Result<R, String>>,
+        call: impl Fn(&mut Store<Host>, &Instance) -> wasmtime::Result<Result<R, String>>,
         check: impl FnOnce(&OutputLimits, R) -> Result<T, String>,
     ) -> Result<T, PolicyError> {
         let raw = self
@@ -362,7 +361,7 @@ impl Module {
     fn call<R>(
         &self,
         function: &'static str,
-        f: impl Fn(&mut Store<Host>, &PolicyModule) -> wasmtime::Result<R>,
+        f: impl Fn(&mut Store<Host>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         let reused = live.is_some();
@@ -374,9 +373,9 @@ impl Module {
 
     fn call_once<R>(
         &self,
-        live: &mut Option<(Store<Host>, PolicyModule)>,
+        live: &mut Option<(Store<Host>, Instance)>,
         function: &'static str,
-        f: &impl Fn(&mut Store<Host>, &PolicyModule) -> wasmtime::Result<R>,
+        f: &impl Fn(&mut Store<Host>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
         match live {
             Some((store, _)) => store.set_epoch_deadline(self.ticks()),
@@ -397,7 +396,7 @@ impl Module {
     }
 
     /// A fresh store and instance (what the first call, and every call after a failure, pays).
-    fn instantiate(&self) -> wasmtime::Result<(Store<Host>, PolicyModule)> {
+    fn instantiate(&self) -> wasmtime::Result<(Store<Host>, Instance)> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory)
             .memories(4)

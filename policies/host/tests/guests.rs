@@ -56,7 +56,7 @@ fn endpoint(labels: Vec<wit::Label>, ports: Vec<wit::PublishedPort>) -> wit::End
 fn shipped_policies_load_and_decide() {
     let rt = runtime();
     let docker = rt.load(&wasm("docker-default")).unwrap();
-    assert_eq!(docker.version, "0.1.0");
+    assert_eq!(docker.version, "0.2.0");
     let d = docker.evaluate(&[network()]).unwrap();
     assert_eq!(d[0].default_internal, Some(Verdict::Accept));
     assert_eq!(d[0].masquerade, Some(true));
@@ -89,6 +89,47 @@ fn a_newer_minor_version_loads() {
     assert_eq!(e.groups, ["tier=db"]);
 }
 
+#[test]
+fn a_guest_built_against_0_1_0_loads_and_decides_as_before() {
+    let m = runtime().load(&wasm("testdata/v0-1-egress")).unwrap();
+    assert_eq!(m.version, "0.1.0");
+    let mut n = network();
+    n.labels = vec![label("wasmnet.egress-allow", "192.0.2.0/24")];
+    let d = m.evaluate(&[n]).unwrap();
+    let rules: Vec<String> = d[0].rules.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        rules,
+        [
+            "accept any -> any udp/53",
+            "accept any -> any tcp/53",
+            "accept any -> 192.0.2.0/24"
+        ]
+    );
+    assert_eq!(d[0].default_egress, Some(Verdict::Drop));
+    let e = m.classify(&endpoint(vec![], vec![]), &network()).unwrap();
+    assert!(e.groups.is_empty());
+}
+
+#[test]
+fn fqdn_egress_decides_names_and_bad_patterns_are_refused() {
+    let m = runtime().load(&wasm("fqdn-egress")).unwrap();
+    let mut n = network();
+    n.labels = vec![label("wasmnet.egress-fqdn", "*.Example.com, api.test")];
+    let d = m.evaluate(&[n]).unwrap();
+    let rules: Vec<String> = d[0].rules.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        rules,
+        [
+            "accept any -> fqdn *.example.com",
+            "accept any -> fqdn api.test"
+        ]
+    );
+    let mut bad = network();
+    bad.labels = vec![label("wasmnet.egress-fqdn", "a.*.test")];
+    let err = m.evaluate(&[bad]).unwrap_err().to_string();
+    assert!(err.contains("a.*.test") && err.contains("front"), "{err}");
+}
+
 fn invalid(name: &str) -> String {
     match runtime().load(&wasm(name)) {
         Err(PolicyError::Invalid(m)) => m,
@@ -99,7 +140,12 @@ fn invalid(name: &str) -> String {
 
 #[test]
 fn wrong_modules_are_refused_naming_why() {
-    assert!(invalid("testdata/wrong-version").contains("wasmnet:policy/policy@0.2.0"));
+    let other = invalid("testdata/wrong-version");
+    assert!(other.contains("wasmnet:policy/policy@0.3.0"), "{other}");
+    assert!(
+        other.contains("loads wasmnet:policy/policy@0.2.x and @0.1.x"),
+        "{other}"
+    );
     assert!(invalid("testdata/wrong-interface").contains("other:thing/policy@0.1.0"));
     assert!(invalid("testdata/wasi-import").contains("imports wasi:random/random@0.2"));
     assert!(invalid("testdata/other-import").contains("imports evil:net/socket@0.1.0"));

@@ -47,7 +47,7 @@ fn committed_components_match_their_sources() {
     assert!(status.success(), "policies/build.sh failed");
     let committed = root.join("policies/dist");
     let want = files(&committed);
-    assert_eq!(want.len(), 22, "5 policies and 17 test guests: {want:?}");
+    assert_eq!(want.len(), 24, "6 policies and 18 test guests: {want:?}");
     for f in want {
         let rel = f.strip_prefix(&committed).unwrap();
         let built = std::fs::read(out.join(rel)).unwrap();

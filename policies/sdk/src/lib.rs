@@ -1,6 +1,6 @@
 //! Write wasmnet policies in Rust.
 //!
-//! A policy is a WebAssembly component exporting `wasmnet:policy/policy@0.1.0` (see
+//! A policy is a WebAssembly component exporting `wasmnet:policy/policy@0.2.0` (see
 //! `policies/wit/policy.wit`). This crate holds the bindings for that contract, re-exports its
 //! types at the root, and adds a few helpers so a policy is a handful of lines:
 //!
@@ -70,7 +70,7 @@ pub use exports::wasmnet::policy::policy::{
 };
 
 /// The WIT package this SDK implements.
-pub const WIT_PACKAGE: &str = "wasmnet:policy@0.1.0";
+pub const WIT_PACKAGE: &str = "wasmnet:policy@0.2.0";
 
 /// The value of the first label named `key`, if any.
 pub fn label<'a>(labels: &'a [Label], key: &str) -> Option<&'a str> {
@@ -225,6 +225,12 @@ impl Peer {
     /// Every endpoint of a network, by id or name.
     pub fn network(id_or_name: impl Into<String>) -> Self {
         Peer::Network(id_or_name.into())
+    }
+
+    /// As `to`: the addresses wasmnet's DNS server answered for names matching `pattern`
+    /// (`example.com`, or `*.example.com` for the names below it).
+    pub fn fqdn(pattern: impl Into<String>) -> Self {
+        Peer::Fqdn(pattern.into())
     }
 }
 

@@ -55,7 +55,7 @@ pub async fn list(State(s): State<AppState>) -> Json<PolicyList> {
 }
 
 /// Upload a policy: the body is the component's bytes (`Content-Type: application/wasm`). It
-/// is compiled, checked (exports `wasmnet:policy/policy@0.1.x`, imports nothing) and evaluated
+/// is compiled, checked (exports `wasmnet:policy/policy@0.2.x` or `@0.1.x`, imports nothing) and evaluated
 /// against the current state within its limits before anything is stored.
 #[utoipa::path(post, path = "/v1/policies", tag = "policies", params(UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/wasm"),

@@ -2,7 +2,7 @@
 
 wit_bindgen::generate!({
     world: "test:other-import/policy-module",
-    path: ["../../wit", "../wit-other-import"],
+    path: ["../../wit-0.1.0", "../wit-other-import"],
     generate_all,
 });
 

@@ -2,7 +2,7 @@
 
 wit_bindgen::generate!({
     world: "test:wasi-import/policy-module",
-    path: ["../../wit", "../wit-wasi-import"],
+    path: ["../../wit-0.1.0", "../wit-wasi-import"],
     generate_all,
 });
 

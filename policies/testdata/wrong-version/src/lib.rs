@@ -1,8 +1,8 @@
-//! Test guest: the right functions under another major version (`wasmnet:policy/policy@0.2.0`).
+//! Test guest: the right functions under another major version (`wasmnet:policy/policy@0.3.0`).
 
 wit_bindgen::generate!({
     world: "policy-module",
-    path: "../wit-0.2.0",
+    path: "../wit-0.3.0",
 });
 
 use exports::wasmnet::policy::policy::{
