@@ -290,6 +290,9 @@ async fn egress_by_name_follows_the_answers_and_their_ttl() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
+    // Asked again, allowed again (written afresh, not taken as still there).
+    assert_eq!(dig(&a, gw, &["api.allowed.test"]).1, ["203.0.113.77"]);
+    assert!(reaches(&a, "203.0.113.77"), "resolved again");
     // A guest built against wasmnet:policy@0.1.0 loads and enforces as before.
     let old = common::policy::upload(&c, "old", "testdata/v0-1-egress")
         .await

@@ -141,12 +141,9 @@ impl Handler {
         }
     }
 
-    /// A forwarded answer's addresses, for the name patterns its question matches (nothing
-    /// to do when no policy names one). A failure is logged: the answer still goes out, and
-    /// the traffic it would have allowed stays dropped.
+    /// A forwarded answer's addresses, for the name patterns its question matches.
     fn learn(&self, answer: &Message) {
-        let patterns = self.shared.patterns();
-        let Some(q) = answer.queries.first().filter(|_| !patterns.is_empty()) else {
+        let Some(q) = answer.queries.first() else {
             return;
         };
         let addrs: Vec<(IpAddr, u32)> = answer
@@ -158,12 +155,7 @@ impl Handler {
                 _ => None,
             })
             .collect();
-        let qname = q.name().to_ascii();
-        let ttl = self.shared.fqdn_ttl;
-        let elements = wasmnet_engine::fqdn::elements(&patterns, &qname, &addrs, ttl);
-        if let Err(e) = self.shared.engine.learn_fqdn(&elements) {
-            tracing::warn!("{qname}: {e}");
-        }
+        self.shared.learn(&q.name().to_ascii(), &addrs);
     }
 
     async fn forwarded(&self, request: &Request) -> Option<Message> {

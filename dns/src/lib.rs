@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use wasmnet_engine::directory::Directory;
-use wasmnet_engine::fqdn::TtlBounds;
+use wasmnet_engine::fqdn::{Pattern, Recent, TtlBounds};
 use wasmnet_engine::state::State;
 use wasmnet_engine::Engine;
 
@@ -56,14 +56,17 @@ impl Default for DnsConfig {
 struct Derived {
     directory: Arc<Directory>,
     /// The policies' name patterns (`fqdn` peers).
-    patterns: Arc<[String]>,
+    patterns: Vec<Pattern>,
+    /// What was put in their sets lately (new with each state: a set made since is empty).
+    recent: std::sync::Mutex<Recent>,
 }
 
 impl Derived {
     fn of(state: &State) -> Derived {
         Derived {
             directory: Arc::new(Directory::build(state)),
-            patterns: state.fqdn_patterns().into(),
+            patterns: state.fqdn_patterns(),
+            recent: Default::default(),
         }
     }
 }
@@ -110,9 +113,26 @@ impl Shared {
         self.derived().directory.clone()
     }
 
-    /// The policies' name patterns in force.
-    pub(crate) fn patterns(&self) -> Arc<[String]> {
-        self.derived().patterns.clone()
+    /// Puts the addresses of an answer to `qname` in the sets of the patterns it matches
+    /// (those not written lately); a failure is logged: the answer still goes out, and the
+    /// traffic it would have allowed stays dropped.
+    pub(crate) fn learn(&self, qname: &str, addrs: &[(std::net::IpAddr, u32)]) {
+        let derived = self.derived();
+        if derived.patterns.is_empty() || addrs.is_empty() {
+            return;
+        }
+        let patterns = &derived.patterns;
+        let learned = wasmnet_engine::fqdn::learned(patterns, qname, addrs, self.fqdn_ttl);
+        if learned.is_empty() {
+            return;
+        }
+        let epoch = self.engine.firewall_replacements();
+        let now = std::time::Instant::now();
+        let mut recent = derived.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let due = recent.due(epoch, patterns, &learned, now);
+        if let Err(e) = self.engine.learn_fqdn(&due) {
+            tracing::warn!("{qname}: {e}");
+        }
     }
 }
 

@@ -161,6 +161,12 @@ impl Engine {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// How many times the firewall's tables were replaced whole (the name patterns' sets with
+    /// them): what the DNS server wrote before such a count is gone.
+    pub fn firewall_replacements(&self) -> u64 {
+        self.firewall.replacements()
+    }
+
     /// Puts addresses the DNS server answered into the name patterns' sets (`fqdn::elements`
     /// says which). Blocks for one netlink transaction (microseconds): the server calls it
     /// before it replies, so the client's first packet already finds its address.

@@ -117,6 +117,10 @@ pub trait Firewall: Send + Sync {
             std::io::Error::other("this backend has no address sets with timeouts"),
         ))
     }
+    /// How many times the tables were replaced whole (which empties the name patterns' sets).
+    fn replacements(&self) -> u64 {
+        0
+    }
     /// Re-asserts wasmnet's rules if someone else changed them; true when it had to.
     fn reassert(&self, desired: &Desired) -> Result<bool, FirewallError>;
     /// How often the watcher calls `reassert`.

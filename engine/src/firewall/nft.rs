@@ -29,6 +29,8 @@ pub struct Nft {
     viewed: std::sync::Mutex<Option<std::time::Instant>>,
     /// Transactions of ours committed so far (each moves the generation by one).
     ours: std::sync::atomic::AtomicU32,
+    /// Whole-table replacements so far (see `Firewall::replacements`).
+    replaced: std::sync::atomic::AtomicU64,
 }
 
 /// How long after a page showed counters the watcher keeps listing every second.
@@ -47,6 +49,7 @@ impl Nft {
             checked: Default::default(),
             viewed: Default::default(),
             ours: Default::default(),
+            replaced: Default::default(),
         }
     }
 
@@ -58,6 +61,8 @@ impl Nft {
         self.forget_check();
         let before = crate::kernel::nfset::generation().ok();
         let done = self.run("ruleset", &ruleset.render());
+        // Counted once done: what was learned while it ran is gone with the old sets.
+        self.replaced.fetch_add(1, Ordering::Relaxed);
         let after = crate::kernel::nfset::generation().ok();
         if done.is_ok() {
             if let (Some(b), Some(a)) = (before, after) {
@@ -270,6 +275,10 @@ impl Firewall for Nft {
             }
             None => self.run("group addition", &render_nft::growth(growth)),
         })
+    }
+
+    fn replacements(&self) -> u64 {
+        self.replaced.load(Ordering::Relaxed)
     }
 
     fn learn(&self, elements: &[crate::kernel::nfset::Element]) -> Result<(), FirewallError> {

@@ -39,9 +39,12 @@ impl State {
     }
 
     /// Every name pattern the policies in force name (`fqdn` peers), sorted, each once.
-    pub fn fqdn_patterns(&self) -> Vec<String> {
+    pub fn fqdn_patterns(&self) -> Vec<crate::fqdn::Pattern> {
         let patterns = self.policies.plan.fqdns();
-        patterns.into_iter().map(str::to_string).collect()
+        patterns
+            .into_iter()
+            .map(crate::fqdn::Pattern::new)
+            .collect()
     }
 
     pub(crate) fn policies(&self) -> &PolicySet {
