@@ -98,6 +98,37 @@ async fn names_resolve_on_their_networks_only_and_follow_connects() {
         .await
         .unwrap();
     assert_eq!(dig(&web, gw, &["db"]).0, "SERVFAIL");
+    // A name DNS cannot carry is stored, not published, and the endpoint says so.
+    let (_odd, odd) = sandbox_on(&c, "odd", "a", &["bad-"]).await;
+    let warned = |e: &Value| e["warnings"].as_array().cloned().unwrap_or_default();
+    let warnings = warned(&odd);
+    assert_eq!(warnings.len(), 1, "{odd}");
+    let w = warnings[0].as_str().unwrap();
+    assert!(
+        w.contains("alias \"bad-\"") && w.contains("not published"),
+        "{w}"
+    );
+    let again = c
+        .get(&format!("/v1/endpoints/{}", s(&odd["id"])))
+        .await
+        .unwrap();
+    assert_eq!(warned(&again), warnings);
+    let listed = c.get("/v1/endpoints?network=a").await.unwrap();
+    let items = listed["items"].as_array().unwrap();
+    let of = |name: &str| {
+        items
+            .iter()
+            .find(|e| e["sandbox_name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(warned(&of("odd")), warnings);
+    assert!(of("web").get("warnings").is_none(), "none: left out");
+    assert_eq!(
+        dig(&web, gw, &["odd"]).1,
+        vec![s(&odd["ipv4"])],
+        "the sandbox's own name is fine"
+    );
 }
 
 fn s(v: &Value) -> String {

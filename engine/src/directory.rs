@@ -223,6 +223,19 @@ impl Directory {
     }
 }
 
+/// An endpoint's names that are stored but not published in DNS, each with why (what its
+/// API object's `warnings` say).
+pub fn name_warnings(e: &Endpoint) -> Vec<String> {
+    let given = std::iter::once((&e.sandbox_name, "sandbox name"))
+        .chain(e.aliases.iter().map(|a| (a, "alias")));
+    given
+        .filter_map(|(name, kind)| {
+            let problem = dns_name_problem(name)?;
+            Some(format!("{kind} {problem}: stored, not published in DNS"))
+        })
+        .collect()
+}
+
 /// Why `name` cannot be published in DNS, if it cannot: labels of 1 to 63 letters, digits,
 /// `-` or `_` (not starting or ending with `-`), 253 characters in all.
 pub fn dns_name_problem(name: &str) -> Option<String> {
