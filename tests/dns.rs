@@ -280,7 +280,9 @@ async fn egress_by_name_follows_the_answers_and_their_ttl() {
     let server = Server::start_in(host, &flags);
     let c = server.client();
     let labels = json!({"wasmnet.egress-fqdn": "*.allowed.test"});
-    let body = json!({"name": "named", "ipv4": {"subnet": "10.53.8.0/24"}, "labels": labels});
+    // dns_redirect: a resolver the sandbox names itself is answered by wasmnet's server.
+    let options = json!({"dns_redirect": "true"});
+    let body = json!({"name": "named", "ipv4": {"subnet": "10.53.8.0/24"}, "labels": labels, "options": options});
     make(&c, "/v1/networks", body).await;
     let labels = json!({"wasmnet.egress-allow": "203.0.113.88/32"});
     let body = json!({"name": "old", "ipv4": {"subnet": "10.53.9.0/24"}, "labels": labels});
@@ -314,6 +316,16 @@ async fn egress_by_name_follows_the_answers_and_their_ttl() {
         ],
     );
     assert!(set.contains("203.0.113.77 timeout 3s"), "{set}");
+    // Asked of a resolver that does not exist: redirected to the gateway, answered there.
+    assert_eq!(
+        dig(&a, "198.51.100.53", &["redirected.allowed.test"]).1,
+        ["203.0.113.77"]
+    );
+    assert_eq!(
+        dig(&b, "198.51.100.53", &["x.allowed.test"]).0,
+        "no answer",
+        "not redirected"
+    );
     // Gone after the TTL (3 s, and the kernel's garbage collection).
     let t0 = Instant::now();
     while reaches(&a, "203.0.113.77") {

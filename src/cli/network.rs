@@ -69,7 +69,7 @@ pub struct NetworkCreateArgs {
     /// KEY=VALUE; repeatable.
     #[arg(long)]
     label: Vec<String>,
-    /// Driver option KEY=VALUE (mtu, icc, masquerade, dns, dns_forward); repeatable.
+    /// Driver option KEY=VALUE (mtu, icc, masquerade, dns, dns_forward, dns_redirect); repeatable.
     #[arg(long, short = 'o')]
     opt: Vec<String>,
 }

@@ -234,7 +234,8 @@ fn add_nat_chains(t: &mut Table, networks: &[&Network], plan: &Plan) {
             Verdict::Jump(ChainId::Publish),
         )]
     };
-    t.chain(ChainId::Prerouting, publish());
+    let pre = networks.iter().flat_map(|n| dns_redirect(n));
+    t.chain(ChainId::Prerouting, pre.chain(publish()).collect());
     t.chain(ChainId::Output, publish());
     let dnat = |fam: Fam, on: bool| {
         Rule::uncounted(vec![], Verdict::DnatMap(SetId::Ports { fam, on })).pinned(Some(fam))
@@ -289,6 +290,33 @@ fn add_nat_chains(t: &mut Table, networks: &[&Network], plan: &Plan) {
         );
     }
     t.chain(ChainId::Postrouting, post);
+}
+
+/// With `dns_redirect`, DNS from the network's sandboxes to anyone goes to its gateway's
+/// server (to the gateway itself too: the same address, one rule instead of two).
+fn dns_redirect(n: &Network) -> Vec<Rule> {
+    let o = n.options.typed();
+    if !(o.dns && o.dns_redirect) {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    for gw in n.gateways() {
+        for proto in [
+            wasmnet_policy::ir::Protocol::Udp,
+            wasmnet_policy::ir::Protocol::Tcp,
+        ] {
+            let m = vec![
+                Match::Iif(Ifaces::bridge_of(&n.id)),
+                Match::Proto {
+                    proto,
+                    ports: vec![(53, 53)],
+                },
+            ];
+            let to = std::net::SocketAddr::new(gw, 53);
+            out.push(Rule::counted(m, Verdict::Dnat(to)).pinned(Some(Fam::of(gw))));
+        }
+    }
+    out
 }
 
 /// A policy's SNAT for a network's subnet of the address's family.
@@ -428,6 +456,40 @@ mod tests {
         assert_eq!(
             r("fd00::/64", "fd00::1"),
             ["fd00::-fd00::", "fd00::2-fd00::ffff:ffff:ffff:ffff"]
+        );
+    }
+
+    #[test]
+    fn dns_redirect_sends_a_networks_dns_to_its_gateway() {
+        let mut a = net('a', "10.1.0.0/24", false, true);
+        let b = net('b', "10.2.0.0/24", false, true);
+        let opts = [("dns_redirect".to_string(), "true".to_string())].into();
+        a.options = crate::model::Options::parse(opts).unwrap();
+        let nft = compile(&[&a, &b], &[], &[], &Plan::default()).render();
+        let br = crate::names::bridge_name(&a.id);
+        for proto in ["udp", "tcp"] {
+            let line = format!("iifname \"{br}\" {proto} dport 53 counter dnat ip to 10.1.0.1:53");
+            assert!(nft.contains(&line), "{nft}");
+        }
+        assert_eq!(
+            nft.matches("dport 53 counter dnat").count(),
+            2,
+            "b is not redirected"
+        );
+        let d = crate::firewall::Desired {
+            networks: vec![std::sync::Arc::new(a)],
+            ..Default::default()
+        };
+        let rules = crate::firewall::lower(&d);
+        let ipt = crate::firewall::iptables::table_script(
+            crate::firewall::render_iptables::IptTable::Nat,
+            &rules,
+            false,
+            false,
+        );
+        assert!(
+            ipt.contains("--dport 53") && ipt.contains("-j DNAT --to-destination 10.1.0.1:53"),
+            "{ipt}"
         );
     }
 

@@ -374,7 +374,9 @@ fn lone_network(before: &Desired, after: &Desired) -> Option<String> {
         .filter(|n| !known.contains(n.id.as_str()));
     let n = extra.next()?;
     let in_use = |d: &Desired| d.endpoints.iter().any(|e| e.network_id == n.id);
-    if extra.next().is_some() || in_use(before) || in_use(after) {
+    // A DNS redirect is a rule in prerouting, which other networks' redirects share.
+    let shares_a_chain = n.options.typed().dns_redirect;
+    if extra.next().is_some() || in_use(before) || in_use(after) || shares_a_chain {
         return None;
     }
     let alone = |with: bool| Desired {

@@ -382,6 +382,7 @@ fn target(v: &Verdict) -> Option<String> {
         Verdict::Return => "-j RETURN".into(),
         Verdict::Masquerade => "-j MASQUERADE".into(),
         Verdict::Snat(to) => format!("-j SNAT --to-source {to}"),
+        Verdict::Dnat(to) => format!("-j DNAT --to-destination {to}"),
         Verdict::Jump(id) => format!("-j {}", named(id)?),
         Verdict::Notrack => "-j CT --notrack".into(),
         Verdict::DispatchIif(_) | Verdict::DnatMap(_) => return None,

@@ -260,6 +260,7 @@ fn verdict_text(v: &Verdict, fam: Fam) -> String {
         Verdict::DispatchIif(map) => format!("iifname vmap @{}", set_name(map)),
         Verdict::Masquerade => "masquerade".into(),
         Verdict::Snat(to) => format!("snat {} to {to}", ip(Fam::of(*to))),
+        Verdict::Dnat(to) => format!("dnat {} to {to}", ip(Fam::of(to.ip()))),
         Verdict::DnatMap(map) => {
             let on = matches!(map, SetId::Ports { on: true, .. });
             let key = if on {

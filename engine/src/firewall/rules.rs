@@ -249,6 +249,8 @@ pub enum Verdict {
     DispatchIif(SetId),
     Masquerade,
     Snat(IpAddr),
+    /// DNAT to one address and port.
+    Dnat(std::net::SocketAddr),
     /// DNAT to the map's target for the packet's protocol and destination port (and address,
     /// for a map keyed `on` one).
     DnatMap(SetId),

@@ -27,6 +27,10 @@ pub struct NetworkOptions {
     /// `dns_forward`: whether names it does not serve are forwarded upstream (default: yes,
     /// but not on internal networks, which reach nothing outside).
     pub dns_forward: Option<bool>,
+    /// `dns_redirect`: DNS (udp and tcp port 53) from the network's sandboxes to any address
+    /// goes to its gateway's server instead (default false), so a resolver a sandbox names
+    /// itself still answers through wasmnet — and feeds the policies' `fqdn` sets.
+    pub dns_redirect: bool,
 }
 
 impl Default for NetworkOptions {
@@ -38,6 +42,7 @@ impl Default for NetworkOptions {
             vni: None,
             dns: true,
             dns_forward: None,
+            dns_redirect: false,
         }
     }
 }
@@ -150,6 +155,9 @@ mod tests {
                 ..NetworkOptions::default()
             }
         );
+        let redirect = Options::parse(map(&[("dns_redirect", "true")])).unwrap();
+        assert!(redirect.typed().dns_redirect && !NetworkOptions::default().dns_redirect);
+        assert!(Options::parse(map(&[("dns_redirect", "yes")])).is_err());
         let dns = Options::parse(map(&[("dns", "false"), ("dns_forward", "true")])).unwrap();
         assert_eq!(
             (dns.typed().dns, dns.typed().dns_forward),

@@ -108,7 +108,7 @@ pub fn validate_options(options: &Labels) -> Result<NetworkOptions> {
                     ))
                 }
             },
-            "icc" | "masquerade" | "dns" | "dns_forward" => {
+            "icc" | "masquerade" | "dns" | "dns_forward" | "dns_redirect" => {
                 let on = match value.as_str() {
                     "true" => true,
                     "false" => false,
@@ -123,6 +123,7 @@ pub fn validate_options(options: &Labels) -> Result<NetworkOptions> {
                     "icc" => parsed.icc = on,
                     "dns" => parsed.dns = on,
                     "dns_forward" => parsed.dns_forward = Some(on),
+                    "dns_redirect" => parsed.dns_redirect = on,
                     _ => parsed.masquerade = on,
                 }
             }
@@ -131,7 +132,7 @@ pub fn validate_options(options: &Labels) -> Result<NetworkOptions> {
             "altname" => validate_interface(&field, value)?,
             _ => return Err(Error::invalid(
                 field,
-                "unknown option (supported: mtu, icc, masquerade, vni, altname, dns, dns_forward)",
+                "unknown option (supported: mtu, icc, masquerade, vni, altname, dns, dns_forward, dns_redirect)",
             )),
         }
     }
