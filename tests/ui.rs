@@ -540,7 +540,7 @@ fn upload_preview_attach_detach_and_delete_a_policy() {
     assert!(
         page.contains("<h1>Policy isolation</h1>")
             && page.contains("tiers apart")
-            && page.contains("wasmnet:policy@0.1")
+            && page.contains("wasmnet:policy@0.2")
             && page.contains(&format!("({} bytes)", wasm.len()))
             && page.contains("Not attached"),
         "{page}"
