@@ -287,6 +287,7 @@ async fn malformed_and_oversized_bodies() {
         "/v1/networks",
         "/v1/sandboxes",
         "/v1/endpoints",
+        "/v1/services",
         "/v1/networks/prune",
     ];
     let bodies: [&[u8]; 6] = [
@@ -797,6 +798,10 @@ async fn openapi_documents_every_route() {
         "GET /v1/endpoints/{id}",
         "DELETE /v1/endpoints/{id}",
         "PATCH /v1/endpoints/{id}",
+        "GET /v1/services",
+        "POST /v1/services",
+        "GET /v1/services/{id}",
+        "DELETE /v1/services/{id}",
         "GET /v1/policies",
         "POST /v1/policies",
         "GET /v1/policies/{id}",
@@ -844,6 +849,9 @@ async fn events_stream_every_change() {
         json!({"network": "ev", "sandbox": "s"}),
     )
     .await;
+    let svc = json!({"name": "web", "network": "ev", "ports": [{"port": 80}]});
+    post(&c, "/v1/services", svc).await;
+    delete(&c, "/v1/services/web").await;
     delete(&c, &format!("/v1/endpoints/{}", e["id"].as_str().unwrap())).await;
     delete(&c, "/v1/sandboxes/s").await;
     delete(&c, "/v1/networks/ev").await;
@@ -851,6 +859,8 @@ async fn events_stream_every_change() {
         "network.create",
         "sandbox.create",
         "endpoint.connect",
+        "service.create",
+        "service.delete",
         "endpoint.disconnect",
         "sandbox.delete",
         "network.delete",

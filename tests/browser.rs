@@ -109,7 +109,13 @@ async fn body(c: &Client) -> Result<String, Box<dyn std::error::Error>> {
     Err(last.expect("tried").into())
 }
 
-async fn flows(c: &Client, base: &str, token: &str, shots: &Path) -> Step {
+async fn flows(
+    c: &Client,
+    api: &wasmnet_web::client::Client,
+    base: &str,
+    token: &str,
+    shots: &Path,
+) -> Step {
     c.goto(&format!("{base}/")).await?;
     on_page(c, "the login page (not logged in yet)", |p| p == "/login").await?;
     shot(c, shots, "login").await?;
@@ -151,6 +157,23 @@ async fn flows(c: &Client, base: &str, token: &str, shots: &Path) -> Step {
         "{text}"
     );
     shot(c, shots, "sandbox").await?;
+
+    // A service in front of it (made over the API: the dashboard shows and deletes them).
+    let shop = json!({"name": "shop", "network": "web", "ports": [{"port": 80}]});
+    api.post("/v1/services", &shop).await?;
+    c.goto(&format!("{base}/services")).await?;
+    assert!(body(c).await?.contains("80→80/tcp"));
+    click_nav(c, Locator::LinkText("shop")).await?;
+    on_page(c, "the service's page", |p| p.starts_with("/services/")).await?;
+    let text = body(c).await?;
+    assert!(
+        text.contains("1 backends") && text.contains("box"),
+        "{text}"
+    );
+    shot(c, shots, "service").await?;
+    submit(c, "form[action$='/delete']").await?;
+    on_page(c, "the service list", |p| p == "/services").await?;
+    assert!(!body(c).await?.contains("shop"));
 
     // It is in the topology (the picture loads) and in the ruleset.
     c.goto(&format!("{base}/topology")).await?;
@@ -299,6 +322,7 @@ fn dashboard_flows_in_headless_chromium() {
             .unwrap(),
     );
     let (base, token) = (server.url.clone(), server.token.clone());
+    let api = server.client();
     let result = in_netns(server.host.netns_path(), move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -338,7 +362,7 @@ fn dashboard_flows_in_headless_chromium() {
                 }
             }
             let c = client.expect("chromedriver answers within 10 s");
-            let outcome = flows(&c, &base, &token, &shots)
+            let outcome = flows(&c, &api, &base, &token, &shots)
                 .await
                 .map_err(|e| e.to_string());
             if outcome.is_err() {

@@ -328,3 +328,74 @@ fn policies_from_the_command_line() {
     assert_eq!(ok(&server, &["policy", "rm", "tiers"]).trim(), "tiers");
     assert_eq!(ok(&server, &["policy", "ls", "-q"]), "");
 }
+
+#[test]
+fn service_verbs() {
+    let server = Server::start(&[]);
+    ok(
+        &server,
+        &["network", "create", "front", "--subnet", "10.78.0.0/24"],
+    );
+    ok(&server, &["sandbox", "create", "web1"]);
+    ok(
+        &server,
+        &["network", "connect", "front", "web1", "--label", "app=web"],
+    );
+    let id = ok(
+        &server,
+        &[
+            "service",
+            "create",
+            "shop",
+            "--network",
+            "front",
+            "--port",
+            "80:8080",
+            "--port",
+            "53/udp",
+            "--selector",
+            "app=web",
+        ],
+    );
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let table = ok(&server, &["service", "ls"]);
+    let row = table.lines().find(|l| l.contains("shop")).expect("a row");
+    for want in ["front", "10.78.0.3", "80->8080/tcp", "53/udp"] {
+        assert!(row.contains(want), "{want:?} in {row:?}\n{table}");
+    }
+    assert!(row.trim_end().ends_with(" 1"), "one backend: {row:?}");
+    let inspect = json(&ok(
+        &server,
+        &["--format", "json", "service", "inspect", "shop"],
+    ));
+    assert_eq!(inspect[0]["backends"][0]["sandbox"], "web1", "{inspect}");
+    assert_eq!(inspect[0]["ports"][1]["protocol"], "udp");
+    let err = fails(
+        &server,
+        &[
+            "service",
+            "create",
+            "bad",
+            "--network",
+            "front",
+            "--port",
+            "80:x",
+        ],
+    );
+    assert!(err.contains("80:x"), "{err}");
+    let err = fails(
+        &server,
+        &[
+            "service",
+            "create",
+            "shop",
+            "--network",
+            "front",
+            "--port",
+            "81",
+        ],
+    );
+    assert!(err.contains("already in use"), "{err}");
+    ok(&server, &["service", "rm", "shop"]);
+    assert!(!ok(&server, &["service", "ls"]).contains("shop"));
+}

@@ -156,6 +156,8 @@ fn nothing_without_logging_in_and_strict_headers() {
         "/",
         "/networks",
         "/sandboxes",
+        "/services",
+        "/services/x",
         "/topology",
         "/topology.svg",
         "/ruleset",
@@ -749,4 +751,66 @@ fn upload_preview_attach_detach_and_delete_a_policy() {
         .body
         .contains("No policy governs this network"));
     assert_eq!(http(&server, "GET", &pol_url, s, &[]).status, 404);
+}
+
+/// The services pages: the list with the virtual address and backend count, a service's page
+/// with its backends, and its delete button (CSRF-checked).
+#[test]
+fn services_pages_show_backends_and_delete() {
+    let server = Server::start(&[]);
+    let (session, csrf) = login(&server);
+    let s = Some(session.as_str());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = server.client();
+    let svc = rt.block_on(async {
+        let net = serde_json::json!({"name": "front", "ipv4": {"subnet": "10.77.0.0/24"}});
+        c.post("/v1/networks", &net).await.unwrap();
+        c.post("/v1/sandboxes", &serde_json::json!({"name": "web1"}))
+            .await
+            .unwrap();
+        let e =
+            serde_json::json!({"network": "front", "sandbox": "web1", "labels": {"app": "web"}});
+        c.post("/v1/endpoints", &e).await.unwrap();
+        let body = serde_json::json!({"name": "shop", "network": "front",
+            "selector": {"app": "web"}, "ports": [{"port": 80, "target_port": 8080}]});
+        c.post("/v1/services", &body).await.unwrap()
+    });
+    let id = svc["id"].as_str().unwrap();
+    let vip = svc["ipv4"].as_str().unwrap();
+    let list = http(&server, "GET", "/services", s, &[]);
+    assert_eq!(list.status, 200);
+    for want in ["shop", vip, "80&rarr;8080/tcp", "front"] {
+        assert!(list.body.contains(want), "{want} in {}", list.body);
+    }
+    let page = http(&server, "GET", &format!("/services/{id}"), s, &[]);
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("1 backends") && page.body.contains("web1"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("app=web"), "the selector");
+    let missing = http(&server, "GET", "/services/nope", s, &[]);
+    assert_eq!(missing.status, 404);
+    let forged = http(
+        &server,
+        "POST",
+        &format!("/services/{id}/delete"),
+        s,
+        &[("csrf", "x")],
+    );
+    assert_eq!(forged.status, 403);
+    let gone = http(
+        &server,
+        "POST",
+        &format!("/services/{id}/delete"),
+        s,
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(gone.status, 303);
+    let list = http(&server, "GET", "/services", s, &[]);
+    assert!(!list.body.contains(vip), "{}", list.body);
 }

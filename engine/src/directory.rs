@@ -13,14 +13,16 @@ use std::sync::Arc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::model::{Endpoint, Network};
+use crate::model::{Endpoint, Network, Service};
 use crate::state::State;
 
 /// One name a network publishes, and what it resolves to.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct NameEntry {
     pub name: String,
-    /// `sandbox` (the sandbox's name) or `alias`.
+    /// `sandbox` (the sandbox's name), `alias`, `service` (a service's name: its virtual
+    /// addresses; `endpoint` is then the service's id) or `tasks` (`tasks.<service>`: its
+    /// backends' addresses).
     pub kind: &'static str,
     pub endpoint: String,
     pub sandbox: String,
@@ -127,7 +129,49 @@ impl Directory {
         for e in state.remotes() {
             d.add(e, true);
         }
+        for s in view.services().iter_from(None) {
+            d.add_service(state, s);
+        }
         d
+    }
+
+    /// A service's names (Docker's): its name resolves to its virtual addresses, and
+    /// `tasks.<name>` to its backends' addresses.
+    fn add_service(&mut self, state: &State, s: &Service) {
+        let backends: Vec<IpAddr> = (state.backends_of(s).iter())
+            .flat_map(|e| [e.ipv4, e.ipv6])
+            .flatten()
+            .collect();
+        let Some(net) = self.networks.get_mut(&s.network_id) else {
+            return;
+        };
+        let vips: Vec<IpAddr> = s.vips().collect();
+        let given = [
+            (s.name.clone(), "service", vips.clone()),
+            (format!("tasks.{}", s.name), "tasks", backends),
+        ];
+        for (name, kind, addresses) in given {
+            let unpublished = dns_name_problem(&name);
+            if unpublished.is_none() {
+                let key = name.to_ascii_lowercase();
+                net.names.entry(key).or_default().extend(&addresses);
+            }
+            net.entries.push(NameEntry {
+                name,
+                kind,
+                endpoint: s.id.clone(),
+                sandbox: String::new(),
+                addresses,
+                remote: false,
+                unpublished,
+            });
+        }
+        if dns_name_problem(&s.name).is_none() {
+            let ptr = format!("{}.{}", s.name, s.network_name).to_ascii_lowercase();
+            for ip in vips {
+                net.reverse.insert(ip, ptr.clone());
+            }
+        }
     }
 
     fn add(&mut self, e: &Endpoint, remote: bool) {

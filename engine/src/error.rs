@@ -45,6 +45,7 @@ pub enum Kind {
     Sandbox,
     Endpoint,
     Policy,
+    Service,
 }
 
 impl fmt::Display for Kind {
@@ -54,6 +55,7 @@ impl fmt::Display for Kind {
             Kind::Sandbox => "sandbox",
             Kind::Endpoint => "endpoint",
             Kind::Policy => "policy",
+            Kind::Service => "service",
         })
     }
 }

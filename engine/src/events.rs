@@ -28,6 +28,10 @@ pub enum EventKind {
     PolicyAttach,
     #[serde(rename = "policy.detach")]
     PolicyDetach,
+    #[serde(rename = "service.create")]
+    ServiceCreate,
+    #[serde(rename = "service.delete")]
+    ServiceDelete,
 }
 
 impl EventKind {
@@ -44,6 +48,8 @@ impl EventKind {
             EventKind::PolicyDelete => "policy.delete",
             EventKind::PolicyAttach => "policy.attach",
             EventKind::PolicyDetach => "policy.detach",
+            EventKind::ServiceCreate => "service.create",
+            EventKind::ServiceDelete => "service.delete",
         }
     }
 }

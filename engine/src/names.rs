@@ -39,6 +39,19 @@ pub const CHAIN_POSTROUTING: &str = "postrouting";
 pub const CHAIN_PUBLISH: &str = "publish";
 /// The raw prerouting hook, where traffic within one network is untracked.
 pub const CHAIN_RAW: &str = "raw";
+pub const CHAIN_INPUT: &str = "input";
+
+/// A service's chain: its id's first 12 hex digits.
+pub fn service_chain(service_id: &str) -> String {
+    format!("svc_{}", &service_id[..12.min(service_id.len())])
+}
+
+pub const SET_VIPS4: &str = "svc_vips4";
+pub const SET_VIPS6: &str = "svc_vips6";
+pub const SET_HAIRPIN4: &str = "svc_hairpin4";
+pub const SET_HAIRPIN6: &str = "svc_hairpin6";
+pub const MAP_SERVICES4: &str = "services4";
+pub const MAP_SERVICES6: &str = "services6";
 
 /// The chain a network's traffic is dispatched to: `net_` + 12 hex digits of its id.
 pub fn network_chain(network_id: &str) -> String {
@@ -163,6 +176,7 @@ pub fn group_set_collision<'a>(
 
 /// iptables: wasmnet's chains, jumped to from the built-in chains of the same name.
 pub const IPT_FORWARD: &str = "WASMNET-FORWARD";
+pub const IPT_INPUT: &str = "WASMNET-INPUT";
 pub const IPT_PREROUTING: &str = "WASMNET-PREROUTING";
 pub const IPT_OUTPUT: &str = "WASMNET-OUTPUT";
 pub const IPT_POSTROUTING: &str = "WASMNET-POSTROUTING";

@@ -1,14 +1,15 @@
 //! The command line: `docker network`-style verbs, each one REST call (or a few) to the server.
 //!
 //! Here: the flags and commands at the top and what every command shares; one file per kind of
-//! object (`network`, `sandbox`, `endpoint`), and flags made into requests in `request`. The
-//! policy commands are `crate::policy_cli`.
+//! object (`network`, `sandbox`, `endpoint`, `service`), and flags made into requests in
+//! `request`. The policy commands are `crate::policy_cli`.
 
 pub(crate) mod common;
 mod endpoint;
 mod network;
 mod request;
 mod sandbox;
+mod service;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
@@ -20,6 +21,7 @@ use common::{inspect_each, remove_each};
 use endpoint::EndpointCmd;
 use network::NetworkCmd;
 use sandbox::SandboxCmd;
+use service::ServiceCmd;
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +67,9 @@ pub enum Command {
     /// Inspect endpoints (a sandbox's connection to a network).
     #[command(subcommand)]
     Endpoint(EndpointCmd),
+    /// Manage services (a load-balanced virtual IP on a network).
+    #[command(subcommand)]
+    Service(ServiceCmd),
     /// Print every change as it happens, until interrupted.
     Events,
     /// The firewall wasmnet keeps.
@@ -102,6 +107,7 @@ pub async fn run(args: &ClientArgs, command: Command) -> Result<(), String> {
         Command::Network(cmd) => ctx.network(cmd).await,
         Command::Sandbox(cmd) => ctx.sandbox(cmd).await,
         Command::Endpoint(cmd) => ctx.endpoint(cmd).await,
+        Command::Service(cmd) => ctx.service(cmd).await,
         Command::Events => ctx.events().await,
         Command::Policy(cmd) => return crate::policy_cli::run(&ctx.client, ctx.format, cmd).await,
         Command::Firewall(FirewallCmd::Reload) => ctx

@@ -86,6 +86,16 @@ fn spawn_server(ns: PathBuf, serve: impl FnOnce(Arc<AtomicBool>) + Send + 'stati
 
 /// A TCP server on `port` (all addresses) inside `ns`, for at most 60 s.
 pub fn tcp_server(ns: PathBuf, port: u16) -> Server {
+    named_server(ns, port, "")
+}
+
+/// A TCP server on `port` inside `ns` that answers each client with `name` (and a space) and
+/// the address it saw the client come from, for at most 60 s.
+pub fn named_server(ns: PathBuf, port: u16, name: &str) -> Server {
+    let name = match name {
+        "" => String::new(),
+        n => format!("{n} "),
+    };
     spawn_server(ns, move |stop| {
         let l = TcpListener::bind(("0.0.0.0", port)).unwrap();
         l.set_nonblocking(true).unwrap();
@@ -93,7 +103,7 @@ pub fn tcp_server(ns: PathBuf, port: u16) -> Server {
         while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
             match l.accept() {
                 Ok((mut s, peer)) => {
-                    let _ = s.write_all(peer.ip().to_string().as_bytes());
+                    let _ = s.write_all(format!("{name}{}", peer.ip()).as_bytes());
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
@@ -125,6 +135,25 @@ pub fn tcp_probe(ns: PathBuf, addr: &str) -> Option<String> {
         let mut seen = String::new();
         s.read_to_string(&mut seen).ok()?;
         (!seen.is_empty()).then_some(seen)
+    })
+}
+
+/// `n` TCP connections from `ns` to `addr`, one after the other: what each server said, or
+/// why the connection failed (each bounded by the probe's timeout).
+pub fn tcp_many(ns: PathBuf, addr: &str, n: usize) -> Vec<Result<String, std::io::ErrorKind>> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    in_netns(ns, move || {
+        (0..n)
+            .map(|_| {
+                let mut s =
+                    TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).map_err(|e| e.kind())?;
+                s.set_read_timeout(Some(PROBE_TIMEOUT))
+                    .map_err(|e| e.kind())?;
+                let mut seen = String::new();
+                s.read_to_string(&mut seen).map_err(|e| e.kind())?;
+                Ok(seen)
+            })
+            .collect()
     })
 }
 

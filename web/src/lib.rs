@@ -42,6 +42,7 @@ pub struct AppState {
         (name = "networks", description = "Groups of endpoints that talk directly (a Linux bridge)"),
         (name = "sandboxes", description = "Network namespaces"),
         (name = "endpoints", description = "A sandbox's connection to a network"),
+        (name = "services", description = "A load-balanced virtual IP on a network, in front of the endpoints it selects"),
         (name = "policies", description = "Wasm policies deciding isolation and NAT, and the ruleset they produce"),
         (name = "system", description = "Health, events and this document"),
     )
@@ -50,7 +51,7 @@ struct ApiDoc;
 
 /// The documented routes, and the OpenAPI document built from the same list.
 fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use api::{endpoints, networks, policies, sandboxes, system};
+    use api::{endpoints, networks, policies, sandboxes, services, system};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::health))
         .routes(routes!(system::events))
@@ -68,6 +69,8 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             endpoints::delete,
             endpoints::update
         ))
+        .routes(routes!(services::list, services::create))
+        .routes(routes!(services::inspect, services::delete))
         .routes(routes!(policies::list, policies::upload))
         .routes(routes!(policies::inspect, policies::delete))
         .routes(routes!(policies::attach))

@@ -30,7 +30,7 @@ impl Engine {
         self.applied(changed)
     }
 
-    fn applied(
+    pub(super) fn applied(
         &self,
         r: std::result::Result<std::result::Result<(), FirewallError>, tokio::task::JoinError>,
     ) -> Result<()> {
@@ -159,7 +159,7 @@ impl Engine {
         tracing::debug!(?plumbed, ?firewalled, "endpoint committed");
         let (join_ok, wall_ok) = (joined.is_ok(), walled.is_ok());
         let result = match (joined, walled) {
-            (Ok(()), Ok(())) => self.store.insert_endpoint(e).await,
+            (Ok(()), Ok(())) => self.join_services_and_store(base, e).await,
             (Err(err), _) => Err(err.into()),
             (_, Err(err)) => Err(err),
         };
@@ -174,6 +174,18 @@ impl Engine {
             }
         }
         result
+    }
+
+    /// The services of the endpoint's network take it as a backend where they select it,
+    /// then the row; the services are put back if the row is refused.
+    async fn join_services_and_store(&self, base: &State, e: &Endpoint) -> Result<()> {
+        self.endpoint_services(base, e, true).await?;
+        let stored = self.store.insert_endpoint(e).await;
+        if stored.is_err() {
+            let back = self.endpoint_services(base, e, false).await;
+            undo("restoring the services' backends", back);
+        }
+        stored
     }
 
     /// After networks left the store (`after` is the state without them): their rules and
@@ -223,6 +235,9 @@ impl Engine {
                         .cloned()
                         .unwrap_or_default();
                     if let Err(err) = self.firewall_endpoint(after, e, n, false, &members).await {
+                        problems.push(err.to_string());
+                    }
+                    if let Err(err) = self.endpoint_services(after, e, false).await {
                         problems.push(err.to_string());
                     }
                     let s = before.view().sandboxes().get(&e.sandbox_id).map(|s| &**s);

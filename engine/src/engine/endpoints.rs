@@ -120,8 +120,15 @@ impl Engine {
         let mut relabelled = State::clone(&base);
         relabelled.view.replace_endpoint(new.clone());
         let relabelled = Arc::new(relabelled);
+        // Under a policy the whole ruleset follows (services with it); else only the
+        // services whose selectors pick it before or after (the labels matter to nothing else).
+        let governed = base.policies().plan.governs(&new.network_id).is_some();
         let enforced = match self.reclassify(&relabelled, &new).await {
-            Ok(plan) => self.enforce(&relabelled, &plan).await.map(|()| plan),
+            Ok(plan) if governed => self.enforce(&relabelled, &plan).await.map(|()| plan),
+            Ok(plan) => self
+                .endpoint_moved(&base, &relabelled, Some(&old), Some(&new))
+                .await
+                .map(|()| plan),
             Err(e) => Err(e),
         };
         let stored = match &enforced {

@@ -25,6 +25,8 @@ mod reconcile;
 mod resolv;
 mod rules;
 mod sandboxes;
+mod service_queries;
+mod services;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +52,7 @@ use crate::store::Store;
 pub use defaults::DEFAULT_LABEL;
 pub use queries::{Counts, Filter, NetworkDetail, Page, SandboxDetail, Usage, UsageCount};
 pub use rules::{DryRun, PolicyCounters, Ruleset};
+pub use service_queries::{Backend, ServiceDetail};
 
 pub struct Engine {
     cfg: EngineConfig,
@@ -253,6 +256,9 @@ async fn load_view(store: &Store) -> Result<View> {
     }
     for e in snapshot.endpoints {
         view.add_endpoint(Arc::new(e));
+    }
+    for s in store.load_services().await? {
+        view.add_service(Arc::new(s));
     }
     Ok(view)
 }

@@ -122,6 +122,16 @@ impl Engine {
                     ),
                 ));
             }
+            let services = v.services_of_network(&network.id).count();
+            if services > 0 {
+                return Err(Error::conflict(
+                    "has_services",
+                    format!(
+                        "network {:?} has {services} service(s); delete them first",
+                        network.name
+                    ),
+                ));
+            }
             network
         };
         self.unregister_overlay(&network).await?;
@@ -139,7 +149,9 @@ impl Engine {
             v.networks()
                 .iter_from(None)
                 .filter(|n| {
-                    f.labels_match(&n.labels) && v.endpoints_of_network(&n.id).next().is_none()
+                    f.labels_match(&n.labels)
+                        && v.endpoints_of_network(&n.id).next().is_none()
+                        && v.services_of_network(&n.id).next().is_none()
                 })
                 .cloned()
                 .collect()

@@ -300,7 +300,7 @@ pub fn validate_endpoint_request(req: &mut EndpointCreate) -> Result<()> {
 }
 
 /// A static address if asked for (checked), else the next free one.
-fn pick_address(
+pub(super) fn pick_address(
     field: &str,
     network: &str,
     space: &AddressSpace,

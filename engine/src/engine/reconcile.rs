@@ -60,6 +60,7 @@ impl Engine {
                 problems.push(e.to_string());
             }
         }
+        problems.extend(self.plumb_services(&state).await);
         for s in state.view().sandboxes().iter_from(None) {
             if runtime_gone(s) {
                 continue;

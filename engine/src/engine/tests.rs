@@ -363,3 +363,73 @@ async fn a_disconnect_retires_the_veth_and_the_reaper_deletes_it() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
+
+/// A service: its address on the bridge, its backends in the firewall as they connect (an
+/// incremental change, not a replacement); a firewall failure leaves no row and no address,
+/// and a connect whose service change fails is refused whole.
+#[tokio::test]
+async fn services_follow_their_backends_and_undo_on_failure() {
+    let h = harness().await.with_network().await;
+    let with_label = |sandbox: &str| {
+        let body =
+            serde_json::json!({"network": "web", "sandbox": sandbox, "labels": {"app": "x"}});
+        serde_json::from_value::<EndpointCreate>(body).unwrap()
+    };
+    let a = h.engine.connect(with_label("a")).await.unwrap();
+    let req = |name: &str| {
+        let body = serde_json::json!({"name": name, "network": "web", "selector": {"app": "x"},
+            "ports": [{"port": 80}]});
+        serde_json::from_value::<crate::model::ServiceCreate>(body).unwrap()
+    };
+    let bridge_addrs = |h: &Harness| match h.kernel.with(|k| {
+        k.links
+            .get(&bridge_name(
+                &h.engine
+                    .state()
+                    .view()
+                    .networks()
+                    .resolve("web")
+                    .unwrap()
+                    .id,
+            ))
+            .cloned()
+    }) {
+        Some(FakeLink::Bridge { addrs }) => {
+            addrs.iter().map(|a| a.addr.to_string()).collect::<Vec<_>>()
+        }
+        _ => vec![],
+    };
+    h.fw.fail_next("apply");
+    assert!(h.engine.create_service(req("s")).await.is_err());
+    assert!(h.engine.store.load_services().await.unwrap().is_empty());
+    assert_eq!(
+        bridge_addrs(&h),
+        ["10.44.0.1"],
+        "the address was taken back"
+    );
+    let s = h.engine.create_service(req("s")).await.unwrap();
+    let vip = s.ipv4.unwrap().to_string();
+    assert_eq!(bridge_addrs(&h), ["10.44.0.1", vip.as_str()]);
+    assert_eq!(h.fw.with(|r| r.services[&s.id].clone()), [a.ipv4.unwrap()]);
+    let applies = h.fw.with(|r| r.applies);
+    let b = h.engine.connect(with_label("b")).await.unwrap();
+    assert_eq!(h.fw.with(|r| r.services[&s.id].len()), 2);
+    assert_eq!(
+        h.fw.with(|r| (r.applies, r.service_changes)),
+        (applies, 1),
+        "no replacement"
+    );
+    h.engine.disconnect(&b.id).await.unwrap();
+    h.fw.fail_next("services");
+    let refused = h.engine.connect(with_label("b")).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(
+        h.stored_endpoints().await,
+        1,
+        "no row for the refused connect"
+    );
+    assert_eq!(h.fw.with(|r| r.services[&s.id].len()), 1);
+    h.engine.delete_service("s").await.unwrap();
+    assert_eq!(bridge_addrs(&h), ["10.44.0.1"]);
+    assert!(h.fw.with(|r| r.services.is_empty()));
+}

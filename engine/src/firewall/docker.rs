@@ -18,6 +18,7 @@ use super::rules::{
     SetId, Table, Verdict,
 };
 use super::ruleset::Ruleset;
+use super::services::{self, Lb};
 use crate::model::{Endpoint, IpConfig, Network};
 // Where the engine's tests found them before `crate::names`.
 pub use crate::names::{bridge_name, veth_name, TABLE};
@@ -31,9 +32,20 @@ pub fn lower(
     members: &[&Endpoint],
     plan: &Plan,
 ) -> Rules {
+    lower_with_services(networks, endpoints, members, plan, &[])
+}
+
+/// The same, with services (`services`: their virtual addresses and backends).
+pub fn lower_with_services(
+    networks: &[&Network],
+    endpoints: &[&Endpoint],
+    members: &[&Endpoint],
+    plan: &Plan,
+    lbs: &[std::sync::Arc<Lb>],
+) -> Rules {
     Rules {
         tables: vec![
-            inet_table(networks, endpoints, members, plan),
+            inet_table(networks, endpoints, members, plan, lbs),
             bridge_table(networks, endpoints),
         ],
     }
@@ -67,12 +79,15 @@ fn inet_table(
     endpoints: &[&Endpoint],
     members: &[&Endpoint],
     plan: &Plan,
+    lbs: &[std::sync::Arc<Lb>],
 ) -> Table {
     let mut t = Table::new(Family::Inet);
     add_sets(&mut t, networks, endpoints, plan);
     add_filter_chains(&mut t, networks, members, plan);
-    add_untracked(&mut t, networks, plan);
+    let with_services = services::networks_with_services(lbs);
+    add_untracked(&mut t, networks, plan, &with_services);
     add_nat_chains(&mut t, networks, plan);
+    services::add_to(&mut t, lbs);
     t
 }
 
@@ -84,11 +99,21 @@ fn inet_table(
 /// network. A network a policy governs keeps it all tracked: its rules may ask for the state;
 /// so does an icc=false one (its chain drops within it). One set per family (bridge . destination range), not a chain per network: the kernel walks
 /// every chain of every table on each device event.
-fn add_untracked(t: &mut Table, networks: &[&Network], plan: &Plan) {
+fn add_untracked(
+    t: &mut Table,
+    networks: &[&Network],
+    plan: &Plan,
+    with_services: &std::collections::BTreeSet<&str>,
+) {
     for fam in [Fam::V4, Fam::V6] {
         let mut elements = Vec::new();
-        // icc=false networks stay tracked too: their chain drops within the network.
-        let free = |n: &&&Network| plan.governs(&n.id).is_none() && n.options.icc();
+        // icc=false networks stay tracked too: their chain drops within the network; and
+        // networks with services: a backend's answer, bridged to its client, is un-NATed.
+        let free = |n: &&&Network| {
+            plan.governs(&n.id).is_none()
+                && n.options.icc()
+                && !with_services.contains(n.id.as_str())
+        };
         for n in networks.iter().filter(free) {
             let Some(c) = config_of(n, fam) else { continue };
             elements.extend(but_one(c.subnet, c.gateway).into_iter().map(|(from, to)| {
@@ -202,19 +227,24 @@ fn add_filter_chains(t: &mut Table, networks: &[&Network], members: &[&Endpoint]
             untracked(Fam::V4),
             untracked(Fam::V6),
             Rule::counted(vec![Match::Ct(Ct::Invalid)], Verdict::Drop),
-            // Published ports: DNATed connections into a network are allowed from anywhere.
-            Rule::counted(
-                vec![Match::Ct(Ct::Dnat), Match::Oif(Ifaces::bridges())],
-                Verdict::Accept,
-            ),
-            Rule::counted(
-                vec![Match::Iif(Ifaces::bridges())],
-                Verdict::DispatchIif(SetId::FromBridge),
-            ),
-            // Nothing else enters a network unasked.
-            Rule::counted(vec![Match::Oif(Ifaces::bridges())], Verdict::Drop),
         ],
     );
+    let forward = &mut t.chains.last_mut().expect("just added").rules;
+    // Services' connections are the client network's business, as traffic to the backend.
+    forward.extend(services::forward_rules());
+    forward.extend([
+        // Published ports: DNATed connections into a network are allowed from anywhere.
+        Rule::counted(
+            vec![Match::Ct(Ct::Dnat), Match::Oif(Ifaces::bridges())],
+            Verdict::Accept,
+        ),
+        Rule::counted(
+            vec![Match::Iif(Ifaces::bridges())],
+            Verdict::DispatchIif(SetId::FromBridge),
+        ),
+        // Nothing else enters a network unasked.
+        Rule::counted(vec![Match::Oif(Ifaces::bridges())], Verdict::Drop),
+    ]);
     for n in networks {
         let rules = match plan.governs(&n.id) {
             Some(applied) => policy::network_rules(n, applied),
@@ -235,6 +265,7 @@ fn add_nat_chains(t: &mut Table, networks: &[&Network], plan: &Plan) {
         )]
     };
     let pre = networks.iter().flat_map(|n| dns_redirect(n));
+    let pre = pre.chain(services::prerouting_rules());
     t.chain(ChainId::Prerouting, pre.chain(publish()).collect());
     t.chain(ChainId::Output, publish());
     let dnat = |fam: Fam, on: bool| {
@@ -265,7 +296,8 @@ fn add_nat_chains(t: &mut Table, networks: &[&Network], plan: &Plan) {
         )
         .pinned(Some(fam))
     };
-    let mut post = vec![
+    let mut post = services::postrouting_rules();
+    post.extend([
         hairpin(Fam::V4),
         hairpin(Fam::V6),
         // From the host's loopback to a published port (needs route_localnet on the bridge).
@@ -277,7 +309,7 @@ fn add_nat_chains(t: &mut Table, networks: &[&Network], plan: &Plan) {
             Verdict::Masquerade,
         )
         .pinned(Some(Fam::V4)),
-    ];
+    ]);
     post.extend(networks.iter().filter_map(|n| snat_rule(n, plan)));
     for fam in [Fam::V4, Fam::V6] {
         let masq = Addrs::Set(SetId::Masq(fam));

@@ -22,7 +22,11 @@ pub struct FakeRules {
     pub applies: usize,
     /// Groups added without replacing the table.
     pub grows: usize,
-    /// Operations to fail the next time they are called (`apply`, `endpoint`).
+    /// Each service's backends' addresses in force.
+    pub services: std::collections::BTreeMap<String, Vec<std::net::IpAddr>>,
+    /// Service changes made without replacing the table.
+    pub service_changes: usize,
+    /// Operations to fail the next time they are called (`apply`, `endpoint`, `services`).
     pub fail: BTreeSet<&'static str>,
 }
 
@@ -86,6 +90,25 @@ impl Firewall for FakeFirewall {
             .iter()
             .flat_map(|e| memberships(desired, &e.id))
             .collect();
+        r.services = (desired.services.iter())
+            .map(|l| (l.id.clone(), l.backends.clone()))
+            .collect();
+        Ok(())
+    }
+
+    fn services(
+        &self,
+        before: &[std::sync::Arc<super::services::Lb>],
+        after: &[std::sync::Arc<super::services::Lb>],
+    ) -> Result<(), FirewallError> {
+        let mut r = self.call("services")?;
+        r.service_changes += 1;
+        for l in before {
+            r.services.remove(&l.id);
+        }
+        for l in after {
+            r.services.insert(l.id.clone(), l.backends.clone());
+        }
         Ok(())
     }
 

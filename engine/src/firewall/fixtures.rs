@@ -177,5 +177,6 @@ pub fn desired(networks: Vec<Network>, endpoints: Vec<Endpoint>, plan: Plan) -> 
         endpoints: endpoints.into_iter().map(Arc::new).collect(),
         plan: Arc::new(plan),
         remotes: vec![],
+        services: vec![],
     }
 }

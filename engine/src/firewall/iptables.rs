@@ -22,7 +22,10 @@ use crate::names;
 
 /// Jumps from built-in chains into ours, per table.
 const JUMPS: [(IptTable, &[(&str, &str)]); 2] = [
-    (IptTable::Filter, &[("FORWARD", names::IPT_FORWARD)]),
+    (
+        IptTable::Filter,
+        &[("FORWARD", names::IPT_FORWARD), ("INPUT", names::IPT_INPUT)],
+    ),
     (
         IptTable::Nat,
         &[
@@ -123,7 +126,7 @@ impl Firewall for Iptables {
 
     fn apply(&self, desired: &Desired) -> Result<(), FirewallError> {
         // iptables sees bridged frames only through br_netfilter: icc=false needs it on.
-        if desired.plan.needs_br_netfilter() || desired.networks.iter().any(|n| !n.options.icc()) {
+        if desired.needs_br_netfilter() || desired.networks.iter().any(|n| !n.options.icc()) {
             for key in [
                 "net/bridge/bridge-nf-call-iptables",
                 "net/bridge/bridge-nf-call-ip6tables",
@@ -229,11 +232,13 @@ mod tests {
             endpoints: vec![Arc::new(e)],
             plan: Default::default(),
             remotes: vec![],
+            services: vec![],
         };
         let rules = crate::firewall::lower(&d);
         assert_eq!(
             table_script(IptTable::Filter, &rules, false, true),
-            "*filter\n:WASMNET-FORWARD - [0:0]\n-D FORWARD -j WASMNET-FORWARD\n-I FORWARD 1 -j WASMNET-FORWARD\n\
+            "*filter\n:WASMNET-FORWARD - [0:0]\n:WASMNET-INPUT - [0:0]\n-D FORWARD -j WASMNET-FORWARD\n-I FORWARD 1 -j WASMNET-FORWARD\n\
+             -D INPUT -j WASMNET-INPUT\n-I INPUT 1 -j WASMNET-INPUT\n\
              -A WASMNET-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
              -A WASMNET-FORWARD -m conntrack --ctstate INVALID -j DROP\n\
              -A WASMNET-FORWARD -o wnbr+ -m conntrack --ctstate DNAT -j ACCEPT\n\

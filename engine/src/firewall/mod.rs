@@ -23,6 +23,7 @@ mod render_iptables;
 pub mod render_nft;
 pub mod rules;
 pub mod ruleset;
+pub mod services;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,8 @@ pub struct Desired {
     /// Endpoints on other hosts (overlay networks): only their addresses matter here, as
     /// members of the policies' groups.
     pub remotes: Vec<Arc<Endpoint>>,
+    /// The services, with their backends' addresses.
+    pub services: Vec<Arc<services::Lb>>,
 }
 
 impl Desired {
@@ -64,16 +67,24 @@ impl Desired {
             .map(|e| e.as_ref())
             .collect()
     }
+
+    /// Whether bridged traffic must reach the inet hooks (and conntrack): policies between
+    /// endpoints of one network, and services (a backend's answer to a client of its own
+    /// network is bridged, and must be un-NATed).
+    pub fn needs_br_netfilter(&self) -> bool {
+        self.plan.needs_br_netfilter() || !self.services.is_empty()
+    }
 }
 
 /// Docker's defaults and the policies' decisions, lowered to the neutral rules that each
 /// backend renders.
 pub fn lower(d: &Desired) -> rules::Rules {
-    docker::lower(
+    docker::lower_with_services(
         &d.network_refs(),
         &d.endpoint_refs(),
         &d.member_refs(),
         &d.plan,
+        &d.services,
     )
 }
 
@@ -105,6 +116,20 @@ pub trait Firewall: Send + Sync {
         let _ = growth;
         Err(FirewallError::io(
             "adding groups",
+            std::io::Error::other("this backend replaces its tables instead"),
+        ))
+    }
+    /// Services' backends changed (`before` to `after`: the services of one network, which
+    /// had services and keeps some): their map elements and chains, in one transaction.
+    /// Only asked of incremental backends.
+    fn services(
+        &self,
+        before: &[Arc<services::Lb>],
+        after: &[Arc<services::Lb>],
+    ) -> Result<(), FirewallError> {
+        let _ = (before, after);
+        Err(FirewallError::io(
+            "changing services",
             std::io::Error::other("this backend replaces its tables instead"),
         ))
     }

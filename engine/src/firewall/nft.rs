@@ -187,7 +187,7 @@ impl Firewall for Nft {
     }
 
     fn apply(&self, desired: &Desired) -> Result<(), FirewallError> {
-        if desired.plan.needs_br_netfilter() {
+        if desired.needs_br_netfilter() {
             enable_br_netfilter()?;
         }
         self.replace(&compile(desired))
@@ -197,7 +197,7 @@ impl Firewall for Nft {
     /// it (the watcher found it right, and no one else's transaction slipped in); else, or if
     /// nft refuses the difference, the whole table.
     fn change(&self, before: &Desired, after: &Desired) -> Result<(), FirewallError> {
-        if after.plan.needs_br_netfilter() {
+        if after.needs_br_netfilter() {
             enable_br_netfilter()?;
         }
         let known = self
@@ -275,6 +275,25 @@ impl Firewall for Nft {
             }
             None => self.run("group addition", &render_nft::growth(growth)),
         })
+    }
+
+    /// The difference of the services' own part of the table (their sets' elements and their
+    /// chains), in one transaction; if nft refuses it, nothing changed and the caller hears.
+    fn services(
+        &self,
+        before: &[std::sync::Arc<super::services::Lb>],
+        after: &[std::sync::Arc<super::services::Lb>],
+    ) -> Result<(), FirewallError> {
+        enable_br_netfilter()?;
+        let part = |l| render_nft::ruleset(&super::services::part(l));
+        match super::diff::script(&part(before), &part(after)) {
+            Some(s) if s.is_empty() => Ok(()),
+            Some(s) => self.carried(|| self.run("service change", &s)),
+            None => Err(FirewallError::io(
+                "changing services",
+                std::io::Error::other("the services' sets differ in type"),
+            )),
+        }
     }
 
     fn replacements(&self) -> u64 {

@@ -47,7 +47,10 @@ impl IptTable {
     /// The chains with a name of their own in this table, in the order they are written.
     fn named(self) -> &'static [(ChainId, &'static str)] {
         match self {
-            IptTable::Filter => &[(ChainId::Forward, names::IPT_FORWARD)],
+            IptTable::Filter => &[
+                (ChainId::Forward, names::IPT_FORWARD),
+                (ChainId::Input, names::IPT_INPUT),
+            ],
             IptTable::Nat => &[
                 (ChainId::Prerouting, names::IPT_PREROUTING),
                 (ChainId::Output, names::IPT_OUTPUT),
@@ -147,6 +150,11 @@ impl Renderer<'_> {
         match &r.verdict {
             Some(Verdict::DispatchIif(map)) => return self.dispatch(chain, r, map, prefix),
             Some(Verdict::DnatMap(map)) => return self.dnat(chain, r, map, prefix),
+            Some(Verdict::DispatchService(map)) => return self.services(chain, r, map),
+            Some(Verdict::DnatPick { to, port, .. }) => {
+                alts.extend(self.conditions(&r.matches));
+                return self.pick(chain, &alts, to, *port, &r.tag);
+            }
             _ => alts.extend(self.conditions(&r.matches)),
         }
         let mut targets: Vec<String> = r.log.iter().map(log).collect();
@@ -183,6 +191,9 @@ impl Renderer<'_> {
             let mut under = prefix.to_vec();
             under.push(vec![format!("-i {bridge}")]);
             under.extend(self.conditions(&others));
+            if under.iter().any(Vec::is_empty) {
+                continue; // never matches: no numbered chain either
+            }
             let jumps =
                 |r: &Rule| matches!(&r.verdict, Some(Verdict::Jump(j)) if named(j).is_none());
             let split = c.rules.iter().position(jumps).unwrap_or(c.rules.len());
@@ -192,6 +203,64 @@ impl Renderer<'_> {
                 self.expand(chain, &under, &[format!("-j {own}")], &r.tag);
                 self.chain(&own, &c.rules[split..], &[]);
             }
+        }
+    }
+
+    /// Per service port of the map, a jump to the service's chain (numbered, written once).
+    fn services(&mut self, chain: &str, r: &Rule, map: &SetId) {
+        let mut written: Vec<(ChainId, String)> = Vec::new();
+        for e in self.t.elements(map) {
+            let Element::Service {
+                bridge,
+                vip,
+                proto,
+                port,
+                chain: id,
+            } = e
+            else {
+                continue;
+            };
+            let target = match written.iter().find(|(c, _)| c == id) {
+                Some((_, name)) => name.clone(),
+                None => {
+                    let name = self.numbered();
+                    written.push((id.clone(), name.clone()));
+                    if let Some(c) = self.t.find(id) {
+                        self.chain(&name, &c.rules, &[]);
+                    }
+                    name
+                }
+            };
+            let m = format!("-i {bridge} -d {vip} -p {proto} -m {proto} --dport {port}");
+            self.expand(chain, &[vec![m]], &[format!("-j {target}")], &r.tag);
+        }
+    }
+
+    /// DNAT to one of `to`: the first with probability 1/n, the next 1/(n-1) of what is
+    /// left, …, the last without a test (iptables' `statistic`: linear in the backends).
+    fn pick(
+        &mut self,
+        chain: &str,
+        alts: &[Vec<String>],
+        to: &[IpAddr],
+        port: u16,
+        tag: &Option<Tag>,
+    ) {
+        let n = to.len();
+        for (i, a) in to.iter().enumerate() {
+            let dest = match a {
+                IpAddr::V6(a) => format!("[{a}]:{port}"),
+                IpAddr::V4(a) => format!("{a}:{port}"),
+            };
+            let chance = match n - i {
+                1 => String::new(),
+                left => format!(
+                    "-m statistic --mode random --probability {:.10} ",
+                    1.0 / left as f64
+                ),
+            };
+            let target = format!("{chance}-j DNAT --to-destination {dest}");
+            self.expand(chain, alts, &[target], tag);
         }
     }
 
@@ -247,7 +316,8 @@ impl Renderer<'_> {
 
     /// A rule's conditions as alternatives, modules (`-m conntrack`, `-m addrtype`) last.
     fn conditions(&self, matches: &[Match]) -> Alternatives {
-        let module = |m: &Match| matches!(m, Match::Ct(_) | Match::LocalDaddr);
+        let module =
+            |m: &Match| matches!(m, Match::Ct(_) | Match::LocalDaddr | Match::CtOrigDaddr(_));
         let plain = matches.iter().filter(|m| !module(m));
         let modules = matches.iter().filter(|m| module(m));
         plain.chain(modules).map(|m| self.alternatives(m)).collect()
@@ -274,6 +344,18 @@ impl Renderer<'_> {
             Match::LocalDaddr => one("-m addrtype --dst-type LOCAL".into()),
             // Every rule iptables gets that looks at ports names its protocol.
             Match::Transport => one(String::new()),
+            Match::CtOrigDaddr(s) => (self.t.elements(s).iter())
+                .filter_map(|e| match e {
+                    Element::Addr(a) => Some(format!("-m conntrack --ctorigdst {a}")),
+                    _ => None,
+                })
+                .collect(),
+            Match::SaddrDaddr(s) => (self.t.elements(s).iter())
+                .filter_map(|e| match e {
+                    Element::Pair(a) if Fam::of(*a) == self.fam => Some(format!("-s {a} -d {a}")),
+                    _ => None,
+                })
+                .collect(),
         }
     }
 
@@ -385,7 +467,10 @@ fn target(v: &Verdict) -> Option<String> {
         Verdict::Dnat(to) => format!("-j DNAT --to-destination {to}"),
         Verdict::Jump(id) => format!("-j {}", named(id)?),
         Verdict::Notrack => "-j CT --notrack".into(),
-        Verdict::DispatchIif(_) | Verdict::DnatMap(_) => return None,
+        Verdict::DispatchIif(_)
+        | Verdict::DnatMap(_)
+        | Verdict::DispatchService(_)
+        | Verdict::DnatPick { .. } => return None,
     })
 }
 

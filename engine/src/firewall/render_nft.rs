@@ -77,6 +77,12 @@ pub fn set_name(id: &SetId) -> String {
         SetId::Untracked(Fam::V4) => names::SET_UNTRACKED4.into(),
         SetId::Untracked(Fam::V6) => names::SET_UNTRACKED6.into(),
         SetId::Fqdn { pattern, fam } => names::fqdn_set(pattern, *fam == Fam::V6),
+        SetId::Vips(Fam::V4) => names::SET_VIPS4.into(),
+        SetId::Vips(Fam::V6) => names::SET_VIPS6.into(),
+        SetId::Hairpin(Fam::V4) => names::SET_HAIRPIN4.into(),
+        SetId::Hairpin(Fam::V6) => names::SET_HAIRPIN6.into(),
+        SetId::Services(Fam::V4) => names::MAP_SERVICES4.into(),
+        SetId::Services(Fam::V6) => names::MAP_SERVICES6.into(),
     }
 }
 
@@ -104,6 +110,16 @@ fn set_spec(id: &SetId) -> &'static str {
         // `size`: names::FQDN_SET_SIZE.
         SetId::Fqdn { fam: Fam::V4, .. } => "type ipv4_addr; flags timeout; size 65536;",
         SetId::Fqdn { fam: Fam::V6, .. } => "type ipv6_addr; flags timeout; size 65536;",
+        SetId::Vips(Fam::V4) => "type ipv4_addr;",
+        SetId::Vips(Fam::V6) => "type ipv6_addr;",
+        SetId::Hairpin(Fam::V4) => "type ipv4_addr . ipv4_addr;",
+        SetId::Hairpin(Fam::V6) => "type ipv6_addr . ipv6_addr;",
+        SetId::Services(Fam::V4) => {
+            "type ifname . ipv4_addr . inet_proto . inet_service : verdict;"
+        }
+        SetId::Services(Fam::V6) => {
+            "type ifname . ipv6_addr . inet_proto . inet_service : verdict;"
+        }
     }
 }
 
@@ -125,6 +141,18 @@ fn element(e: &Element) -> String {
             format!("{} . {from}", quoted(bridge))
         }
         Element::BridgeRange { bridge, from, to } => format!("{} . {from}-{to}", quoted(bridge)),
+        Element::Pair(a) => format!("{a} . {a}"),
+        Element::Service {
+            bridge,
+            vip,
+            proto,
+            port,
+            chain,
+        } => format!(
+            "{} . {vip} . {proto} . {port} : goto {}",
+            quoted(bridge),
+            chain_name(chain)
+        ),
     }
 }
 
@@ -136,6 +164,8 @@ pub fn chain_name(id: &ChainId) -> String {
         ChainId::Postrouting => names::CHAIN_POSTROUTING.into(),
         ChainId::Publish => names::CHAIN_PUBLISH.into(),
         ChainId::Raw => names::CHAIN_RAW.into(),
+        ChainId::Input => names::CHAIN_INPUT.into(),
+        ChainId::Service(id) => names::service_chain(id),
         ChainId::Network(n) => names::network_chain(n),
         ChainId::Policy { policy, network } => names::policy_chain(policy, network),
         ChainId::SameGroup {
@@ -156,7 +186,9 @@ fn hook(id: &ChainId) -> Option<&'static str> {
         ChainId::Output => "type nat hook output priority -100; policy accept;",
         ChainId::Postrouting => "type nat hook postrouting priority srcnat; policy accept;",
         ChainId::Raw => "type filter hook prerouting priority raw; policy accept;",
-        ChainId::Publish
+        ChainId::Input => "type filter hook input priority filter; policy accept;",
+        ChainId::Service(_)
+        | ChainId::Publish
         | ChainId::Network(_)
         | ChainId::Policy { .. }
         | ChainId::SameGroup { .. } => return None,
@@ -233,6 +265,8 @@ fn match_text(m: &Match, fam: Fam) -> String {
         Match::Ct(Ct::Untracked) => "ct state untracked".into(),
         Match::LocalDaddr => "fib daddr type local".into(),
         Match::Transport => "meta l4proto { tcp, udp, sctp }".into(),
+        Match::CtOrigDaddr(s) => format!("ct original {} daddr @{}", ip(fam), set_name(s)),
+        Match::SaddrDaddr(s) => format!("{0} saddr . {0} daddr @{1}", ip(fam), set_name(s)),
     }
 }
 
@@ -275,6 +309,25 @@ fn verdict_text(v: &Verdict, fam: Fam) -> String {
             )
         }
         Verdict::Notrack => "notrack".into(),
+        Verdict::DispatchService(map) => format!(
+            "iifname . {} daddr . meta l4proto . th dport vmap @{}",
+            ip(fam),
+            set_name(map)
+        ),
+        Verdict::DnatPick { to, port, affinity } => {
+            let pick = match affinity {
+                true => format!("jhash {} saddr mod {} seed 0x5eed", ip(fam), to.len()),
+                false => format!("numgen random mod {}", to.len()),
+            };
+            let targets: Vec<String> = (to.iter().enumerate())
+                .map(|(i, a)| format!("{i} : {a} . {port}"))
+                .collect();
+            format!(
+                "dnat {} addr . port to {pick} map {{ {} }}",
+                ip(fam),
+                targets.join(", ")
+            )
+        }
     }
 }
 

@@ -78,6 +78,14 @@ pub enum SetId {
     /// per family. Always declared empty: its elements come and go with timeouts, put there
     /// by the DNS server, never by a ruleset (so a difference never touches them).
     Fqdn { pattern: String, fam: Fam },
+    /// Every service's virtual address, per family ([`Element::Addr`]).
+    Vips(Fam),
+    /// Every service backend's address paired with itself, per family ([`Element::Pair`]):
+    /// a connection from a backend to its own service's address, which must be masqueraded.
+    Hairpin(Fam),
+    /// A verdict map from (bridge, virtual address, protocol, port) to the service's chain,
+    /// per family ([`Element::Service`]).
+    Services(Fam),
 }
 
 impl SetId {
@@ -110,6 +118,16 @@ pub enum Element {
         to: IpAddr,
     },
     Ifname(String),
+    /// An address paired with itself (`a . a`).
+    Pair(IpAddr),
+    /// A service's port on its network's bridge, and the chain that picks its backend.
+    Service {
+        bridge: String,
+        vip: IpAddr,
+        proto: crate::model::Protocol,
+        port: u16,
+        chain: ChainId,
+    },
 }
 
 /// A published port: `on` the host address (every one when `None`), `proto` `port` to `to`
@@ -170,6 +188,10 @@ pub enum ChainId {
     BridgeForward,
     /// The raw prerouting hook (before connection tracking).
     Raw,
+    /// The filter input hook: what reaches the host's own addresses.
+    Input,
+    /// One service's ports, each picking a backend (the service's id).
+    Service(String),
 }
 
 /// Interfaces, by name or as a set of names.
@@ -231,6 +253,10 @@ pub enum Match {
     LocalDaddr,
     /// A protocol with ports (tcp, udp, sctp): what a lookup by destination port needs first.
     Transport,
+    /// The connection's original destination (before DNAT) in a set of addresses.
+    CtOrigDaddr(SetId),
+    /// The source and destination address, together, in a set of [`Element::Pair`].
+    SaddrDaddr(SetId),
 }
 
 /// What a matching packet gets.
@@ -256,6 +282,16 @@ pub enum Verdict {
     DnatMap(SetId),
     /// Not tracked by conntrack (a statement: the chain goes on).
     Notrack,
+    /// To the chain the map gives for the packet's input interface, destination address,
+    /// protocol and port (none: no verdict).
+    DispatchService(SetId),
+    /// DNAT to one of `to` (all of one family) on `port`: at random, or by a hash of the
+    /// source address when `affinity` (the same client, the same backend while `to` stays).
+    DnatPick {
+        to: Vec<IpAddr>,
+        port: u16,
+        affinity: bool,
+    },
 }
 
 /// A log line for matching packets, at most `per_second` a second when limited.

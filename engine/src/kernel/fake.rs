@@ -136,6 +136,27 @@ impl Kernel for FakeKernel {
         Ok(())
     }
 
+    async fn ensure_address(&self, link: &str, a: IfAddr) -> KResult<()> {
+        let mut s = self.call("ensure_address")?;
+        match s.links.get_mut(link) {
+            Some(FakeLink::Bridge { addrs }) => {
+                if !addrs.contains(&a) {
+                    addrs.push(a);
+                }
+                Ok(())
+            }
+            _ => Err(errno("ensure_address", nix::errno::Errno::ENODEV)),
+        }
+    }
+
+    async fn remove_address(&self, link: &str, a: IfAddr) -> KResult<()> {
+        let mut s = self.call("remove_address")?;
+        if let Some(FakeLink::Bridge { addrs }) = s.links.get_mut(link) {
+            addrs.retain(|x| *x != a);
+        }
+        Ok(())
+    }
+
     async fn host_prefixes(&self) -> KResult<Vec<ipnet::IpNet>> {
         Ok(self.call("host_prefixes")?.host_prefixes.clone())
     }
@@ -256,7 +277,10 @@ impl Kernel for FakeKernel {
     fn link_netns(&self, from: &Path, to: &Path) -> KResult<()> {
         let mut s = self.call("link_netns")?;
         match s.netns.contains(from) {
-            true => Ok(s.netns_links.insert(to.into())).map(drop),
+            true => {
+                s.netns_links.insert(to.into());
+                Ok(())
+            }
             false => Err(errno("link_netns", nix::errno::Errno::ENOENT)),
         }
     }

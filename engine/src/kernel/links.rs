@@ -22,6 +22,7 @@ pub use veth::VethSpec;
 const ENOENT: i32 = 2;
 const EEXIST: i32 = 17;
 const ENODEV: i32 = 19;
+const EADDRNOTAVAIL: i32 = 99;
 
 /// An interface address with its prefix length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,6 +199,32 @@ impl Links {
         set_up(&self.host, index, name).await?;
         self.bridge_cache().insert(name.to_string(), index);
         Ok(())
+    }
+
+    /// Adds `a` to link `name` (already there is fine).
+    pub async fn ensure_address(&self, name: &str, a: IfAddr) -> KResult<()> {
+        let index = require_index(&self.host, name).await?;
+        add_address(&self.host, index, name, a).await
+    }
+
+    /// Removes `a` from link `name`; the address or the link already gone is fine.
+    pub async fn remove_address(&self, name: &str, a: IfAddr) -> KResult<()> {
+        let Some(index) = index_of(&self.host, name).await? else {
+            return Ok(());
+        };
+        let msg = self
+            .host
+            .address()
+            .add(index, a.addr, a.prefix)
+            .message_mut()
+            .clone();
+        match self.host.address().del(msg).execute().await {
+            Err(e) if is_errno(&e, EADDRNOTAVAIL) => Ok(()),
+            r => r.map_err(fail(format!(
+                "removing {}/{} from {name}",
+                a.addr, a.prefix
+            ))),
+        }
     }
 
     /// Adds `alt` to the names of link `name`, unless it is one of them already.

@@ -48,6 +48,11 @@ pub trait Kernel: Send + Sync {
     async fn retire_link(&self, name: &str) -> KResult<()>;
     /// Deletes every retired link, in one request.
     async fn reap_retired(&self) -> KResult<()>;
+    /// Adds an address to a link of the daemon's namespace (a service's virtual address on
+    /// its network's bridge); already there is fine.
+    async fn ensure_address(&self, link: &str, a: IfAddr) -> KResult<()>;
+    /// Removes it; the address or the link already gone is fine.
+    async fn remove_address(&self, link: &str, a: IfAddr) -> KResult<()>;
     /// The IPv4 networks the host's addresses and routes already use (see `Links`).
     async fn host_prefixes(&self) -> KResult<Vec<ipnet::IpNet>>;
     /// Gives link `name` the alternative name `alt` (already its: fine; another link's: EEXIST).

@@ -49,6 +49,14 @@ impl Kernel for System {
         self.links.host_prefixes().await
     }
 
+    async fn ensure_address(&self, link: &str, a: IfAddr) -> KResult<()> {
+        self.links.ensure_address(link, a).await
+    }
+
+    async fn remove_address(&self, link: &str, a: IfAddr) -> KResult<()> {
+        self.links.remove_address(link, a).await
+    }
+
     async fn ensure_altname(&self, name: &str, alt: &str) -> KResult<()> {
         self.links.ensure_altname(name, alt).await
     }

@@ -2,6 +2,7 @@
 //! Requests (`*Create`) are what clients send; `validate` turns them into checked specs.
 
 mod options;
+mod service;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use options::{NetworkOptions, Options};
+pub use service::{
+    validate_service_ports, Affinity, Service, ServiceCreate, ServicePort, MAX_BACKENDS,
+    MAX_NAMED_BACKENDS, MAX_SERVICE_PORTS,
+};
 pub use validate::{
     validate_interface, validate_labels, validate_mac, validate_name, validate_options, MAX_LABELS,
     MAX_NAME_LEN,

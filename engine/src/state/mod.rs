@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
+use crate::firewall::services::Lb;
 use crate::firewall::Desired;
-use crate::model::{Endpoint, Labels, Network};
+use crate::model::{Endpoint, Labels, Network, Service};
 use crate::policy::{Inputs, Plan, PolicySet};
 pub use view::{resolve_prefix, Named, Spaces, Table, View};
 
@@ -77,10 +78,61 @@ impl State {
             endpoints: self.view.endpoints().cloned().collect(),
             plan: Arc::new(plan),
             remotes: self.remotes.values().cloned().collect(),
+            services: self.lbs(),
         };
         d.networks.extend(net.map(|n| Arc::new(n.clone())));
         d.endpoints.extend(ep.map(|e| Arc::new(e.clone())));
         d
+    }
+
+    /// Every service as the firewall sees it, network by network.
+    pub fn lbs(&self) -> Vec<Arc<Lb>> {
+        let networks: std::collections::BTreeSet<&str> = (self.view.services().iter_from(None))
+            .map(|s| s.network_id.as_str())
+            .collect();
+        networks
+            .into_iter()
+            .flat_map(|n| self.lbs_of_network(n))
+            .collect()
+    }
+
+    /// The services of network `id` as the firewall sees them: their backends are the
+    /// endpoints of the network (here and, for an overlay, on other hosts) they select.
+    pub fn lbs_of_network(&self, id: &str) -> Vec<Arc<Lb>> {
+        let services: Vec<&Arc<Service>> = self.view.services_of_network(id).collect();
+        if services.is_empty() {
+            return Vec::new();
+        }
+        let local = self.view.endpoints_of_network(id).map(|e| &**e);
+        let remote = (self.remotes.values())
+            .filter(|e| e.network_id == id)
+            .map(|e| &**e);
+        let candidates: Vec<&Endpoint> = local.chain(remote).collect();
+        (services.iter())
+            .map(|s| Arc::new(Lb::of(s, candidates.iter().copied())))
+            .collect()
+    }
+
+    /// One service as the firewall sees it in this state.
+    pub fn lb(&self, s: &Service) -> Arc<Lb> {
+        let local = self.view.endpoints_of_network(&s.network_id).map(|e| &**e);
+        let remote = (self.remotes.values())
+            .filter(|e| e.network_id == s.network_id)
+            .map(|e| &**e);
+        Arc::new(Lb::of(s, local.chain(remote)))
+    }
+
+    /// A service's backends (local and remote endpoints), in id order.
+    pub fn backends_of(&self, s: &Service) -> Vec<Arc<Endpoint>> {
+        let local = self.view.endpoints_of_network(&s.network_id);
+        let remote = (self.remotes.values()).filter(|e| e.network_id == s.network_id);
+        let mut out: Vec<Arc<Endpoint>> = local
+            .chain(remote)
+            .filter(|e| s.selects(e))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
     }
 
     /// The policies' inputs in this state (local and remote endpoints), with `extra` a network

@@ -10,7 +10,7 @@ use imbl::{HashMap, OrdMap, OrdSet};
 
 use crate::error::{Error, Kind, Result};
 use crate::ipam::AddressSpace;
-use crate::model::{Endpoint, Network, PortMapping, Protocol, Sandbox};
+use crate::model::{Endpoint, Network, PortMapping, Protocol, Sandbox, Service};
 
 /// Objects that have a name as well as an id.
 pub trait Named {
@@ -31,6 +31,16 @@ impl Named for Network {
 
 impl Named for Sandbox {
     const KIND: Kind = Kind::Sandbox;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for Service {
+    const KIND: Kind = Kind::Service;
     fn id(&self) -> &str {
         &self.id
     }
@@ -166,6 +176,9 @@ pub struct View {
     /// Each network serialised once, when it is added: a list is then a concatenation.
     network_json: HashMap<String, Arc<str>>,
     ports: HashMap<PortKey, Vec<Option<IpAddr>>>,
+    services: Table<Service>,
+    /// Service ids per network.
+    services_by_network: HashMap<String, OrdSet<String>>,
 }
 
 impl View {
@@ -175,6 +188,38 @@ impl View {
 
     pub fn sandboxes(&self) -> &Table<Sandbox> {
         &self.sandboxes
+    }
+
+    pub fn services(&self) -> &Table<Service> {
+        &self.services
+    }
+
+    /// A network's services, in id order.
+    pub fn services_of_network<'a>(
+        &'a self,
+        id: &str,
+    ) -> impl Iterator<Item = &'a Arc<Service>> + 'a {
+        (self.services_by_network.get(id).into_iter())
+            .flat_map(|ids| ids.iter())
+            .filter_map(|s| self.services.get(s))
+    }
+
+    /// Adds a service; its virtual addresses are taken in the network's spaces.
+    pub(crate) fn add_service(&mut self, s: Arc<Service>) {
+        for a in s.vips() {
+            self.mark_address(&s.network_id, a, true);
+        }
+        index(&mut self.services_by_network, &s.network_id, &s.id, true);
+        self.services.insert(s);
+    }
+
+    pub(crate) fn remove_service(&mut self, id: &str) -> Option<Arc<Service>> {
+        let s = self.services.remove(id)?;
+        for a in s.vips() {
+            self.mark_address(&s.network_id, a, false);
+        }
+        index(&mut self.services_by_network, &s.network_id, &s.id, false);
+        Some(s)
     }
 
     /// Every endpoint, in id order.

@@ -4,6 +4,7 @@
 
 mod policies;
 mod rows;
+mod services;
 
 pub use policies::StoredPolicy;
 

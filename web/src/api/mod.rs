@@ -4,4 +4,5 @@ pub mod endpoints;
 pub mod networks;
 pub mod policies;
 pub mod sandboxes;
+pub mod services;
 pub mod system;

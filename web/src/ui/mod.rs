@@ -12,6 +12,7 @@ mod overview;
 mod page;
 mod policies;
 mod sandboxes;
+mod services;
 mod session;
 pub mod topology;
 
@@ -53,6 +54,9 @@ pub fn router(app: AppState, token: String) -> Router {
         .route("/sandboxes/{id}/delete", post(sandboxes::delete))
         .route("/sandboxes/{id}/connect", post(sandboxes::connect))
         .route("/endpoints/{id}/disconnect", post(sandboxes::disconnect))
+        .route("/services", get(services::list))
+        .route("/services/{id}", get(services::show))
+        .route("/services/{id}/delete", post(services::delete))
         .route("/topology", get(overview::topology_page))
         .route("/topology.svg", get(overview::topology_svg))
         .route(

@@ -111,7 +111,21 @@ impl Links {
             "1",
         )?;
         let host_index = require_index(&self.host, spec.host_name).await?;
-        set_up(&self.host, host_index, spec.host_name).await?;
+        // Up, in hairpin mode (one request): a frame the bridge sends back out the port it
+        // came in by reaches the sandbox — br_netfilter bridges a DNATed frame to its new
+        // destination's port, so a sandbox reaching itself through a service's address or its
+        // own published port needs it (Docker without its userland proxy does the same).
+        let up = rtnetlink::LinkBridgePort::new(host_index)
+            .hairpin(true)
+            .up()
+            .build();
+        let op = format!("setting {} up, in hairpin mode", spec.host_name);
+        self.host
+            .link()
+            .set_port(up)
+            .execute()
+            .await
+            .map_err(fail(op))?;
         // The bridge knows the endpoint's MAC from the start: the first frames to it are not
         // flooded to every port, as they would be until it had sent something. As an
         // "externally learnt" entry: it never ages, yet is not static — each new port of the
