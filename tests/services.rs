@@ -131,6 +131,17 @@ async fn balances_and_follows(backend: &str) {
     relabel(&c, &backends[1].1, json!({"app": "old"})).await;
     let (counts, _) = spread(&client.0, &at, 20);
     assert_eq!(counts, BTreeMap::from([("b1".to_string(), 20)]));
+    if backend == "nftables" {
+        // The chain as written over netlink reads back as nft would have written it.
+        let b1 = backends[0].1["ipv4"].as_str().unwrap();
+        let table = server
+            .host
+            .stdout(&["nft", "list", "table", "inet", "wasmnet"]);
+        let rule = format!("numgen random mod 1 map {{ 0 : {b1} . 8080 }}");
+        assert!(table.contains(&rule), "{rule} in {table}");
+        let json = server.host.exec(&["nft", "-j", "list", "ruleset"]);
+        assert!(json.status.success(), "the watcher's listing still parses");
+    }
 
     // Hairpin: a backend reaching its own service (masqueraded to come back).
     let (counts, seen) = spread(&backends[0].0, &at, 5);
@@ -345,6 +356,16 @@ async fn affinity_keeps_a_client_on_one_backend() {
         "affinity": "client_ip", "ports": [{"port": 80, "target_port": 8080}]});
     let svc = make(&c, "/v1/services", body).await;
     assert_eq!(svc["affinity"], "client_ip");
+    // A fourth backend joins (the chain rewritten over netlink, hashing the client).
+    let b = member(&c, "b4", "front", json!({"app": "web"})).await;
+    servers.push(named_server(b.0, 8080, "b4"));
+    let table = server
+        .host
+        .stdout(&["nft", "list", "table", "inet", "wasmnet"]);
+    assert!(
+        table.contains("jhash ip saddr mod 4 seed 0x5eed map"),
+        "{table}"
+    );
     let at = format!("{}:80", svc["ipv4"].as_str().unwrap());
     let mut chosen = std::collections::BTreeSet::new();
     for client in &clients {

@@ -285,6 +285,14 @@ impl Firewall for Nft {
         after: &[std::sync::Arc<super::services::Lb>],
     ) -> Result<(), FirewallError> {
         enable_br_netfilter()?;
+        // Backends alone changed: over netlink (nft would load every rule of the table).
+        if let Some(change) = super::services::backend_change(before, after) {
+            return self.carried(|| {
+                crate::kernel::nfservice::apply(crate::names::TABLE, &change)?;
+                self.committed();
+                Ok(())
+            });
+        }
         let part = |l| render_nft::ruleset(&super::services::part(l));
         match super::diff::script(&part(before), &part(after)) {
             Some(s) if s.is_empty() => Ok(()),

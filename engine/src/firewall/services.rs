@@ -182,6 +182,74 @@ pub fn postrouting_rules() -> Vec<Rule> {
     out
 }
 
+/// What changed from `before` to `after` when only backends did (the same services, with
+/// the same addresses, ports and affinity): each changed service's chain anew and the
+/// hairpin elements, as netlink can send it. `None` for anything else (a service added or
+/// removed, a port changed): the caller applies the ruleset difference instead.
+pub fn backend_change(
+    before: &[Arc<Lb>],
+    after: &[Arc<Lb>],
+) -> Option<crate::kernel::nfservice::ServiceChange> {
+    use crate::kernel::nfservice::{PickRule, ServiceChange};
+    let same = |b: &Lb, a: &Lb| {
+        (&b.id, &b.vips, &b.ports, b.affinity) == (&a.id, &a.vips, &a.ports, a.affinity)
+    };
+    if before.len() != after.len() || before.iter().zip(after).any(|(b, a)| !same(b, a)) {
+        return None;
+    }
+    let mut change = ServiceChange::default();
+    for (b, a) in before
+        .iter()
+        .zip(after)
+        .filter(|(b, a)| b.backends != a.backends)
+    {
+        let rules = (chain_rules(a).iter())
+            .filter_map(|r| match (&r.verdict, r.matches.as_slice()) {
+                (
+                    Some(Verdict::DnatPick { to, port, affinity }),
+                    [Match::Proto { proto, ports }],
+                ) => Some(PickRule {
+                    v6: r.fam == Some(Fam::V6),
+                    proto: ip_proto(*proto),
+                    dport: ports.first()?.0,
+                    to: to.clone(),
+                    port: *port,
+                    affinity: *affinity,
+                }),
+                _ => None,
+            })
+            .collect();
+        change
+            .chains
+            .push((crate::names::service_chain(&b.id), rules));
+    }
+    let union = |lbs: &[Arc<Lb>]| -> BTreeSet<IpAddr> {
+        lbs.iter()
+            .flat_map(|l| l.backends.iter().copied())
+            .collect()
+    };
+    let (was, is) = (union(before), union(after));
+    let set = |a: &IpAddr| super::render_nft::set_name(&SetId::Hairpin(Fam::of(*a)));
+    change
+        .hairpin
+        .extend(is.difference(&was).map(|a| (true, set(a), *a)));
+    change
+        .hairpin
+        .extend(was.difference(&is).map(|a| (false, set(a), *a)));
+    Some(change)
+}
+
+/// The IP protocol number.
+fn ip_proto(p: wasmnet_policy::ir::Protocol) -> u8 {
+    use wasmnet_policy::ir::Protocol as P;
+    match p {
+        P::Tcp => 6,
+        P::Udp => 17,
+        P::Sctp => 132,
+        P::Icmp => 1,
+    }
+}
+
 /// The networks that have a service.
 pub fn networks_with_services(lbs: &[Arc<Lb>]) -> BTreeSet<&str> {
     lbs.iter().map(|l| l.network_id.as_str()).collect()
@@ -268,6 +336,30 @@ mod tests {
         );
         let empty = part(&[lb(&[])]).render();
         assert!(empty.contains("chain svc_555555555555 {\n\t}"), "{empty}");
+    }
+
+    /// Backends alone changed: the chain anew and the hairpin element, for netlink; a port
+    /// or a service more is not that (the ruleset difference does it).
+    #[test]
+    fn a_backend_change_is_sent_as_chains_and_elements() {
+        let change = backend_change(&[lb(&["10.1.0.2"])], &[lb(&["10.1.0.2", "10.1.0.3"])])
+            .expect("backends alone");
+        assert_eq!(change.chains.len(), 1);
+        let (chain, rules) = &change.chains[0];
+        assert_eq!(chain, "svc_555555555555");
+        assert_eq!(
+            (rules[0].proto, rules[0].dport, rules[0].port),
+            (6, 80, 8080)
+        );
+        assert_eq!(rules[0].to.len(), 2);
+        let three: std::net::IpAddr = "10.1.0.3".parse().unwrap();
+        assert_eq!(change.hairpin, [(true, "svc_hairpin4".to_string(), three)]);
+        let mut other_port = (*lb(&["10.1.0.2"])).clone();
+        other_port.ports[0].port = 81;
+        assert!(backend_change(&[lb(&["10.1.0.2"])], &[Arc::new(other_port)]).is_none());
+        assert!(backend_change(&[], &[lb(&[])]).is_none());
+        let none = backend_change(&[lb(&["10.1.0.2"])], &[lb(&[])]).unwrap();
+        assert_eq!(none.chains[0].1, [], "no backends: an empty chain");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod fake;
 mod links;
 mod netns;
 pub mod nfrules;
+pub mod nfservice;
 pub mod nfset;
 mod sysctl;
 mod system;

@@ -60,19 +60,19 @@ pub struct SameSetRule {
     pub accept: bool,
 }
 
-fn be(v: u32) -> [u8; 4] {
+pub(super) fn be(v: u32) -> [u8; 4] {
     v.to_be_bytes()
 }
 
 /// One expression of a rule: its name and attributes.
-fn expr(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+pub(super) fn expr(out: &mut Vec<u8>, name: &str, data: &[u8]) {
     let mut e = Vec::new();
     attr(&mut e, NFTA_EXPR_NAME, &cstr(name));
     attr(&mut e, NFTA_EXPR_DATA | NLA_F_NESTED, data);
     attr(out, NFTA_LIST_ELEM | NLA_F_NESTED, &e);
 }
 
-fn attrs(pairs: &[(u16, &[u8])]) -> Vec<u8> {
+pub(super) fn attrs(pairs: &[(u16, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
     for (kind, payload) in pairs {
         attr(&mut out, *kind, payload);
@@ -81,7 +81,7 @@ fn attrs(pairs: &[(u16, &[u8])]) -> Vec<u8> {
 }
 
 /// `reg1 == value`.
-fn cmp(out: &mut Vec<u8>, value: &[u8]) {
+pub(super) fn cmp(out: &mut Vec<u8>, value: &[u8]) {
     let mut data = Vec::new();
     attr(&mut data, NFTA_DATA_VALUE, value);
     let body = attrs(&[(1, &be(NFT_REG_1)), (2, &be(NFT_CMP_EQ))]);
@@ -90,7 +90,7 @@ fn cmp(out: &mut Vec<u8>, value: &[u8]) {
     expr(out, "cmp", &body);
 }
 
-fn meta(out: &mut Vec<u8>, key: u32) {
+pub(super) fn meta(out: &mut Vec<u8>, key: u32) {
     expr(out, "meta", &attrs(&[(1, &be(NFT_REG_1)), (2, &be(key))]));
 }
 
