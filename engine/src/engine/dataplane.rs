@@ -179,7 +179,9 @@ impl Engine {
     /// The services of the endpoint's network take it as a backend where they select it,
     /// then the row; the services are put back if the row is refused.
     async fn join_services_and_store(&self, base: &State, e: &Endpoint) -> Result<()> {
+        let t = std::time::Instant::now();
         self.endpoint_services(base, e, true).await?;
+        tracing::debug!(took = ?t.elapsed(), "the endpoint's services");
         let stored = self.store.insert_endpoint(e).await;
         if stored.is_err() {
             let back = self.endpoint_services(base, e, false).await;

@@ -288,8 +288,15 @@ impl Firewall for Nft {
         // Backends alone changed: over netlink (nft would load every rule of the table).
         if let Some(change) = super::services::backend_change(before, after) {
             return self.carried(|| {
+                let t = std::time::Instant::now();
                 crate::kernel::nfservice::apply(crate::names::TABLE, &change)?;
                 self.committed();
+                let took = t.elapsed();
+                tracing::debug!(
+                    ?took,
+                    chains = change.chains.len(),
+                    "service change over netlink"
+                );
                 Ok(())
             });
         }
