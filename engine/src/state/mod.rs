@@ -96,43 +96,37 @@ impl State {
             .collect()
     }
 
-    /// The services of network `id` as the firewall sees them: their backends are the
-    /// endpoints of the network (here and, for an overlay, on other hosts) they select.
+    /// The services of network `id` as the firewall sees them.
     pub fn lbs_of_network(&self, id: &str) -> Vec<Arc<Lb>> {
         let services: Vec<&Arc<Service>> = self.view.services_of_network(id).collect();
         if services.is_empty() {
             return Vec::new();
         }
-        let local = self.view.endpoints_of_network(id).map(|e| &**e);
-        let remote = (self.remotes.values())
-            .filter(|e| e.network_id == id)
-            .map(|e| &**e);
-        let candidates: Vec<&Endpoint> = local.chain(remote).collect();
+        let candidates = self.network_endpoints(id);
         (services.iter())
-            .map(|s| Arc::new(Lb::of(s, candidates.iter().copied())))
+            .map(|s| Arc::new(Lb::of(s, candidates.iter().map(|e| &**e))))
             .collect()
     }
 
     /// One service as the firewall sees it in this state.
     pub fn lb(&self, s: &Service) -> Arc<Lb> {
-        let local = self.view.endpoints_of_network(&s.network_id).map(|e| &**e);
-        let remote = (self.remotes.values())
-            .filter(|e| e.network_id == s.network_id)
-            .map(|e| &**e);
-        Arc::new(Lb::of(s, local.chain(remote)))
+        let candidates = self.network_endpoints(&s.network_id);
+        Arc::new(Lb::of(s, candidates.iter().map(|e| &**e)))
     }
 
     /// A service's backends (local and remote endpoints), in id order.
     pub fn backends_of(&self, s: &Service) -> Vec<Arc<Endpoint>> {
-        let local = self.view.endpoints_of_network(&s.network_id);
-        let remote = (self.remotes.values()).filter(|e| e.network_id == s.network_id);
-        let mut out: Vec<Arc<Endpoint>> = local
-            .chain(remote)
-            .filter(|e| s.selects(e))
-            .cloned()
-            .collect();
+        let mut out = self.network_endpoints(&s.network_id);
+        out.retain(|e| s.selects(e));
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
+    }
+
+    /// Every endpoint of a network: this host's and, for an overlay, the other hosts'.
+    fn network_endpoints(&self, id: &str) -> Vec<Arc<Endpoint>> {
+        let local = self.view.endpoints_of_network(id);
+        let remote = self.remotes.values().filter(|e| e.network_id == id);
+        local.chain(remote).cloned().collect()
     }
 
     /// The policies' inputs in this state (local and remote endpoints), with `extra` a network

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use wasmnet_engine::directory::NamesReport;
-use wasmnet_engine::engine::{Filter, NetworkDetail};
+use wasmnet_engine::engine::NetworkDetail;
 use wasmnet_engine::model::Network;
 use wasmnet_engine::names;
 
@@ -37,16 +37,7 @@ fn networks_page(
     form: NetworkForm,
     errors: FormErrors,
 ) -> NetworksPage {
-    let mut filter = Filter {
-        name: (!p.q.is_empty()).then(|| p.q.clone()),
-        ..Default::default()
-    };
-    if !p.label.is_empty() {
-        filter.labels.push(match p.label.split_once('=') {
-            Some((k, v)) => (k.to_string(), Some(v.to_string())),
-            None => (p.label.clone(), None),
-        });
-    }
+    let filter = p.filter();
     let page = s
         .app
         .engine

@@ -21,6 +21,24 @@ pub struct ListParams {
     pub after: Option<String>,
 }
 
+impl ListParams {
+    /// The list filter the search form asks for: `q` a substring of the name, `label`
+    /// `key=value` or `key`.
+    pub fn filter(&self) -> wasmnet_engine::engine::Filter {
+        let mut filter = wasmnet_engine::engine::Filter {
+            name: (!self.q.is_empty()).then(|| self.q.clone()),
+            ..Default::default()
+        };
+        if !self.label.is_empty() {
+            filter.labels.push(match self.label.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None => (self.label.clone(), None),
+            });
+        }
+        filter
+    }
+}
+
 /// Renders a template; a template failure is logged, never shown.
 pub fn render(t: impl Template) -> Response {
     match t.render() {

@@ -7,7 +7,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use wasmnet_engine::engine::{Filter, ServiceDetail};
+use wasmnet_engine::engine::ServiceDetail;
 use wasmnet_engine::model::Affinity;
 
 use super::forms::CsrfForm;
@@ -26,16 +26,7 @@ struct ServicesPage {
 }
 
 pub async fn list(State(s): State<UiState>, auth: Authed, Query(p): Query<ListParams>) -> Response {
-    let mut filter = Filter {
-        name: (!p.q.is_empty()).then(|| p.q.clone()),
-        ..Default::default()
-    };
-    if !p.label.is_empty() {
-        filter.labels.push(match p.label.split_once('=') {
-            Some((k, v)) => (k.to_string(), Some(v.to_string())),
-            None => (p.label.clone(), None),
-        });
-    }
+    let filter = p.filter();
     match s
         .app
         .engine
