@@ -379,3 +379,64 @@ async fn affinity_keeps_a_client_on_one_backend() {
         "six clients hash to more than one backend: {chosen:?}"
     );
 }
+
+/// Packets the interface `eth0` inside `ns` has received.
+fn rx_packets(ns: &Path) -> u64 {
+    let out = stdout_in(ns, &["ip", "-j", "-s", "link", "show", "dev", "eth0"]);
+    let links: Value = serde_json::from_str(&out).unwrap();
+    links[0]["stats64"]["rx"]["packets"].as_u64().unwrap()
+}
+
+/// Whether `ns` has resolved `addr` to `mac` (a neighbour entry).
+fn resolved(ns: &Path, addr: &str) -> Option<String> {
+    let out = stdout_in(
+        ns,
+        &["ip", "-j", "neigh", "show", "to", addr, "dev", "eth0"],
+    );
+    let n: Value = serde_json::from_str(&out).unwrap();
+    n[0]["lladdr"].as_str().map(str::to_string)
+}
+
+/// A virtual IP resolves without its ARP request flooding every port: the bridge answers it
+/// and drops the flooded copies. Flooded to a thousand ports, the copies filled the backlog
+/// and the answer was dropped behind them. Other addresses still resolve as before.
+#[tokio::test]
+async fn a_virtual_ip_resolves_without_flooding_the_network() {
+    let server = Server::start(&[]);
+    let c = server.client();
+    let subnet = json!({"subnet": "10.77.0.0/24"});
+    make(&c, "/v1/networks", json!({"name": "front", "ipv4": subnet})).await;
+    let b = member(&c, "b1", "front", json!({"app": "web"})).await;
+    let _srv = named_server(ns_of(&b), 8080, "b1");
+    let client = member(&c, "client", "front", json!({})).await;
+    let bystander = member(&c, "bystander", "front", json!({})).await;
+    let body = json!({"name": "web", "network": "front", "selector": {"app": "web"},
+        "ports": [{"port": 80, "target_port": 8080}]});
+    let svc = make(&c, "/v1/services", body).await;
+    let vip = svc["ipv4"].as_str().unwrap().to_string();
+    // A first connection: the backend learns the client's address (its own ARP request).
+    assert_eq!(spread(&client.0, &format!("{vip}:80"), 1).0.len(), 1);
+
+    let before = rx_packets(&bystander.0);
+    for _ in 0..5 {
+        run_in(&client.0, &["ip", "neigh", "flush", "dev", "eth0"]);
+        let (counts, _) = spread(&client.0, &format!("{vip}:80"), 1);
+        assert_eq!(counts, BTreeMap::from([("b1".to_string(), 1)]));
+        assert!(resolved(&client.0, &vip).is_some(), "{vip} resolved");
+    }
+    assert_eq!(
+        rx_packets(&bystander.0),
+        before,
+        "no request reached the bystander"
+    );
+
+    // An endpoint's address is still resolved by its owner's answer.
+    let backend_ip = b.1["ipv4"].as_str().unwrap().to_string();
+    run_in(&client.0, &["ip", "neigh", "flush", "dev", "eth0"]);
+    let ping = run_in(&client.0, &["ping", "-c1", "-W2", &backend_ip]);
+    assert!(ping.status.success(), "ping {backend_ip}");
+    assert_eq!(
+        resolved(&client.0, &backend_ip).as_deref(),
+        b.1["mac"].as_str()
+    );
+}

@@ -43,11 +43,10 @@ pub fn lower_with_services(
     plan: &Plan,
     lbs: &[std::sync::Arc<Lb>],
 ) -> Rules {
+    let mut bridge = bridge_table(networks, endpoints);
+    services::add_to_bridge(&mut bridge, lbs);
     Rules {
-        tables: vec![
-            inet_table(networks, endpoints, members, plan, lbs),
-            bridge_table(networks, endpoints),
-        ],
+        tables: vec![inet_table(networks, endpoints, members, plan, lbs), bridge],
     }
 }
 

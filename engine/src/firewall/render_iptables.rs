@@ -339,6 +339,8 @@ impl Renderer<'_> {
             // Only the untracked ranges are looked up so, and iptables untracks nothing (see
             // the module's comment): never matches, the rule is left out.
             Match::IifDaddr(_) => Vec::new(),
+            // Only in the bridge family's table, which iptables does not render.
+            Match::ArpRequestFor(_) => Vec::new(),
             Match::Proto { proto, ports } => one(proto_text(*proto, ports, self.fam)),
             Match::Ct(ct) => one(format!("-m conntrack --ctstate {}", ct_text(*ct))),
             Match::LocalDaddr => one("-m addrtype --dst-type LOCAL".into()),

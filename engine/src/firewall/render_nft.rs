@@ -267,6 +267,7 @@ fn match_text(m: &Match, fam: Fam) -> String {
         Match::Transport => "meta l4proto { tcp, udp, sctp }".into(),
         Match::CtOrigDaddr(s) => format!("ct original {} daddr @{}", ip(fam), set_name(s)),
         Match::SaddrDaddr(s) => format!("{0} saddr . {0} daddr @{1}", ip(fam), set_name(s)),
+        Match::ArpRequestFor(s) => format!("arp operation request arp daddr ip @{}", set_name(s)),
     }
 }
 

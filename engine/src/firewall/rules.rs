@@ -257,6 +257,8 @@ pub enum Match {
     CtOrigDaddr(SetId),
     /// The source and destination address, together, in a set of [`Element::Pair`].
     SaddrDaddr(SetId),
+    /// An ARP request for an address in a set (the bridge family: frames, not packets).
+    ArpRequestFor(SetId),
 }
 
 /// What a matching packet gets.

@@ -261,7 +261,35 @@ pub fn part(lbs: &[Arc<Lb>]) -> super::rules::Rules {
     let mut t = Table::new(super::rules::Family::Inet);
     add_to(&mut t, lbs);
     t.chains.retain(|c| matches!(c.id, ChainId::Service(_)));
-    super::rules::Rules { tables: vec![t] }
+    let mut bridge = Table::new(super::rules::Family::Bridge);
+    add_to_bridge(&mut bridge, lbs);
+    bridge.chains.clear();
+    super::rules::Rules {
+        tables: vec![t, bridge],
+    }
+}
+
+/// In the bridge family's table, while there are services: the virtual IPv4 addresses, and
+/// a rule in its forward hook dropping the copies of an ARP request for one that the bridge
+/// floods to its ports. The bridge answers it itself (the address is its own); flooded to a
+/// thousand ports, the copies fill the receiving CPU's backlog and the answer, queued
+/// behind them, is dropped: a sandbox could not resolve the address on a large network.
+/// (An IPv6 neighbour solicitation is not matched: this nft cannot look up its target.)
+pub fn add_to_bridge(t: &mut Table, lbs: &[Arc<Lb>]) {
+    if lbs.is_empty() {
+        return;
+    }
+    let vips = lbs.iter().flat_map(|l| &l.vips).copied();
+    let vips = vips.filter(|a| a.is_ipv4()).map(Element::Addr);
+    t.set(SetId::Vips(Fam::V4), vips.collect());
+    let rule = Rule::counted(
+        vec![Match::ArpRequestFor(SetId::Vips(Fam::V4))],
+        Verdict::Drop,
+    );
+    match t.chains.iter_mut().find(|c| c.id == ChainId::BridgeForward) {
+        Some(c) => c.rules.push(rule),
+        None => t.chain(ChainId::BridgeForward, vec![rule]),
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +331,12 @@ mod tests {
         has("ct status dnat ip saddr . ip daddr @svc_hairpin4 counter masquerade");
         has("ip daddr @svc_vips4 meta l4proto tcp counter reject with tcp reset");
         has("elements = { 10.1.0.2 . 10.1.0.2, 10.1.0.3 . 10.1.0.3 }");
+        // The bridge drops the copies of an ARP request for the address it floods.
+        let bridge = &nft[nft.find("table bridge").unwrap()..];
+        assert!(
+            bridge.contains("arp operation request arp daddr ip @svc_vips4 counter drop"),
+            "{bridge}"
+        );
         assert!(
             !nft.contains("\"wnbraaaaaaaaaaa\" . 10.1.0.2-"),
             "tracked:\n{nft}"
