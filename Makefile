@@ -22,11 +22,19 @@ DEBS := $(BUILD_DEBS) nftables iptables iproute2 iputils-ping util-linux chromiu
 	curl docker.io podman busybox-static containernetworking-plugins bind9-dnsutils dnsmasq-base
 build-deps:
 	@$(MAKE) --no-print-directory deps DEBS="$(BUILD_DEBS)"
+# Installed without what they recommend (Prometheus recommends node-exporter and its
+# collectors, 30 packages the suite does not use).
+LEAN_DEBS := prometheus
 deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@if [ "$(DEBS)" != "$(BUILD_DEBS)" ]; then missing=""; \
+	for p in $(LEAN_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi; fi
 
 # Benchmarks are not part of the suite (see README, "Benchmarks").
 bench:

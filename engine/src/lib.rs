@@ -18,6 +18,7 @@ pub mod fqdn;
 pub mod ids;
 pub mod ipam;
 pub mod kernel;
+pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod policy;

@@ -54,6 +54,7 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use api::{endpoints, networks, policies, sandboxes, services, system};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::health))
+        .routes(routes!(api::metrics::metrics))
         .routes(routes!(system::events))
         .routes(routes!(openapi_json))
         .routes(routes!(system::reload_firewall))
@@ -97,6 +98,7 @@ async fn openapi_json() -> axum::Json<&'static utoipa::openapi::OpenApi> {
 pub fn router(state: AppState) -> Router {
     documented()
         .0
+        .route_layer(middleware::from_fn(api::metrics::count_requests))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

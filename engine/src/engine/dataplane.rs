@@ -3,6 +3,7 @@
 //! the kernel first and are committed after; a failure undoes what was made, logging every
 //! undo step that fails. Removals are committed first and torn down after, past every error.
 
+use crate::metrics::ResultLabel;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -34,8 +35,15 @@ impl Engine {
         &self,
         r: std::result::Result<std::result::Result<(), FirewallError>, tokio::task::JoinError>,
     ) -> Result<()> {
-        r.map_err(|e| Error::Internal(e.to_string()))?
-            .map_err(Error::from)?;
+        let r = r
+            .map_err(|e| Error::Internal(e.to_string()))
+            .and_then(|r| r.map_err(Error::from));
+        let result = crate::metrics::result_of(&r);
+        let counter = crate::metrics::get()
+            .firewall_changes
+            .get_or_create(&ResultLabel { result });
+        counter.inc();
+        r?;
         self.firewall_changes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -10,7 +10,11 @@ use crate::model::*;
 use crate::state::State;
 
 impl Engine {
-    pub async fn connect(&self, mut req: EndpointCreate) -> Result<Arc<Endpoint>> {
+    pub async fn connect(&self, req: EndpointCreate) -> Result<Arc<Endpoint>> {
+        crate::metrics::timed("connect", self.connect_op(req)).await
+    }
+
+    async fn connect_op(&self, mut req: EndpointCreate) -> Result<Arc<Endpoint>> {
         if req.network.is_empty() {
             req.network = self.default_network_name()?;
         }
@@ -75,6 +79,10 @@ impl Engine {
     }
 
     pub async fn disconnect(&self, reference: &str) -> Result<Arc<Endpoint>> {
+        crate::metrics::timed("disconnect", self.disconnect_op(reference)).await
+    }
+
+    async fn disconnect_op(&self, reference: &str) -> Result<Arc<Endpoint>> {
         let _writer = self.lock_writer().await;
         let before = self.state();
         let endpoint = before.view().resolve_endpoint(reference)?;
@@ -105,6 +113,10 @@ impl Engine {
     /// Replaces an endpoint's labels; the policies classify it again and the rules follow.
     /// The new state is installed only once the firewall and the store took the change.
     pub async fn relabel_endpoint(&self, reference: &str, labels: Labels) -> Result<Arc<Endpoint>> {
+        crate::metrics::timed("relabel", self.relabel_endpoint_op(reference, labels)).await
+    }
+
+    async fn relabel_endpoint_op(&self, reference: &str, labels: Labels) -> Result<Arc<Endpoint>> {
         validate_labels("labels", &labels)?;
         let _writer = self.lock_writer().await;
         let base = self.state();

@@ -10,7 +10,11 @@ use crate::events::EventKind;
 use crate::model::*;
 
 impl Engine {
-    pub async fn create_network(&self, mut req: NetworkCreate) -> Result<Arc<Network>> {
+    pub async fn create_network(&self, req: NetworkCreate) -> Result<Arc<Network>> {
+        crate::metrics::timed("network_create", self.create_network_op(req)).await
+    }
+
+    async fn create_network_op(&self, mut req: NetworkCreate) -> Result<Arc<Network>> {
         validate_name("name", &req.name)?;
         validate_labels("labels", &req.labels)?;
         let options = validate_options(&req.options)?;
@@ -107,6 +111,10 @@ impl Engine {
     }
 
     pub async fn delete_network(&self, reference: &str) -> Result<Arc<Network>> {
+        crate::metrics::timed("network_delete", self.delete_network_op(reference)).await
+    }
+
+    async fn delete_network_op(&self, reference: &str) -> Result<Arc<Network>> {
         let _writer = self.lock_writer().await;
         let network = {
             let state = self.state();

@@ -272,6 +272,11 @@ impl Engine {
         description: &str,
         wasm: &[u8],
     ) -> Result<Policy> {
+        let upload = self.upload_policy_op(name, description, wasm);
+        crate::metrics::timed("policy_upload", upload).await
+    }
+
+    async fn upload_policy_op(&self, name: &str, description: &str, wasm: &[u8]) -> Result<Policy> {
         validate_name("name", name)?;
         if description.len() > MAX_DESCRIPTION {
             return Err(Error::invalid(
@@ -348,6 +353,10 @@ impl Engine {
 
     /// Refused while attached, unless `force` (then detached first).
     pub async fn delete_policy(&self, reference: &str, force: bool) -> Result<Policy> {
+        crate::metrics::timed("policy_delete", self.delete_policy_op(reference, force)).await
+    }
+
+    async fn delete_policy_op(&self, reference: &str, force: bool) -> Result<Policy> {
         let _writer = self.lock_writer().await;
         let base = self.state();
         let policy = base.policies.resolve(reference)?.policy.clone();
@@ -409,6 +418,10 @@ impl Engine {
 
     /// Attaches to a network (or globally), or changes an attachment's priority or audit mode.
     pub async fn attach_policy(&self, reference: &str, req: AttachRequest) -> Result<Policy> {
+        crate::metrics::timed("attach", self.attach_policy_op(reference, req)).await
+    }
+
+    async fn attach_policy_op(&self, reference: &str, req: AttachRequest) -> Result<Policy> {
         let _writer = self.lock_writer().await;
         let base = self.state();
         let policy = self.loaded_policy(&base, reference)?;
@@ -475,6 +488,10 @@ impl Engine {
     }
 
     pub async fn detach_policy(&self, reference: &str, network: Option<&str>) -> Result<Policy> {
+        crate::metrics::timed("detach", self.detach_policy_op(reference, network)).await
+    }
+
+    async fn detach_policy_op(&self, reference: &str, network: Option<&str>) -> Result<Policy> {
         let _writer = self.lock_writer().await;
         let base = self.state();
         let policy = base.policies.resolve(reference)?.policy.clone();

@@ -214,6 +214,19 @@ impl Engine {
         self.state().counts()
     }
 
+    /// How many objects of each kind there are (what `/metrics` exports).
+    pub fn object_counts(&self) -> [(&'static str, usize); 5] {
+        let state = self.state();
+        let c = state.counts();
+        [
+            ("networks", c.networks),
+            ("sandboxes", c.sandboxes),
+            ("endpoints", c.endpoints),
+            ("services", state.view().services().len()),
+            ("policies", state.policies.loaded.len()),
+        ]
+    }
+
     pub fn list_networks(&self, f: &Filter, after: Option<&str>, limit: usize) -> Page<Network> {
         self.state().list_networks(f, after, limit)
     }

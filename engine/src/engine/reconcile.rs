@@ -16,6 +16,8 @@ impl Engine {
     pub async fn reconcile(&self) -> Vec<String> {
         let (mut problems, vanished) = self.converge().await;
         self.forget_vanished(&vanished, &mut problems).await;
+        let m = crate::metrics::get();
+        m.reconcile_problems.inc_by(problems.len() as u64);
         problems
     }
 
@@ -29,8 +31,9 @@ impl Engine {
                 sandbox,
                 "the runtime removed this endpoint's container while wasmnet was down"
             );
-            if let Err(e) = self.disconnect(endpoint).await {
-                problems.push(format!("endpoint {endpoint}: {e}"));
+            match self.disconnect(endpoint).await {
+                Ok(_) => crate::metrics::repaired("endpoint_forgotten"),
+                Err(e) => problems.push(format!("endpoint {endpoint}: {e}")),
             }
             let state = self.state();
             let empty = state.view().endpoints_of_sandbox(sandbox).next().is_none();
@@ -232,8 +235,9 @@ impl Engine {
                     .map_err(crate::Error::from),
                 Err(err) => Err(err),
             };
-            if let Err(err) = joined {
-                problems.push(format!("endpoint {}: {err}", e.id));
+            match joined {
+                Ok(()) => crate::metrics::repaired("endpoint_rejoined"),
+                Err(err) => problems.push(format!("endpoint {}: {err}", e.id)),
             }
         }
         vanished
@@ -249,6 +253,7 @@ impl Engine {
             .await
             .map_err(|e| crate::Error::Internal(e.to_string()))??;
         if restored {
+            crate::metrics::get().firewall_restorations.inc();
             tracing::warn!("wasmnet's firewall rules were changed from outside; restored them");
         }
         Ok(restored)

@@ -41,6 +41,42 @@ pub struct PolicyCounters {
 }
 
 impl Engine {
+    /// Every attached policy's packet counts per network: its own chains' rules, and the
+    /// network chain's defaults it decided (nothing is listed when no policy is attached).
+    pub async fn policy_packets(&self) -> Result<Vec<crate::metrics::PolicyPackets>> {
+        let state = self.state();
+        let attached: Vec<_> = (state.policies.loaded.values())
+            .filter(|l| !l.policy.attachments.is_empty())
+            .map(|l| (l.policy.id.clone(), l.policy.name.clone()))
+            .collect();
+        if attached.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chains = self.firewall_chains().await?;
+        let networks: Vec<_> = state.view().networks().iter_from(None).collect();
+        let mut out = Vec::new();
+        for (id, name) in &attached {
+            for c in &chains {
+                let own = crate::names::policy_chain_network(id, &c.chain);
+                let default = c.chain.strip_prefix("net_");
+                let Some(n) = (own.or(default))
+                    .and_then(|net| networks.iter().find(|n| n.id.starts_with(net)))
+                else {
+                    continue;
+                };
+                let decided = |r: &crate::firewall::RuleView| match &r.tag {
+                    Some(crate::firewall::rules::Tag::Default { policy }) => policy == id,
+                    _ => own.is_some(),
+                };
+                let rules: Vec<_> = c.rules.iter().filter(|r| decided(r)).collect();
+                if own.is_some() || !rules.is_empty() {
+                    out.push(packets_of(name, &n.name, rules.into_iter()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Forces wasmnet's rules back to what the store says (`wasmnet firewall reload`).
     pub async fn reload_firewall(&self) -> Result<()> {
         let _writer = self.lock_writer().await;
@@ -161,4 +197,33 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// The packets of `rules` (a policy's on one network): matched, dropped, would-be dropped.
+fn packets_of<'a>(
+    policy: &str,
+    network: &str,
+    rules: impl Iterator<Item = &'a crate::firewall::RuleView>,
+) -> crate::metrics::PolicyPackets {
+    let mut p = crate::metrics::PolicyPackets {
+        policy: policy.to_string(),
+        network: network.to_string(),
+        matched: 0,
+        dropped: 0,
+        would_drop: 0,
+    };
+    for r in rules {
+        let Some((packets, _)) = r.counters else {
+            continue;
+        };
+        if r.is_audit() {
+            p.would_drop += packets;
+            continue;
+        }
+        p.matched += packets;
+        if r.is_drop() {
+            p.dropped += packets;
+        }
+    }
+    p
 }

@@ -11,6 +11,10 @@ use crate::model::*;
 
 impl Engine {
     pub async fn create_sandbox(&self, req: SandboxCreate) -> Result<Arc<Sandbox>> {
+        crate::metrics::timed("sandbox_create", self.create_sandbox_op(req)).await
+    }
+
+    async fn create_sandbox_op(&self, req: SandboxCreate) -> Result<Arc<Sandbox>> {
         let id = ids::new_id();
         let name = req.name.unwrap_or_else(|| format!("sandbox-{}", &id[..12]));
         validate_name("name", &name)?;
@@ -77,6 +81,10 @@ impl Engine {
 
     /// Removes a sandbox and disconnects its endpoints, in one transaction.
     pub async fn delete_sandbox(&self, reference: &str) -> Result<SandboxDetail> {
+        crate::metrics::timed("sandbox_delete", self.delete_sandbox_op(reference)).await
+    }
+
+    async fn delete_sandbox_op(&self, reference: &str) -> Result<SandboxDetail> {
         let _writer = self.lock_writer().await;
         let before = self.state();
         let detail = before.sandbox(reference)?;

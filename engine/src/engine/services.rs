@@ -14,6 +14,10 @@ use crate::state::{State, View};
 
 impl Engine {
     pub async fn create_service(&self, req: ServiceCreate) -> Result<Arc<Service>> {
+        crate::metrics::timed("service_create", self.create_service_op(req)).await
+    }
+
+    async fn create_service_op(&self, req: ServiceCreate) -> Result<Arc<Service>> {
         validate_service_request(&req)?;
         let ports = validate_service_ports(&req.ports)?;
         let iptables = self.firewall.kind() == crate::firewall::Backend::Iptables;
@@ -76,6 +80,10 @@ impl Engine {
     }
 
     pub async fn delete_service(&self, reference: &str) -> Result<Arc<Service>> {
+        crate::metrics::timed("service_delete", self.delete_service_op(reference)).await
+    }
+
+    async fn delete_service_op(&self, reference: &str) -> Result<Arc<Service>> {
         let _writer = self.lock_writer().await;
         let before = self.state();
         let service = before.view().services().resolve(reference)?;

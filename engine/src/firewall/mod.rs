@@ -180,6 +180,11 @@ impl RuleView {
     pub fn is_audit(&self) -> bool {
         matches!(self.tag, Some(rules::Tag::Audit { .. }))
     }
+
+    /// Whether the rule drops what it matches (its verdict, in either backend's syntax).
+    pub fn is_drop(&self) -> bool {
+        self.text.ends_with(" drop") || self.text.ends_with("-j DROP")
+    }
 }
 
 /// Which backend enforces the rules.

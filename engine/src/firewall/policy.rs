@@ -209,11 +209,23 @@ pub fn network_rules(n: &Network, applied: &[Applied]) -> Vec<Rule> {
         Rule::uncounted(vec![], rules::Verdict::Jump(chain))
     }));
     let (internal, egress) = defaults(n, applied);
+    // Which policy decided a default, so its drops are counted as that policy's.
+    let decided = |f: fn(&NetworkDecision) -> Option<Verdict>| {
+        (applied.iter().filter(|a| !a.audit))
+            .find(|a| f(&a.decision).is_some())
+            .map(|a| Tag::Default {
+                policy: a.policy_id.clone(),
+            })
+    };
     let own = vec![Match::Oif(Ifaces::bridge_of(&n.id))];
-    rules.push(Rule::counted(own, lowered(internal, None)));
+    let mut within = Rule::counted(own, lowered(internal, None));
+    within.tag = decided(|d| d.default_internal);
+    rules.push(within);
     let others = vec![Match::Oif(Ifaces::bridges())];
     rules.push(Rule::counted(others, rules::Verdict::Drop));
-    rules.push(Rule::counted(vec![], lowered(egress, None)));
+    let mut out = Rule::counted(vec![], lowered(egress, None));
+    out.tag = decided(|d| d.default_egress);
+    rules.push(out);
     rules
 }
 

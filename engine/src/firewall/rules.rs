@@ -311,6 +311,8 @@ pub enum Tag {
     Audit { policy: String },
     /// A policy's rule that asked for its matches to be logged.
     Log { policy: String },
+    /// A governed network's default (between its endpoints, or out), as the policy decided.
+    Default { policy: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -277,9 +277,9 @@ impl PolicySet {
             nets.sort_by(|a, b| a.id.cmp(&b.id));
             nets.dedup_by(|a, b| a.id == b.id);
             let wit: Vec<_> = nets.iter().map(|n| input::network(n)).collect();
-            let got = self
-                .module(policy)
-                .evaluate(&wit)
+            let module = self.module(policy);
+            let name = &self.loaded[policy].policy.name;
+            let got = crate::metrics::policy_call(name, "evaluate", || module.evaluate(&wit))
                 .map_err(|e| self.failure(policy, e))?;
             checks::decisions(&got, nets, all, self.iptables).map_err(|reason| {
                 let error = wasmnet_policy::PolicyError::BadOutput {
@@ -366,10 +366,11 @@ impl PolicySet {
         let (we, wn) = (input::endpoint(e, sandbox_labels), input::network(n));
         let mut out = Vec::new();
         for a in applied.iter().cloned() {
-            let d = self
-                .module(&a.policy_id)
-                .classify(&we, &wn)
-                .map_err(|err| self.failure(&a.policy_id, err))?;
+            let module = self.module(&a.policy_id);
+            let d = crate::metrics::policy_call(&a.policy_name, "classify", || {
+                module.classify(&we, &wn)
+            })
+            .map_err(|err| self.failure(&a.policy_id, err))?;
             out.push((a, d));
         }
         Ok(out)
