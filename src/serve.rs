@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// [default: wasmnet0].
     #[arg(long, env = "WASMNET_DEFAULT_NETWORK_BRIDGE")]
     default_network_bridge: Option<String>,
+    /// How many flow records (drops, would-be drops, logged matches) are kept in memory, the
+    /// newest [default: 10000].
+    #[arg(long, env = "WASMNET_FLOW_BUFFER", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    flow_buffer: Option<u32>,
     #[command(flatten)]
     cluster: ClusterArgs,
     #[command(flatten)]
@@ -133,6 +137,7 @@ struct FileConfig {
     docker_plugin_socket: Option<PathBuf>,
     default_network: Option<String>,
     default_network_bridge: Option<String>,
+    flow_buffer: Option<u32>,
     cluster: Option<String>,
     cluster_advertise: Option<Ipv4Addr>,
     node_name: Option<String>,
@@ -200,6 +205,13 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     }
     if let Some(r) = args.policy_port_ranges.or(file.policy_port_ranges) {
         engine.policy_port_ranges = port_ranges(&r)?;
+    }
+    match args.flow_buffer.or(file.flow_buffer) {
+        Some(n) if !(1..=1_000_000).contains(&n) => {
+            return Err(format!("flow_buffer: {n} is not from 1 to 1000000"))
+        }
+        Some(n) => engine.flow_buffer = n as usize,
+        None => {}
     }
     let log = args.log.or(file.log).unwrap_or_else(|| "info".into());
     let docker_plugin_socket = args

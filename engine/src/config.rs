@@ -29,6 +29,8 @@ pub struct EngineConfig {
     pub default_network: Option<DefaultNetwork>,
     /// Names: how sandboxes appear to `ip netns`, and the resolvers names are forwarded to.
     pub names: NamesConfig,
+    /// How many flow records are kept in memory (the newest; `GET /v1/flows` reads them).
+    pub flow_buffer: usize,
 }
 
 /// Where sandboxes wasmnet creates appear to `ip netns`, and what their resolv.conf says.
@@ -75,6 +77,9 @@ impl Default for DefaultNetwork {
     }
 }
 
+/// Flow records kept by default: minutes of drops on a busy host, a few MB.
+pub const DEFAULT_FLOW_BUFFER: usize = 10_000;
+
 impl EngineConfig {
     pub fn new(database: PathBuf, run_dir: PathBuf) -> Self {
         EngineConfig {
@@ -91,6 +96,7 @@ impl EngineConfig {
                 netns_dir: None,
                 ..NamesConfig::default()
             },
+            flow_buffer: DEFAULT_FLOW_BUFFER,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod firewall;
+pub mod flows;
 pub mod fqdn;
 pub mod ids;
 pub mod ipam;

@@ -70,6 +70,8 @@ pub struct Metrics {
     pub reconcile_problems: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_latency: Latencies<RouteLabels>,
+    pub flow_records: Family<KindLabel, Counter>,
+    pub flows_lost: Counter,
 }
 
 impl Metrics {
@@ -84,6 +86,8 @@ impl Metrics {
             reconcile_problems: Counter::default(),
             http_requests: Family::default(),
             http_latency: Family::new_with_constructor(latency),
+            flow_records: Family::default(),
+            flows_lost: Counter::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -125,6 +129,16 @@ impl Metrics {
             "http_request_duration_seconds",
             "HTTP request latency by method and route",
             m.http_latency.clone(),
+        );
+        r.register(
+            "flow_records",
+            "Flow records by verdict (kind: dropped, would_drop, logged)",
+            m.flow_records.clone(),
+        );
+        r.register(
+            "flows_lost",
+            "Logged packets dropped before they were recorded (the reader fell behind)",
+            m.flows_lost.clone(),
         );
         Metrics { registry: r, ..m }
     }

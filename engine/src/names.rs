@@ -257,3 +257,6 @@ mod tests {
         assert_eq!(group_set_collision(twice), None, "one group named twice");
     }
 }
+
+/// The NFLOG group wasmnet's flow rules log to, and reads (`kernel::nflog`).
+pub const FLOW_GROUP: u16 = 2387;

@@ -6,6 +6,7 @@
 
 pub(crate) mod common;
 mod endpoint;
+mod flows;
 mod network;
 mod request;
 mod sandbox;
@@ -72,6 +73,8 @@ pub enum Command {
     Service(ServiceCmd),
     /// Print every change as it happens, until interrupted.
     Events,
+    /// What the firewall dropped (or would have, or logged), and by whom; `-f` follows.
+    Flows(flows::FlowsArgs),
     /// The firewall wasmnet keeps.
     #[command(subcommand)]
     Firewall(FirewallCmd),
@@ -109,6 +112,7 @@ pub async fn run(args: &ClientArgs, command: Command) -> Result<(), String> {
         Command::Endpoint(cmd) => ctx.endpoint(cmd).await,
         Command::Service(cmd) => ctx.service(cmd).await,
         Command::Events => ctx.events().await,
+        Command::Flows(args) => ctx.flows(args).await,
         Command::Policy(cmd) => return crate::policy_cli::run(&ctx.client, ctx.format, cmd).await,
         Command::Firewall(FirewallCmd::Reload) => ctx
             .client

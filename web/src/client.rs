@@ -178,11 +178,16 @@ impl Client {
 
     /// Opens `GET /v1/events` and returns the stream of Server-Sent Events.
     pub async fn events(&self) -> Result<EventStream, ClientError> {
+        self.stream("/v1/events").await
+    }
+
+    /// Opens a stream of Server-Sent Events (`/v1/events`, `/v1/flows/stream?…`).
+    pub async fn stream(&self, path: &str) -> Result<EventStream, ClientError> {
         let io = TokioIo::new(self.connect().await?);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
         tokio::spawn(conn);
         let mut req = Request::builder()
-            .uri("/v1/events")
+            .uri(path)
             .header(header::HOST, "localhost");
         if let Some(token) = &self.token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));

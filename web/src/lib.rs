@@ -44,6 +44,7 @@ pub struct AppState {
         (name = "endpoints", description = "A sandbox's connection to a network"),
         (name = "services", description = "A load-balanced virtual IP on a network, in front of the endpoints it selects"),
         (name = "policies", description = "Wasm policies deciding isolation and NAT, and the ruleset they produce"),
+        (name = "flows", description = "What the firewall dropped, would have dropped, or logged, by whom"),
         (name = "system", description = "Health, events and this document"),
     )
 )]
@@ -55,6 +56,8 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::health))
         .routes(routes!(api::metrics::metrics))
+        .routes(routes!(api::flows::list))
+        .routes(routes!(api::flows::stream))
         .routes(routes!(system::events))
         .routes(routes!(openapi_json))
         .routes(routes!(system::reload_firewall))

@@ -16,6 +16,7 @@ mod cluster_sync;
 mod dataplane;
 mod defaults;
 mod endpoints;
+mod flows;
 mod networks;
 mod planner;
 mod policies;
@@ -72,6 +73,9 @@ pub struct Engine {
     cluster: Option<Arc<Cluster>>,
     /// Wakes the reaper, which deletes retired links behind the operations' answers.
     reaper: Arc<tokio::sync::Notify>,
+    /// The newest flow records, and their live stream.
+    flows: std::sync::Mutex<crate::flows::Ring>,
+    flow_events: broadcast::Sender<crate::flows::Flow>,
 }
 
 impl Engine {
@@ -80,7 +84,9 @@ impl Engine {
     pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>> {
         let kernel: Arc<dyn Kernel> = Arc::new(System::new()?);
         let firewall = crate::firewall::backend(cfg.firewall, &cfg.run_dir);
-        Engine::open_with(cfg, kernel, firewall).await
+        let engine = Engine::open_with(cfg, kernel, firewall).await?;
+        engine.start_flows();
+        Ok(engine)
     }
 
     /// As `open`, on the kernel and firewall given (the unit tests give fakes).
@@ -123,6 +129,8 @@ impl Engine {
             ..Default::default()
         };
         let (events, _) = broadcast::channel(1024);
+        let flows = std::sync::Mutex::new(crate::flows::Ring::new(cfg.flow_buffer));
+        let (flow_events, _) = broadcast::channel(1024);
         let engine = Arc::new(Engine {
             cfg,
             drivers,
@@ -136,6 +144,8 @@ impl Engine {
             firewall_changes: AtomicU64::new(0),
             cluster,
             reaper: Arc::new(tokio::sync::Notify::new()),
+            flows,
+            flow_events,
         });
         engine.start().await;
         tracing::debug!(target: "wasmnet::start", ?loaded_at, ?policies_at, started = ?t0.elapsed(), "engine open");

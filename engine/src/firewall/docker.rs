@@ -14,8 +14,8 @@ use std::net::IpAddr;
 use super::policy::{self, Plan};
 use super::render_nft;
 use super::rules::{
-    Addrs, ChainId, Ct, Element, ElementChange, Fam, Family, Ifaces, Match, Published, Rule, Rules,
-    SetId, Table, Verdict,
+    Addrs, ChainId, Ct, Element, ElementChange, Fam, Family, FlowVerdict, Ifaces, Match, Published,
+    Rule, Rules, SetId, Table, Verdict,
 };
 use super::ruleset::Ruleset;
 use super::services::{self, Lb};
@@ -242,7 +242,11 @@ fn add_filter_chains(t: &mut Table, networks: &[&Network], members: &[&Endpoint]
             Verdict::DispatchIif(SetId::FromBridge),
         ),
         // Nothing else enters a network unasked.
-        Rule::counted(vec![Match::Oif(Ifaces::bridges())], Verdict::Drop),
+        Rule::counted(vec![Match::Oif(Ifaces::bridges())], Verdict::Drop).flow(
+            FlowVerdict::Dropped,
+            "isolation",
+            None,
+        ),
     ]);
     for n in networks {
         let rules = match plan.governs(&n.id) {
@@ -374,12 +378,23 @@ fn network_rules(n: &Network) -> Vec<Rule> {
     } else {
         Verdict::Accept
     };
+    let within = Rule::counted(vec![Match::Oif(Ifaces::bridge_of(&n.id))], icc.clone());
+    let within = match icc {
+        Verdict::Drop => within.flow(FlowVerdict::Dropped, "icc", Some(&n.id)),
+        _ => within,
+    };
+    let across = Rule::counted(vec![Match::Oif(Ifaces::bridges())], Verdict::Drop);
     vec![
         // Routed back into the same bridge (only seen with br_netfilter on).
-        Rule::counted(vec![Match::Oif(Ifaces::bridge_of(&n.id))], icc),
+        within,
         // Other networks are isolated.
-        Rule::counted(vec![Match::Oif(Ifaces::bridges())], Verdict::Drop),
-        Rule::counted(vec![], out),
+        across.flow(FlowVerdict::Dropped, "isolation", Some(&n.id)),
+        match out {
+            Verdict::Drop => {
+                Rule::counted(vec![], out).flow(FlowVerdict::Dropped, "internal", Some(&n.id))
+            }
+            _ => Rule::counted(vec![], out),
+        },
     ]
 }
 

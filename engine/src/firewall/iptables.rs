@@ -243,8 +243,10 @@ mod tests {
              -A WASMNET-FORWARD -m conntrack --ctstate INVALID -j DROP\n\
              -A WASMNET-FORWARD -o wnbr+ -m conntrack --ctstate DNAT -j ACCEPT\n\
              -A WASMNET-FORWARD -i wnbraaaaaaaaaaa -o wnbraaaaaaaaaaa -j ACCEPT\n\
+             -A WASMNET-FORWARD -i wnbraaaaaaaaaaa -o wnbr+ -m limit --limit 10/second -j NFLOG --nflog-group 2387 --nflog-prefix \"wn:d:isolation:aaaaaaaaaaaa\"\n\
              -A WASMNET-FORWARD -i wnbraaaaaaaaaaa -o wnbr+ -j DROP\n\
              -A WASMNET-FORWARD -i wnbraaaaaaaaaaa -j ACCEPT\n\
+             -A WASMNET-FORWARD -o wnbr+ -m limit --limit 10/second -j NFLOG --nflog-group 2387 --nflog-prefix \"wn:d:isolation:-\"\n\
              -A WASMNET-FORWARD -o wnbr+ -j DROP\nCOMMIT\n"
         );
         let nat = table_script(IptTable::Nat, &rules, false, false);

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use wasmnet_policy::ir::{self, NetworkDecision, Peer, Protocol, Verdict};
 
 use super::rules::{
-    self, Addrs, ChainId, Element, Fam, Ifaces, Log, Match, Rule, SetId, Table, Tag,
+    self, Addrs, ChainId, Element, Fam, FlowVerdict, Ifaces, Match, Rule, SetId, Table, Tag,
 };
 use crate::kernel::nfset;
 use crate::model::{Endpoint, Network};
@@ -196,10 +196,8 @@ pub fn network_rules(n: &Network, applied: &[Applied]) -> Vec<Rule> {
     let mut rules = Vec::new();
     if n.internal {
         // An internal network has no way out, whatever a policy says.
-        rules.push(Rule::counted(
-            vec![Match::NotOif(Ifaces::bridges())],
-            rules::Verdict::Drop,
-        ));
+        let out = Rule::counted(vec![Match::NotOif(Ifaces::bridges())], rules::Verdict::Drop);
+        rules.push(out.flow(FlowVerdict::Dropped, "internal", Some(&n.id)));
     }
     rules.extend(applied.iter().map(|a| {
         let chain = ChainId::Policy {
@@ -210,7 +208,7 @@ pub fn network_rules(n: &Network, applied: &[Applied]) -> Vec<Rule> {
     }));
     let (internal, egress) = defaults(n, applied);
     // Which policy decided a default, so its drops are counted as that policy's.
-    let decided = |f: fn(&NetworkDecision) -> Option<Verdict>| {
+    let decider = |f: fn(&NetworkDecision) -> Option<Verdict>| {
         (applied.iter().filter(|a| !a.audit))
             .find(|a| f(&a.decision).is_some())
             .map(|a| Tag::Default {
@@ -218,15 +216,30 @@ pub fn network_rules(n: &Network, applied: &[Applied]) -> Vec<Rule> {
             })
     };
     let own = vec![Match::Oif(Ifaces::bridge_of(&n.id))];
-    let mut within = Rule::counted(own, lowered(internal, None));
-    within.tag = decided(|d| d.default_internal);
-    rules.push(within);
+    let within = Rule::counted(own, lowered(internal, None));
+    let within_by = decider(|d| d.default_internal);
+    rules.push(default_rule(within, within_by, internal, "icc", &n.id));
     let others = vec![Match::Oif(Ifaces::bridges())];
-    rules.push(Rule::counted(others, rules::Verdict::Drop));
-    let mut out = Rule::counted(vec![], lowered(egress, None));
-    out.tag = decided(|d| d.default_egress);
-    rules.push(out);
+    let across = Rule::counted(others, rules::Verdict::Drop);
+    rules.push(across.flow(FlowVerdict::Dropped, "isolation", Some(&n.id)));
+    let out = Rule::counted(vec![], lowered(egress, None));
+    let out_by = decider(|d| d.default_egress);
+    rules.push(default_rule(out, out_by, egress, "default", &n.id));
     rules
+}
+
+/// A governed network's default: tagged with the policy that decided it, and its drops
+/// logged as that policy's flows (`fallback` when no policy decided: Docker's default).
+fn default_rule(r: Rule, by: Option<Tag>, v: Verdict, fallback: &str, network: &str) -> Rule {
+    let who = match &by {
+        Some(Tag::Default { policy }) => policy.clone(),
+        _ => fallback.to_string(),
+    };
+    let r = Rule { tag: by, ..r };
+    match v {
+        Verdict::Drop | Verdict::Reject => r.flow(FlowVerdict::Dropped, &who, Some(network)),
+        Verdict::Accept => r,
+    }
 }
 
 /// A governed network's verdicts for what no rule decided, (between its endpoints, to the
@@ -272,7 +285,7 @@ fn policy_rules(
             continue;
         }
         for (fam, m) in matches(r, n, &a.policy_id, networks, groups) {
-            out.push(decided(r, a, m).pinned(fam));
+            out.push(decided(r, a, m, &n.id).pinned(fam));
         }
     }
     if a.audit {
@@ -280,7 +293,7 @@ fn policy_rules(
         let mut log = |m: Match| {
             out.push(Rule {
                 verdict: None,
-                ..audited(Rule::counted(vec![m], rules::Verdict::Return), a)
+                ..audited(Rule::counted(vec![m], rules::Verdict::Return), a, &n.id)
             })
         };
         if would_drop(a.decision.default_internal) {
@@ -343,7 +356,7 @@ pub(super) fn same_group_rule(network: &str, a: &Applied, r: &ir::Rule, g: &str,
         .into_iter()
         .chain([Match::Oif(Ifaces::bridge_of(network))])
         .chain(proto_match(r));
-    decided(r, a, m.collect()).pinned(Some(fam))
+    decided(r, a, m.collect(), network).pinned(Some(fam))
 }
 
 fn proto_match(r: &ir::Rule) -> Option<Match> {
@@ -372,41 +385,41 @@ pub(super) fn same_group_families(r: &ir::Rule) -> &'static [Fam] {
     }
 }
 
-/// A policy rule's verdict (and log) for packets matching `m`.
-fn decided(r: &ir::Rule, a: &Applied, m: Vec<Match>) -> Rule {
+/// A policy rule's verdict (and flow log) for packets matching `m` on network `network`:
+/// its drops are flows, so are the matches of a rule that asked for `log`.
+fn decided(r: &ir::Rule, a: &Applied, m: Vec<Match>, network: &str) -> Rule {
+    let (who, net) = (a.policy_id.as_str(), Some(network));
     match (a.audit, r.verdict) {
         (true, Verdict::Accept) => Rule::counted(m, rules::Verdict::Return),
-        (true, _) => audited(Rule::counted(m, rules::Verdict::Return), a),
+        (true, _) => audited(Rule::counted(m, rules::Verdict::Return), a, network),
         (false, v) if r.log => Rule {
-            log: Some(Log {
-                prefix: format!("wasmnet {}: ", short(&a.policy_name)),
-                per_second: Some(10),
-            }),
             tag: Some(Tag::Log {
                 policy: a.policy_id.clone(),
             }),
-            ..Rule::counted(m, lowered(v, r.protocol))
+            ..Rule::counted(m, lowered(v, r.protocol)).flow(flow_of(v), who, net)
         },
+        (false, v @ (Verdict::Drop | Verdict::Reject)) => {
+            Rule::counted(m, lowered(v, r.protocol)).flow(FlowVerdict::Dropped, who, net)
+        }
         (false, v) => Rule::counted(m, lowered(v, r.protocol)),
     }
 }
 
-/// What an audit-mode policy would have dropped: logged and tagged.
-fn audited(r: Rule, a: &Applied) -> Rule {
-    Rule {
-        log: Some(Log {
-            prefix: format!("wasmnet-audit {}: ", short(&a.policy_name)),
-            per_second: None,
-        }),
-        tag: Some(Tag::Audit {
-            policy: a.policy_id.clone(),
-        }),
-        ..r
+fn flow_of(v: Verdict) -> FlowVerdict {
+    match v {
+        Verdict::Accept => FlowVerdict::Logged,
+        _ => FlowVerdict::Dropped,
     }
 }
 
-fn short(name: &str) -> String {
-    name.chars().take(16).collect()
+/// What an audit-mode policy would have dropped: a flow, and tagged.
+fn audited(r: Rule, a: &Applied, network: &str) -> Rule {
+    Rule {
+        tag: Some(Tag::Audit {
+            policy: a.policy_id.clone(),
+        }),
+        ..r.flow(FlowVerdict::WouldDrop, &a.policy_id, Some(network))
+    }
 }
 
 fn lowered(v: Verdict, proto: Option<Protocol>) -> rules::Verdict {

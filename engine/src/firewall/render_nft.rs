@@ -202,7 +202,7 @@ fn lines(r: &Rule) -> Vec<Line> {
     let log = r
         .log
         .as_ref()
-        .map(|l| format!("log prefix \"{}\"", l.prefix));
+        .map(|l| format!("log prefix \"{}\" group {}", l.prefix, names::FLOW_GROUP));
     let limit = r.log.as_ref().and_then(|l| l.per_second);
     let limit = limit.map(|n| format!("limit rate {n}/second"));
     let verdict = r.verdict.as_ref().map(|v| verdict_text(v, fam));
@@ -216,12 +216,11 @@ fn lines(r: &Rule) -> Vec<Line> {
             .join(" "),
         tag: r.tag.clone(),
     };
-    match (limit, verdict) {
-        (Some(limit), Some(verdict)) => vec![
-            line(vec![Some(limit), log]),
-            line(vec![counter, Some(verdict)]),
-        ],
-        (limit, verdict) => vec![line(vec![limit, counter, log, verdict])],
+    // `limit` is a match: what follows it in its rule (the counter, the verdict) would see
+    // only the packets under the rate.
+    match (limit, counter.is_some() || verdict.is_some()) {
+        (Some(limit), true) => vec![line(vec![Some(limit), log]), line(vec![counter, verdict])],
+        (limit, _) => vec![line(vec![limit, counter, log, verdict])],
     }
 }
 
@@ -358,7 +357,7 @@ mod tests {
         assert_eq!(
             texts(&limited),
             [
-                "udp dport 53 limit rate 10/second log prefix \"wasmnet p: \"",
+                "udp dport 53 limit rate 10/second log prefix \"wasmnet p: \" group 2387",
                 "udp dport 53 counter accept"
             ]
         );
@@ -372,7 +371,13 @@ mod tests {
         };
         assert_eq!(
             texts(&unlimited),
-            ["udp dport 53 counter log prefix \"audit: \" return"]
+            ["udp dport 53 counter log prefix \"audit: \" group 2387 return"]
         );
+        // A counted rule without a verdict counts every packet, not just the logged ones.
+        let audit = Rule {
+            verdict: None,
+            ..limited.clone()
+        };
+        assert_eq!(texts(&audit)[1], "udp dport 53 counter");
     }
 }

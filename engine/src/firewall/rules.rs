@@ -350,7 +350,22 @@ impl Rule {
     pub fn pinned(self, fam: Option<Fam>) -> Rule {
         Rule { fam, ..self }
     }
+
+    /// The rule's matches also go to wasmnet's flow log (NFLOG, rate-limited per rule), as
+    /// a flow of `verdict` decided by `who` (a policy's id, `isolation`, `icc`, …) on the
+    /// network `network_id` (or none).
+    pub fn flow(self, verdict: FlowVerdict, who: &str, network_id: Option<&str>) -> Rule {
+        Rule {
+            log: Some(Log {
+                prefix: crate::flows::prefix(verdict, who, network_id),
+                per_second: Some(crate::flows::PER_RULE_PER_SECOND),
+            }),
+            ..self
+        }
+    }
 }
+
+pub use crate::flows::FlowVerdict;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chain {

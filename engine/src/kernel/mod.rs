@@ -9,6 +9,7 @@
 pub mod fake;
 mod links;
 mod netns;
+pub mod nflog;
 pub mod nfrules;
 pub mod nfservice;
 pub mod nfset;

@@ -1,6 +1,7 @@
 //! The REST handlers, one module per resource. Each is documented with `utoipa::path`.
 
 pub mod endpoints;
+pub mod flows;
 pub mod metrics;
 pub mod networks;
 pub mod policies;

@@ -1,0 +1,137 @@
+//! Flow records: the flow log read from the kernel, each packet named (its network, who
+//! decided, the endpoints and sandboxes at both ends) and kept in the ring, streamed live.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Weak};
+
+use tokio::sync::{broadcast, mpsc};
+
+use super::Engine;
+use crate::flows::{parse_headers, parse_prefix, protocol_name, Flow, FlowFilter, FlowPeer};
+use crate::kernel::nflog::Logged;
+use crate::state::State;
+
+/// Logged packets waiting to be named; past this the reader drops them (counted).
+const QUEUE: usize = 4096;
+
+impl Engine {
+    /// Reads the flow log for the engine's lifetime; without it (the group is taken, or no
+    /// permission) there are no flows, which the log says.
+    pub(super) fn start_flows(self: &Arc<Self>) {
+        let (tx, rx) = mpsc::channel::<Logged>(QUEUE);
+        let deliver = move |l: Logged| match tx.try_send(l) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                crate::metrics::get().flows_lost.inc();
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        };
+        if let Err(e) = crate::kernel::nflog::spawn(crate::names::FLOW_GROUP, deliver) {
+            tracing::warn!(error = %e, "no flow records: the flow log cannot be read");
+            return;
+        }
+        tokio::spawn(record(Arc::downgrade(self), rx));
+    }
+
+    /// The newest `limit` flows matching `filter`, oldest first.
+    pub fn flows(&self, filter: &FlowFilter, limit: usize) -> Vec<Flow> {
+        let ring = self.flows.lock().unwrap_or_else(|p| p.into_inner());
+        ring.query(filter, limit)
+    }
+
+    /// Every new flow record.
+    pub fn subscribe_flows(&self) -> broadcast::Receiver<Flow> {
+        self.flow_events.subscribe()
+    }
+}
+
+async fn record(engine: Weak<Engine>, mut rx: mpsc::Receiver<Logged>) {
+    let mut names = Names::default();
+    while let Some(logged) = rx.recv().await {
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        let state = engine.state();
+        names.refresh(&state);
+        let Some(flow) = name_flow(&state, &names, &logged) else {
+            continue;
+        };
+        let flow = {
+            let mut ring = engine.flows.lock().unwrap_or_else(|p| p.into_inner());
+            ring.push(flow)
+        };
+        let verdict = crate::metrics::KindLabel {
+            kind: flow.verdict.as_str(),
+        };
+        crate::metrics::get()
+            .flow_records
+            .get_or_create(&verdict)
+            .inc();
+        let _ = engine.flow_events.send(flow);
+    }
+}
+
+/// Addresses to (endpoint id, sandbox name), rebuilt when the state changes.
+#[derive(Default)]
+struct Names {
+    of: Option<Arc<State>>,
+    by_addr: HashMap<IpAddr, (String, String)>,
+}
+
+impl Names {
+    fn refresh(&mut self, state: &Arc<State>) {
+        if self.of.as_ref().is_some_and(|s| Arc::ptr_eq(s, state)) {
+            return;
+        }
+        let v = state.view();
+        self.by_addr = (v.endpoints())
+            .flat_map(|e| {
+                let sandbox =
+                    (v.sandboxes().get(&e.sandbox_id)).map_or(String::new(), |s| s.name.clone());
+                [e.ipv4, e.ipv6]
+                    .into_iter()
+                    .flatten()
+                    .map(move |a| (a, (e.id.clone(), sandbox.clone())))
+            })
+            .collect();
+        self.of = Some(state.clone());
+    }
+
+    fn peer(&self, address: IpAddr, port: Option<u16>) -> FlowPeer {
+        let known = self.by_addr.get(&address);
+        FlowPeer {
+            address,
+            port,
+            endpoint: known.map(|k| k.0.clone()),
+            sandbox: known.map(|k| k.1.clone()),
+        }
+    }
+}
+
+/// A logged packet as a flow record (its sequence number is the ring's to give); None when
+/// it is not one of wasmnet's or not IP.
+fn name_flow(state: &State, names: &Names, l: &Logged) -> Option<Flow> {
+    let (verdict, who, net) = parse_prefix(&l.prefix)?;
+    let h = parse_headers(&l.payload)?;
+    let network = net.and_then(|n| {
+        (state.view().networks().iter_from(None))
+            .find(|x| x.id.starts_with(n))
+            .map(|x| x.name.clone())
+    });
+    let policy = (state.policies.loaded.values())
+        .find(|p| p.policy.id.starts_with(who))
+        .map(|p| p.policy.name.clone());
+    Some(Flow {
+        seq: 0,
+        time: crate::ids::now(),
+        network,
+        source: names.peer(h.src, h.ports.map(|p| p.0)),
+        destination: names.peer(h.dst, h.ports.map(|p| p.1)),
+        protocol: protocol_name(h.protocol),
+        verdict,
+        decided_by: policy.clone().unwrap_or_else(|| who.to_string()),
+        policy,
+    })
+}
