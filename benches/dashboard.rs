@@ -116,6 +116,7 @@ fn main() {
         "/ruleset".into(),
         "/policies".into(),
         "/policies/tiers".into(),
+        "/flows".into(),
         // Prometheus' scrape: with the policy attached it lists the table's counters.
         "/metrics".into(),
     ];

@@ -191,6 +191,7 @@ async fn flows(
     c.goto(&format!("{base}/ruleset")).await?;
     assert!(body(c).await?.contains("tcp . 8080 : 10.9.0.2 . 80"));
     shot(c, shots, "ruleset").await?;
+    flows_page(c, api, base, shots).await?;
 
     // Upload a policy through the file input, preview attaching it to the network (the diff),
     // attach it, and find it on the network's page.
@@ -294,6 +295,62 @@ async fn flows(
     on_page(c, "the login page after logging out", |p| p == "/login").await?;
     c.goto(&format!("{base}/networks")).await?;
     on_page(c, "the login page (refused)", |p| p == "/login").await?;
+    Ok(())
+}
+
+/// A ping from `box` to another network, dropped by isolation: on the Flows page, and a
+/// second one added live by the page's script.
+async fn flows_page(
+    c: &Client,
+    api: &wasmnet_web::client::Client,
+    base: &str,
+    shots: &Path,
+) -> Step {
+    api.post("/v1/networks", &json!({"name": "far"})).await?;
+    api.post("/v1/sandboxes", &json!({"name": "remote"}))
+        .await?;
+    let e = json!({"network": "far", "sandbox": "remote"});
+    let to = api.post("/v1/endpoints", &e).await?["ipv4"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let netns = api.get("/v1/sandboxes/box").await?["netns"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let ping = || common::net::ping(Path::new(&netns), &to);
+    assert!(!ping(), "another network is isolated");
+    c.goto(&format!("{base}/flows?sandbox=box")).await?;
+    let want = format!("remote ({to})");
+    let mut text = body(c).await?;
+    for _ in 0..20 {
+        if text.contains(&want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        c.refresh().await?;
+        text = body(c).await?;
+    }
+    assert!(text.contains(&want) && text.contains("isolation"), "{text}");
+    let rows = "return document.querySelectorAll('#flows tr').length";
+    let before = c.execute(rows, vec![]).await?.as_u64().unwrap_or(0);
+    assert!(!ping());
+    let mut after = before;
+    for _ in 0..40 {
+        after = c.execute(rows, vec![]).await?.as_u64().unwrap_or(0);
+        if after > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        after > before,
+        "a new flow appeared live ({before} rows, then {after})"
+    );
+    shot(c, shots, "flows").await?;
+    // The rest of the flow deletes `web`'s sandbox; this one goes now.
+    api.delete("/v1/sandboxes/remote").await?;
+    api.delete("/v1/networks/far").await?;
     Ok(())
 }
 

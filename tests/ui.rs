@@ -814,3 +814,86 @@ fn services_pages_show_backends_and_delete() {
     let list = http(&server, "GET", "/services", s, &[]);
     assert!(!list.body.contains(vip), "{}", list.body);
 }
+
+/// The Flows page lists a drop with its filters; the topology shows each endpoint's traffic
+/// and draws an edge with a recent drop red; a policy's page lists its recent flows.
+#[test]
+fn flows_topology_traffic_and_a_policys_recent_drops() {
+    use common::policy::{make, member, upload};
+    let server = Server::start(&[]);
+    let (session, _) = login(&server);
+    let s = Some(session.as_str());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = server.client();
+    let (sa, sb, web, db) = rt.block_on(async {
+        let net =
+            |n: &str, subnet: &str| serde_json::json!({"name": n, "ipv4": {"subnet": subnet}});
+        make(&c, "/v1/networks", net("a", "10.84.0.0/24")).await;
+        make(&c, "/v1/networks", net("b", "10.84.1.0/24")).await;
+        make(&c, "/v1/networks", net("app", "10.84.2.0/24")).await;
+        let sa = member(&c, "sa", "a", serde_json::json!({})).await;
+        let sb = member(&c, "sb", "b", serde_json::json!({})).await;
+        let web = member(&c, "web", "app", serde_json::json!({"tier": "web"})).await;
+        let db = member(&c, "db", "app", serde_json::json!({"tier": "db"})).await;
+        upload(&c, "tiers", "label-isolation").await.unwrap();
+        let attach = serde_json::json!({"network": "app"});
+        make(&c, "/v1/policies/tiers/attach", attach).await;
+        (sa, sb, web, db)
+    });
+    let ip =
+        |e: &(std::path::PathBuf, serde_json::Value)| e.1["ipv4"].as_str().unwrap().to_string();
+    assert!(!common::net::ping(&sa.0, &ip(&sb)), "another network");
+    assert!(!common::net::ping(&web.0, &ip(&db)), "another tier");
+    // The flow log is read asynchronously: a moment for the records to land.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let page = loop {
+        let page = http(&server, "GET", "/flows?sandbox=sa&verdict=dropped", s, &[]);
+        if page.body.contains("isolation") || std::time::Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(page.status, 200);
+    let want = format!("sb ({})", ip(&sb));
+    assert!(
+        page.body.contains(&want) && page.body.contains("<td>isolation</td>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("<td>tiers</td>"),
+        "filtered to sa: {}",
+        page.body
+    );
+    let bad = http(&server, "GET", "/flows?sandbox=nope", s, &[]);
+    assert_eq!(bad.status, 404);
+    assert!(
+        bad.body.contains("role=\"alert\"") && bad.body.contains("nope"),
+        "{}",
+        bad.body
+    );
+
+    let svg = http(&server, "GET", "/topology.svg", s, &[]).body;
+    assert!(svg.contains("class=\"edge dropped\""), "{svg}");
+    let edge = format!("eth0 {} ↑", ip(&sa));
+    assert!(
+        svg.contains(&edge) && !svg.contains(&format!("{edge}0 B")),
+        "{svg}"
+    );
+
+    let row = format!("db ({})", ip(&db));
+    let policy = loop {
+        let page = http(&server, "GET", "/policies/tiers", s, &[]).body;
+        if page.contains(&row) || std::time::Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        policy.contains("Recent flows") && policy.contains(&row),
+        "{policy}"
+    );
+}

@@ -10,6 +10,11 @@ if (source) {
   }
 }
 
+// The topology's counters move without events: redraw it every 5 s as well.
+if (topology) {
+  setInterval(() => { topology.src = `/topology.svg?t=${Date.now()}`; }, 5000);
+}
+
 function handle(event) {
   if (events) {
     const li = document.createElement("li");
@@ -21,4 +26,26 @@ function handle(event) {
   if (topology) {
     topology.src = `/topology.svg?at=${event.seq}`;
   }
+}
+
+// The Flows page: new flows on top, as the stream brings them.
+const flows = document.getElementById("flows");
+if (flows) {
+  const stream = new EventSource(flows.dataset.source);
+  stream.addEventListener("flow", (e) => {
+    const f = JSON.parse(e.data);
+    const peer = (p) => {
+      const at = p.port === undefined ? p.address : (p.address.includes(":") ? `[${p.address}]:${p.port}` : `${p.address}:${p.port}`);
+      return p.sandbox ? `${p.sandbox} (${at})` : at;
+    };
+    const tr = document.createElement("tr");
+    tr.dataset.seq = f.seq;
+    for (const text of [f.time, f.verdict, f.decided_by, f.protocol, peer(f.source), peer(f.destination), f.network || ""]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.append(td);
+    }
+    flows.prepend(tr);
+    while (flows.children.length > 200) flows.lastChild.remove();
+  });
 }

@@ -1,15 +1,17 @@
 //! Flow records: the flow log read from the kernel, each packet named (its network, who
 //! decided, the endpoints and sandboxes at both ends) and kept in the ring, streamed live.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, mpsc};
 
 use super::Engine;
 use crate::flows::{parse_headers, parse_prefix, protocol_name, Flow, FlowFilter, FlowPeer};
 use crate::kernel::nflog::Logged;
+use crate::kernel::LinkCounters;
 use crate::state::State;
 
 /// Logged packets waiting to be named; past this the reader drops them (counted).
@@ -44,6 +46,34 @@ impl Engine {
     /// Every new flow record.
     pub fn subscribe_flows(&self) -> broadcast::Receiver<Flow> {
         self.flow_events.subscribe()
+    }
+
+    /// Each endpoint's traffic, by endpoint id: its host-side veth's counters (one dump of
+    /// the links), so `rx` is what the endpoint sent and `tx` what it received.
+    pub async fn endpoint_traffic(&self) -> crate::Result<HashMap<String, LinkCounters>> {
+        let kernel = self.drivers.kernel();
+        let counters = kernel.link_counters(crate::names::VETH_PREFIX).await?;
+        let state = self.state();
+        let by_veth: HashMap<String, &str> = (state.view().endpoints())
+            .map(|e| (crate::names::veth_name(&e.id), e.id.as_str()))
+            .collect();
+        Ok((counters.into_iter())
+            .filter_map(|(veth, c)| by_veth.get(&veth).map(|id| (id.to_string(), c)))
+            .collect())
+    }
+
+    /// The endpoints at either end of a drop recorded in the last `window`.
+    pub fn recently_dropping(&self, window: Duration) -> HashSet<String> {
+        let since = SystemTime::now() - window;
+        let dropped = FlowFilter {
+            verdict: Some(crate::flows::FlowVerdict::Dropped),
+            ..Default::default()
+        };
+        (self.flows(&dropped, 1000).into_iter())
+            .filter(|f| humantime::parse_rfc3339(&f.time).is_ok_and(|t| t >= since))
+            .flat_map(|f| [f.source.endpoint, f.destination.endpoint])
+            .flatten()
+            .collect()
     }
 }
 

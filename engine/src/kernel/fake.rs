@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{IfAddr, KResult, Kernel, KernelError, VethSpec, VxlanSpec};
+use super::{IfAddr, KResult, Kernel, KernelError, LinkCounters, VethSpec, VxlanSpec};
 
 /// What a fake link is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,6 +209,14 @@ impl Kernel for FakeKernel {
 
     async fn link_exists(&self, name: &str) -> KResult<bool> {
         Ok(self.call("link_exists")?.links.contains_key(name))
+    }
+
+    async fn link_counters(&self, prefix: &str) -> KResult<Vec<(String, LinkCounters)>> {
+        let links = self.list_links(prefix).await?;
+        Ok(links
+            .into_iter()
+            .map(|l| (l, LinkCounters::default()))
+            .collect())
     }
 
     async fn list_links(&self, prefix: &str) -> KResult<Vec<String>> {

@@ -291,6 +291,33 @@ impl Links {
             .collect())
     }
 
+    /// The packet and byte counters of the links whose name starts with `prefix` (one dump).
+    pub async fn counters(&self, prefix: &str) -> KResult<Vec<(String, super::LinkCounters)>> {
+        let links: Vec<_> = (self.host.link().get().execute().try_collect().await)
+            .map_err(fail("listing links"))?;
+        let mut out = Vec::new();
+        for l in &links {
+            let (mut name, mut stats) = (None, None);
+            for a in &l.attributes {
+                match a {
+                    LinkAttribute::IfName(n) if n.starts_with(prefix) => name = Some(n.clone()),
+                    LinkAttribute::Stats64(s) => stats = Some(s),
+                    _ => {}
+                }
+            }
+            if let (Some(name), Some(s)) = (name, stats) {
+                let c = super::LinkCounters {
+                    rx_bytes: s.rx_bytes,
+                    tx_bytes: s.tx_bytes,
+                    rx_packets: s.rx_packets,
+                    tx_packets: s.tx_packets,
+                };
+                out.push((name, c));
+            }
+        }
+        Ok(out)
+    }
+
     /// The IPv4 networks the host already uses: its addresses' subnets and its routes'
     /// destinations (the default route aside). Subnets picked from the pools avoid them, as
     /// Docker's do, so wasmnet's default network never lands on docker0's or a VPN's.

@@ -67,6 +67,8 @@ pub trait Kernel: Send + Sync {
     async fn link_exists(&self, name: &str) -> KResult<bool>;
     /// Names of the links whose name starts with `prefix`.
     async fn list_links(&self, prefix: &str) -> KResult<Vec<String>>;
+    /// Their packet and byte counters.
+    async fn link_counters(&self, prefix: &str) -> KResult<Vec<(String, LinkCounters)>>;
     /// The link holding `addr` and its MTU.
     async fn owner_of(&self, addr: IpAddr) -> KResult<Option<(String, u32)>>;
     async fn pin_neighbour(&self, bridge: &str, ip: IpAddr, mac: [u8; 6]) -> KResult<()>;
@@ -148,4 +150,14 @@ pub(crate) async fn on_dedicated_thread<T: Send + 'static>(
         })
         .expect("spawning a thread");
     rx.await.expect("the namespace thread does not panic")
+}
+
+/// A link's counters, as the kernel keeps them (for a veth's host end, `rx` is what its
+/// sandbox sent).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LinkCounters {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
 }

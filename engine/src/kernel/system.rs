@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{netns, sysctl, IfAddr, KResult, Kernel, Links, VethSpec, VxlanSpec};
+use super::{netns, sysctl, IfAddr, KResult, Kernel, LinkCounters, Links, VethSpec, VxlanSpec};
 
 /// This host's kernel, in the daemon's network namespace.
 pub struct System {
@@ -79,6 +79,10 @@ impl Kernel for System {
 
     async fn list_links(&self, prefix: &str) -> KResult<Vec<String>> {
         self.links.list(prefix).await
+    }
+
+    async fn link_counters(&self, prefix: &str) -> KResult<Vec<(String, LinkCounters)>> {
+        self.links.counters(prefix).await
     }
 
     async fn owner_of(&self, addr: IpAddr) -> KResult<Option<(String, u32)>> {

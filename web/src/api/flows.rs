@@ -23,13 +23,18 @@ pub struct FlowList {
 }
 
 /// Parses `?network=&sandbox=&policy=&verdict=&since=&limit=`; references are resolved to
-/// the names flows carry (an unknown one is a 404, a misspelt parameter a 422).
-fn flow_query(s: &AppState, raw: Option<&str>) -> Result<(FlowFilter, usize), ApiError> {
+/// the names flows carry (an unknown one is a 404, a misspelt parameter a 422, an empty
+/// value no filter).
+pub(crate) fn flow_query(s: &AppState, raw: Option<&str>) -> Result<(FlowFilter, usize), ApiError> {
     let mut f = FlowFilter::default();
     let mut limit = DEFAULT_LIMIT;
     let state = s.engine.state();
     for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         let value = value.into_owned();
+        // An empty value (a form's blank field) filters nothing.
+        if value.is_empty() {
+            continue;
+        }
         match key.as_ref() {
             "network" => f.network = Some(state.view().networks().resolve(&value)?.name.clone()),
             "sandbox" => f.sandbox = Some(state.view().sandboxes().resolve(&value)?.name.clone()),

@@ -5,6 +5,7 @@
 //! Here: the routes, and the headers every response gets; in `page`, what every page shares;
 //! one file per part of the dashboard.
 
+mod flows;
 mod forms;
 mod login;
 mod networks;
@@ -70,6 +71,8 @@ pub fn router(app: AppState, token: String) -> Router {
         .route("/policies/{id}/detach", post(policies::detach))
         .route("/policies/{id}/delete", post(policies::delete))
         .route("/ruleset", get(overview::ruleset))
+        .route("/flows", get(flows::list))
+        .route("/ui/flows", get(flows::stream))
         .route("/ui/events", get(overview::events))
         .route(
             "/static/app.css",

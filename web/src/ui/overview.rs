@@ -59,7 +59,19 @@ pub async fn topology_svg(State(s): State<UiState>, _auth: Authed) -> Response {
         .list_endpoints(&all, None, 1000)
         .map(|p| p.items)
         .unwrap_or_default();
-    let svg = topology::svg(&refs(&networks), &refs(&sandboxes), &refs(&endpoints));
+    let traffic = topology::Traffic {
+        counters: e.endpoint_traffic().await.unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "reading the endpoints' counters");
+            Default::default()
+        }),
+        dropping: e.recently_dropping(std::time::Duration::from_secs(60)),
+    };
+    let svg = topology::svg(
+        &refs(&networks),
+        &refs(&sandboxes),
+        &refs(&endpoints),
+        &traffic,
+    );
     (
         [
             (header::CONTENT_TYPE, "image/svg+xml"),

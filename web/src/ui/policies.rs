@@ -308,6 +308,8 @@ struct PolicyPage {
     attachments: Vec<AttachmentRow>,
     networks: Vec<Arc<Network>>,
     counters: Option<Vec<PolicyCounters>>,
+    /// Its recent flows (drops, would-be drops, logged matches), newest first.
+    flows: Vec<super::flows::Row>,
     preview: Option<Preview>,
     form: AttachForm,
     errors: FormErrors,
@@ -329,8 +331,19 @@ async fn policy_page(
             None
         }
     };
+    let mine = wasmnet_engine::flows::FlowFilter {
+        policy: Some(p.name.clone()),
+        ..Default::default()
+    };
+    let flows = e
+        .flows(&mine, 20)
+        .iter()
+        .rev()
+        .map(super::flows::Row::of)
+        .collect();
     PolicyPage {
         csrf: auth.csrf.clone(),
+        flows,
         size: human_size(p.size),
         attachments: rows(e, &p.attachments),
         networks: e.list_networks(&Filter::default(), None, 1000).items,
