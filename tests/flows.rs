@@ -242,3 +242,43 @@ async fn a_flood_stays_rate_limited_and_the_ring_bounded() {
     let line = format!("wasmnet_flow_records_total{{kind=\"dropped\"}} {recorded}");
     assert!(text.contains(&line), "{line} in:\n{text}");
 }
+
+/// When the flow log cannot be read (here: another listener holds the group), the daemon
+/// starts all the same, its rules log nothing (a rule logging to an unreadable group could
+/// fail to load on a kernel without nfnetlink_log), and isolation holds.
+#[tokio::test]
+async fn without_the_flow_log_the_rules_log_nothing_and_still_enforce() {
+    let host = common::Host::new();
+    let holder = common::in_netns(host.netns_path(), || {
+        wasmnet_engine::kernel::nflog::bind(wasmnet_engine::names::FLOW_GROUP)
+    })
+    .expect("the group is free in a fresh namespace");
+    let again = common::in_netns(host.netns_path(), || {
+        wasmnet_engine::kernel::nflog::bind(wasmnet_engine::names::FLOW_GROUP).map(drop)
+    });
+    assert!(again.is_err(), "one listener per group");
+    let server = Server::start_in(host, &[]);
+    let c = server.client();
+    make(
+        &c,
+        "/v1/networks",
+        json!({"name": "a", "ipv4": {"subnet": "10.85.0.0/24"}}),
+    )
+    .await;
+    make(
+        &c,
+        "/v1/networks",
+        json!({"name": "b", "ipv4": {"subnet": "10.85.1.0/24"}}),
+    )
+    .await;
+    let sa = member(&c, "sa", "a", json!({})).await;
+    let sb = member(&c, "sb", "b", json!({})).await;
+    assert!(!ping(ns(&sa), &ip(&sb)), "isolation holds");
+    let table = server
+        .host
+        .stdout(&["nft", "list", "table", "inet", "wasmnet"]);
+    assert!(table.contains("drop") && !table.contains("log"), "{table}");
+    let got = c.get("/v1/flows").await.unwrap();
+    assert_eq!(got["items"], json!([]));
+    drop(holder);
+}

@@ -6,12 +6,26 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
 /// Packets per second each flow-logging rule sends at most (the rest are still dropped,
 /// just not recorded): a flood costs the reader no more than this per rule.
 pub const PER_RULE_PER_SECOND: u32 = 10;
+
+/// Whether the rules log flows at all: off when the flow log cannot be read (no
+/// nfnetlink_log on this kernel, say), since a rule logging to it would then fail to load
+/// and take the whole firewall with it. Set once at start, before the first ruleset.
+static LOGGING: AtomicBool = AtomicBool::new(true);
+
+pub fn set_logging(on: bool) {
+    LOGGING.store(on, Ordering::Relaxed);
+}
+
+pub fn logging() -> bool {
+    LOGGING.load(Ordering::Relaxed)
+}
 
 /// What happened to a flow's packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]

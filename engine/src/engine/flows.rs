@@ -18,9 +18,9 @@ use crate::state::State;
 const QUEUE: usize = 4096;
 
 impl Engine {
-    /// Reads the flow log for the engine's lifetime; without it (the group is taken, or no
-    /// permission) there are no flows, which the log says.
-    pub(super) fn start_flows(self: &Arc<Self>) {
+    /// Reads the flow log (bound before the first ruleset, see `open`) for the engine's
+    /// lifetime.
+    pub(super) fn start_flows(self: &Arc<Self>, socket: netlink_sys::Socket) {
         let (tx, rx) = mpsc::channel::<Logged>(QUEUE);
         let deliver = move |l: Logged| match tx.try_send(l) {
             Ok(()) => true,
@@ -30,7 +30,7 @@ impl Engine {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         };
-        if let Err(e) = crate::kernel::nflog::spawn(crate::names::FLOW_GROUP, deliver) {
+        if let Err(e) = crate::kernel::nflog::spawn(socket, deliver) {
             tracing::warn!(error = %e, "no flow records: the flow log cannot be read");
             return;
         }
@@ -48,15 +48,18 @@ impl Engine {
         self.flow_events.subscribe()
     }
 
-    /// Each endpoint's traffic, by endpoint id: its host-side veth's counters (one dump of
-    /// the links), so `rx` is what the endpoint sent and `tx` what it received.
-    pub async fn endpoint_traffic(&self) -> crate::Result<HashMap<String, LinkCounters>> {
-        let kernel = self.drivers.kernel();
-        let counters = kernel.link_counters(crate::names::VETH_PREFIX).await?;
-        let state = self.state();
-        let by_veth: HashMap<String, &str> = (state.view().endpoints())
-            .map(|e| (crate::names::veth_name(&e.id), e.id.as_str()))
+    /// The traffic of the endpoints `ids`, by id: their host-side veths' counters (one dump
+    /// of the kernel's link statistics), so `rx` is what an endpoint sent, `tx` what it
+    /// received.
+    pub async fn endpoint_traffic(
+        &self,
+        ids: &[&str],
+    ) -> crate::Result<HashMap<String, LinkCounters>> {
+        let by_veth: HashMap<String, &str> = (ids.iter())
+            .map(|id| (crate::names::veth_name(id), *id))
             .collect();
+        let veths: Vec<String> = by_veth.keys().cloned().collect();
+        let counters = self.drivers.kernel().link_counters(&veths).await?;
         Ok((counters.into_iter())
             .filter_map(|(veth, c)| by_veth.get(&veth).map(|id| (id.to_string(), c)))
             .collect())

@@ -84,8 +84,16 @@ impl Engine {
     pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>> {
         let kernel: Arc<dyn Kernel> = Arc::new(System::new()?);
         let firewall = crate::firewall::backend(cfg.firewall, &cfg.run_dir);
+        // The flow log first: if it cannot be read, no rule logs to it (see `flows::logging`).
+        let flow_log = crate::kernel::nflog::bind(crate::names::FLOW_GROUP);
+        if let Err(e) = &flow_log {
+            tracing::warn!(error = %e, "no flow records (the flow log cannot be read); rules will not log");
+            crate::flows::set_logging(false);
+        }
         let engine = Engine::open_with(cfg, kernel, firewall).await?;
-        engine.start_flows();
+        if let Ok(socket) = flow_log {
+            engine.start_flows(socket);
+        }
         Ok(engine)
     }
 

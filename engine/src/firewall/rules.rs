@@ -355,6 +355,9 @@ impl Rule {
     /// a flow of `verdict` decided by `who` (a policy's id, `isolation`, `icc`, …) on the
     /// network `network_id` (or none).
     pub fn flow(self, verdict: FlowVerdict, who: &str, network_id: Option<&str>) -> Rule {
+        if !crate::flows::logging() {
+            return self;
+        }
         Rule {
             log: Some(Log {
                 prefix: crate::flows::prefix(verdict, who, network_id),

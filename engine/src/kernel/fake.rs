@@ -211,11 +211,11 @@ impl Kernel for FakeKernel {
         Ok(self.call("link_exists")?.links.contains_key(name))
     }
 
-    async fn link_counters(&self, prefix: &str) -> KResult<Vec<(String, LinkCounters)>> {
-        let links = self.list_links(prefix).await?;
-        Ok(links
-            .into_iter()
-            .map(|l| (l, LinkCounters::default()))
+    async fn link_counters(&self, names: &[String]) -> KResult<Vec<(String, LinkCounters)>> {
+        let s = self.call("link_counters")?;
+        Ok((names.iter())
+            .filter(|n| s.links.contains_key(*n))
+            .map(|n| (n.clone(), LinkCounters::default()))
             .collect())
     }
 

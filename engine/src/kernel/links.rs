@@ -6,7 +6,7 @@ mod veth;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use netlink_packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute};
 use netlink_packet_route::neighbour::{
@@ -291,28 +291,51 @@ impl Links {
             .collect())
     }
 
-    /// The packet and byte counters of the links whose name starts with `prefix` (one dump).
-    pub async fn counters(&self, prefix: &str) -> KResult<Vec<(String, super::LinkCounters)>> {
-        let links: Vec<_> = (self.host.link().get().execute().try_collect().await)
-            .map_err(fail("listing links"))?;
+    /// The packet and byte counters of the links named (those that exist): one dump of the
+    /// kernel's per-link statistics (RTM_GETSTATS, 64-bit counters only — a link dump would
+    /// carry every attribute of every link, 290 ms at 11,000 links), matched by index.
+    pub async fn counters(&self, names: &[String]) -> KResult<Vec<(String, super::LinkCounters)>> {
+        use netlink_packet_core::{NetlinkMessage, NLM_F_DUMP, NLM_F_REQUEST};
+        use netlink_packet_route::stats::{StatsAttribute, StatsFilterMask, StatsMessage};
+        use netlink_packet_route::RouteNetlinkMessage;
+        let wanted: std::collections::HashMap<u32, &String> = (names.iter())
+            .filter_map(|n| {
+                nix::net::if_::if_nametoindex(n.as_str())
+                    .ok()
+                    .map(|i| (i, n))
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut msg = StatsMessage::default();
+        msg.header.filter_mask = StatsFilterMask::Link64;
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetStats(msg));
+        req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let mut handle = self.host.clone();
+        let mut answers = handle
+            .request(req)
+            .map_err(fail("dumping link statistics"))?;
         let mut out = Vec::new();
-        for l in &links {
-            let (mut name, mut stats) = (None, None);
-            for a in &l.attributes {
-                match a {
-                    LinkAttribute::IfName(n) if n.starts_with(prefix) => name = Some(n.clone()),
-                    LinkAttribute::Stats64(s) => stats = Some(s),
-                    _ => {}
+        while let Some(answer) = answers.next().await {
+            let netlink_packet_core::NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewStats(m)) =
+                answer.payload
+            else {
+                continue;
+            };
+            let Some(name) = wanted.get(&m.header.ifindex) else {
+                continue;
+            };
+            for a in &m.attributes {
+                if let StatsAttribute::Link64(s) = a {
+                    let c = super::LinkCounters {
+                        rx_bytes: s.rx_bytes,
+                        tx_bytes: s.tx_bytes,
+                        rx_packets: s.rx_packets,
+                        tx_packets: s.tx_packets,
+                    };
+                    out.push(((*name).clone(), c));
                 }
-            }
-            if let (Some(name), Some(s)) = (name, stats) {
-                let c = super::LinkCounters {
-                    rx_bytes: s.rx_bytes,
-                    tx_bytes: s.tx_bytes,
-                    rx_packets: s.rx_packets,
-                    tx_packets: s.tx_packets,
-                };
-                out.push((name, c));
             }
         }
         Ok(out)

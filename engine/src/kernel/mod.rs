@@ -67,8 +67,8 @@ pub trait Kernel: Send + Sync {
     async fn link_exists(&self, name: &str) -> KResult<bool>;
     /// Names of the links whose name starts with `prefix`.
     async fn list_links(&self, prefix: &str) -> KResult<Vec<String>>;
-    /// Their packet and byte counters.
-    async fn link_counters(&self, prefix: &str) -> KResult<Vec<(String, LinkCounters)>>;
+    /// The packet and byte counters of the links named (those that exist).
+    async fn link_counters(&self, names: &[String]) -> KResult<Vec<(String, LinkCounters)>>;
     /// The link holding `addr` and its MTU.
     async fn owner_of(&self, addr: IpAddr) -> KResult<Option<(String, u32)>>;
     async fn pin_neighbour(&self, bridge: &str, ip: IpAddr, mac: [u8; 6]) -> KResult<()>;

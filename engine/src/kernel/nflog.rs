@@ -20,14 +20,12 @@ pub struct Logged {
     pub payload: Vec<u8>,
 }
 
-/// Binds `group` and starts a thread handing each logged packet to `deliver` until it
-/// returns false. Fails when the group cannot be bound (another listener has it, or no
-/// permission): the caller says flows are off.
+/// Starts a thread reading `socket` (see `bind`), handing each logged packet to `deliver`
+/// until it returns false.
 pub fn spawn(
-    group: u16,
+    socket: Socket,
     mut deliver: impl FnMut(Logged) -> bool + Send + 'static,
 ) -> io::Result<()> {
-    let socket = bind(group)?;
     std::thread::Builder::new()
         .name("wasmnet-nflog".into())
         .spawn(move || {
@@ -52,7 +50,9 @@ pub fn spawn(
     Ok(())
 }
 
-fn bind(group: u16) -> io::Result<Socket> {
+/// A socket bound to NFLOG `group`. Fails when the group cannot be bound (no
+/// nfnetlink_log, another listener has it, no permission).
+pub fn bind(group: u16) -> io::Result<Socket> {
     let mut socket = Socket::new(NETLINK_NETFILTER)?;
     socket.bind_auto()?;
     // Room for bursts: what does not fit is lost (ENOBUFS), never blocks the kernel.

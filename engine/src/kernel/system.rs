@@ -81,8 +81,8 @@ impl Kernel for System {
         self.links.list(prefix).await
     }
 
-    async fn link_counters(&self, prefix: &str) -> KResult<Vec<(String, LinkCounters)>> {
-        self.links.counters(prefix).await
+    async fn link_counters(&self, names: &[String]) -> KResult<Vec<(String, LinkCounters)>> {
+        self.links.counters(names).await
     }
 
     async fn owner_of(&self, addr: IpAddr) -> KResult<Option<(String, u32)>> {

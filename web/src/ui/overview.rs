@@ -59,8 +59,9 @@ pub async fn topology_svg(State(s): State<UiState>, _auth: Authed) -> Response {
         .list_endpoints(&all, None, 1000)
         .map(|p| p.items)
         .unwrap_or_default();
+    let ids: Vec<&str> = endpoints.iter().map(|x| x.id.as_str()).collect();
     let traffic = topology::Traffic {
-        counters: e.endpoint_traffic().await.unwrap_or_else(|err| {
+        counters: e.endpoint_traffic(&ids).await.unwrap_or_else(|err| {
             tracing::warn!(error = %err, "reading the endpoints' counters");
             Default::default()
         }),
