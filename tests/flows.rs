@@ -89,14 +89,17 @@ async fn isolation_drops_are_flows(backend: &str) {
     assert_eq!(streamed["source"]["sandbox"], "sa", "{streamed}");
 
     // The CLI lists it (and `-f` would follow the stream).
-    let out = std::process::Command::new(common::BIN)
-        .args(["flows", "--sandbox", "sa", "--verdict", "dropped"])
-        .env(
-            "WASMNET_HOST",
-            format!("unix://{}", server.socket.display()),
-        )
-        .output()
-        .unwrap();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(common::BIN)
+            .args(args)
+            .env(
+                "WASMNET_HOST",
+                format!("unix://{}", server.socket.display()),
+            )
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["flows", "--sandbox", "sa", "--verdict", "dropped"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -112,14 +115,7 @@ async fn isolation_drops_are_flows(backend: &str) {
         line.contains(&want) && line.contains("dropped") && line.contains("icmp"),
         "{text}"
     );
-    let out = std::process::Command::new(common::BIN)
-        .args(["flows", "--verdict", "lost"])
-        .env(
-            "WASMNET_HOST",
-            format!("unix://{}", server.socket.display()),
-        )
-        .output()
-        .unwrap();
+    let out = cli(&["flows", "--verdict", "lost"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("verdict"));
 

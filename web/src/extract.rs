@@ -42,6 +42,18 @@ fn rejection(r: JsonRejection) -> ApiError {
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 
+/// A page size: 1 to `MAX_LIMIT`.
+pub fn parse_limit(value: &str) -> Result<usize, ApiError> {
+    (value.parse().ok())
+        .filter(|l| (1..=MAX_LIMIT).contains(l))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "limit",
+                format!("{value:?} is not a number from 1 to {MAX_LIMIT}"),
+            )
+        })
+}
+
 /// A list request: filters, and the page wanted (`limit`, `after` = the previous page's `next`).
 pub struct ListQuery {
     pub filter: Filter,
@@ -60,18 +72,7 @@ pub fn list_query(raw: Option<&str>, allowed: &[&str]) -> Result<ListQuery, ApiE
     for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         let value = value.into_owned();
         match key.as_ref() {
-            "limit" => {
-                q.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| {
-                        ApiError::invalid(
-                            "limit",
-                            format!("{value:?} is not a number from 1 to {MAX_LIMIT}"),
-                        )
-                    })?
-            }
+            "limit" => q.limit = parse_limit(&value)?,
             "after" => q.after = Some(value),
             k if !allowed.contains(&k) => {
                 return Err(ApiError::invalid(

@@ -106,10 +106,15 @@ impl Plan {
 
     /// The first non-audit answer among a network's policies.
     fn first<T>(applied: &[Applied], f: impl Fn(&NetworkDecision) -> Option<T>) -> Option<T> {
-        applied
-            .iter()
-            .filter(|a| !a.audit)
-            .find_map(|a| f(&a.decision))
+        Plan::deciding(applied, f).map(|(_, v)| v)
+    }
+
+    /// The same, with the policy that gave it.
+    fn deciding<T>(
+        applied: &[Applied],
+        f: impl Fn(&NetworkDecision) -> Option<T>,
+    ) -> Option<(&Applied, T)> {
+        (applied.iter().filter(|a| !a.audit)).find_map(|a| f(&a.decision).map(|v| (a, v)))
     }
 }
 
@@ -209,11 +214,9 @@ pub fn network_rules(n: &Network, applied: &[Applied]) -> Vec<Rule> {
     let (internal, egress) = defaults(n, applied);
     // Which policy decided a default, so its drops are counted as that policy's.
     let decider = |f: fn(&NetworkDecision) -> Option<Verdict>| {
-        (applied.iter().filter(|a| !a.audit))
-            .find(|a| f(&a.decision).is_some())
-            .map(|a| Tag::Default {
-                policy: a.policy_id.clone(),
-            })
+        Plan::deciding(applied, f).map(|(a, _)| Tag::Default {
+            policy: a.policy_id.clone(),
+        })
     };
     let own = vec![Match::Oif(Ifaces::bridge_of(&n.id))];
     let within = Rule::counted(own, lowered(internal, None));

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use wasmnet_engine::flows::{Flow, FlowFilter, FlowVerdict};
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::extract::{parse_limit, DEFAULT_LIMIT};
 use crate::AppState;
 
 #[derive(Serialize, ToSchema)]
@@ -49,13 +49,7 @@ pub(crate) fn flow_query(s: &AppState, raw: Option<&str>) -> Result<(FlowFilter,
                 })?;
                 f.since = Some(n);
             }
-            "limit" => {
-                limit = (value.parse().ok())
-                    .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| {
-                        ApiError::invalid("limit", format!("{value:?} is not a number from 1 to {MAX_LIMIT}"))
-                    })?
-            }
+            "limit" => limit = parse_limit(&value)?,
             k => {
                 return Err(ApiError::invalid(
                     k,
